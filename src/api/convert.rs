@@ -1,0 +1,329 @@
+//! Conversions between the proto contract and the model. Decoding records
+//! what it cannot decode as field violations; the model checks the rest.
+
+use chrono::{DateTime, Utc};
+use prost_types::value::Kind;
+use prost_types::{ListValue, Struct, Timestamp};
+use serde_json::{Map, Number, Value};
+
+use crate::model::{
+    Level, Log, LogDraft, LogType, QueryDraft, Receipt, SortOrder, Stream, Violations,
+};
+use crate::proto::v1 as pb;
+
+/// The largest integer a double holds exactly; integral numbers below it
+/// are stored as JSON integers (`2`, not `2.0`).
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+pub(super) fn log_draft(entry: pb::LogEntry, violations: &mut Violations) -> LogDraft {
+    LogDraft {
+        job_run_id: entry.job_run_id,
+        task_run_id: entry.task_run_id,
+        time: entry
+            .time
+            .and_then(|time| time_from_proto(violations, "time", time)),
+        level: level_from_proto(violations, "level", entry.level),
+        stream: stream_from_proto(violations, "stream", entry.stream),
+        source: entry.source,
+        message: entry.message,
+        metadata: entry
+            .metadata
+            .map(|metadata| object_from_proto(violations, "metadata", metadata))
+            .unwrap_or_default(),
+    }
+}
+
+pub(super) fn query_draft(request: pb::ListLogsRequest, violations: &mut Violations) -> QueryDraft {
+    QueryDraft {
+        log_type: log_type_from_proto(violations, "type", request.r#type),
+        job_run_id: request.job_run_id,
+        task_run_id: request.task_run_id,
+        min_level: level_from_proto(violations, "min_level", request.min_level),
+        stream: stream_from_proto(violations, "stream", request.stream),
+        source: request.source,
+        start_time: request
+            .start_time
+            .and_then(|time| time_from_proto(violations, "start_time", time)),
+        end_time: request
+            .end_time
+            .and_then(|time| time_from_proto(violations, "end_time", time)),
+        message_contains: request.message_contains,
+        after_seq: request.after_seq,
+        order: sort_order_from_proto(violations, "order", request.order),
+        page_size: request.page_size,
+    }
+}
+
+pub(super) fn log_to_proto(log: Log) -> pb::Log {
+    let id_text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    pb::Log {
+        id: log.id.to_string(),
+        r#type: log_type_to_proto(log.owner.log_type()).into(),
+        job_run_id: id_text(log.owner.job_run_id()),
+        task_run_id: id_text(log.owner.task_run_id()),
+        seq: log.seq,
+        time: Some(time_to_proto(log.time)),
+        received_at: Some(time_to_proto(log.received_at)),
+        level: level_to_proto(log.level).into(),
+        stream: stream_to_proto(log.stream).into(),
+        source: log.source,
+        message: log.message,
+        metadata: Some(object_to_proto(log.metadata)),
+    }
+}
+
+pub(super) fn receipt_to_proto(receipt: Receipt) -> pb::LogReceipt {
+    pb::LogReceipt {
+        id: receipt.id.to_string(),
+        seq: receipt.seq,
+        received_at: Some(time_to_proto(receipt.received_at)),
+    }
+}
+
+/// Decodes a proto3 enum field: the zero value means "unset" (`None`), and
+/// a number the contract does not define is a violation.
+fn decode_enum<P: TryFrom<i32>, T>(
+    violations: &mut Violations,
+    field: &str,
+    raw: i32,
+    convert: impl FnOnce(P) -> Option<T>,
+) -> Option<T> {
+    match P::try_from(raw) {
+        Ok(value) => convert(value),
+        Err(_) => {
+            violations.add(field, format!("{raw} is not a defined value"));
+            None
+        }
+    }
+}
+
+fn log_type_from_proto(violations: &mut Violations, field: &str, raw: i32) -> Option<LogType> {
+    decode_enum(violations, field, raw, |value| match value {
+        pb::LogType::Unspecified => None,
+        pb::LogType::System => Some(LogType::System),
+        pb::LogType::Job => Some(LogType::Job),
+        pb::LogType::Task => Some(LogType::Task),
+    })
+}
+
+fn level_from_proto(violations: &mut Violations, field: &str, raw: i32) -> Option<Level> {
+    decode_enum(violations, field, raw, |value| match value {
+        pb::LogLevel::Unspecified => None,
+        pb::LogLevel::Trace => Some(Level::Trace),
+        pb::LogLevel::Debug => Some(Level::Debug),
+        pb::LogLevel::Info => Some(Level::Info),
+        pb::LogLevel::Warn => Some(Level::Warn),
+        pb::LogLevel::Error => Some(Level::Error),
+        pb::LogLevel::Fatal => Some(Level::Fatal),
+    })
+}
+
+fn stream_from_proto(violations: &mut Violations, field: &str, raw: i32) -> Option<Stream> {
+    decode_enum(violations, field, raw, |value| match value {
+        pb::LogStream::Unspecified => None,
+        pb::LogStream::Stdout => Some(Stream::Stdout),
+        pb::LogStream::Stderr => Some(Stream::Stderr),
+        pb::LogStream::System => Some(Stream::System),
+    })
+}
+
+fn sort_order_from_proto(violations: &mut Violations, field: &str, raw: i32) -> Option<SortOrder> {
+    decode_enum(violations, field, raw, |value| match value {
+        pb::SortOrder::Unspecified => None,
+        pb::SortOrder::Ascending => Some(SortOrder::Ascending),
+        pb::SortOrder::Descending => Some(SortOrder::Descending),
+    })
+}
+
+fn log_type_to_proto(log_type: LogType) -> pb::LogType {
+    match log_type {
+        LogType::System => pb::LogType::System,
+        LogType::Job => pb::LogType::Job,
+        LogType::Task => pb::LogType::Task,
+    }
+}
+
+fn level_to_proto(level: Level) -> pb::LogLevel {
+    match level {
+        Level::Trace => pb::LogLevel::Trace,
+        Level::Debug => pb::LogLevel::Debug,
+        Level::Info => pb::LogLevel::Info,
+        Level::Warn => pb::LogLevel::Warn,
+        Level::Error => pb::LogLevel::Error,
+        Level::Fatal => pb::LogLevel::Fatal,
+    }
+}
+
+fn stream_to_proto(stream: Stream) -> pb::LogStream {
+    match stream {
+        Stream::Stdout => pb::LogStream::Stdout,
+        Stream::Stderr => pb::LogStream::Stderr,
+        Stream::System => pb::LogStream::System,
+    }
+}
+
+fn time_from_proto(
+    violations: &mut Violations,
+    field: &str,
+    time: Timestamp,
+) -> Option<DateTime<Utc>> {
+    let decoded = u32::try_from(time.nanos)
+        .ok()
+        .filter(|nanos| *nanos < 1_000_000_000)
+        .and_then(|nanos| DateTime::from_timestamp(time.seconds, nanos));
+    if decoded.is_none() {
+        violations.add(
+            field,
+            format!(
+                "seconds {} and nanos {} are not a valid timestamp (nanos must be 0 to 999,999,999, \
+                 and the time within 0001-01-01 to 9999-12-31)",
+                time.seconds, time.nanos
+            ),
+        );
+    }
+    decoded
+}
+
+fn time_to_proto(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(999_999_999),
+    }
+}
+
+fn object_from_proto(
+    violations: &mut Violations,
+    field: &str,
+    object: Struct,
+) -> Map<String, Value> {
+    object
+        .fields
+        .into_iter()
+        .map(|(key, value)| {
+            let json = json_from_proto(violations, &format!("{field}.{key}"), value.kind);
+            (key, json)
+        })
+        .collect()
+}
+
+fn json_from_proto(violations: &mut Violations, field: &str, kind: Option<Kind>) -> Value {
+    match kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(flag)) => Value::Bool(flag),
+        Some(Kind::StringValue(text)) => Value::String(text),
+        Some(Kind::NumberValue(number))
+            if number.fract() == 0.0 && number.abs() < MAX_EXACT_INTEGER =>
+        {
+            // Exact: the number is integral and within the exact-integer range.
+            Value::from(number as i64)
+        }
+        Some(Kind::NumberValue(number)) => Number::from_f64(number)
+            .map(Value::Number)
+            .unwrap_or_else(|| {
+                violations.add(field, format!("{number} is not a finite number"));
+                Value::Null
+            }),
+        Some(Kind::ListValue(list)) => Value::Array(
+            list.values
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| {
+                    json_from_proto(violations, &format!("{field}[{index}]"), item.kind)
+                })
+                .collect(),
+        ),
+        Some(Kind::StructValue(object)) => {
+            Value::Object(object_from_proto(violations, field, object))
+        }
+    }
+}
+
+fn object_to_proto(object: Map<String, Value>) -> Struct {
+    Struct {
+        fields: object
+            .into_iter()
+            .map(|(key, value)| (key, json_to_proto(value)))
+            .collect(),
+    }
+}
+
+fn json_to_proto(value: Value) -> prost_types::Value {
+    let kind = match value {
+        Value::Null => Kind::NullValue(prost_types::NullValue::NullValue.into()),
+        Value::Bool(flag) => Kind::BoolValue(flag),
+        Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or(f64::NAN)),
+        Value::String(text) => Kind::StringValue(text),
+        Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.into_iter().map(json_to_proto).collect(),
+        }),
+        Value::Object(object) => Kind::StructValue(object_to_proto(object)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(value: f64) -> prost_types::Value {
+        prost_types::Value {
+            kind: Some(Kind::NumberValue(value)),
+        }
+    }
+
+    #[test]
+    fn metadata_numbers_keep_integers_and_refuse_non_finite_values() {
+        let mut violations = Violations::default();
+        let metadata = Struct {
+            fields: [
+                ("attempt".to_string(), number(2.0)),
+                ("ratio".to_string(), number(0.5)),
+            ]
+            .into(),
+        };
+        let json = object_from_proto(&mut violations, "metadata", metadata);
+        assert_eq!(
+            serde_json::to_string(&json).unwrap(),
+            r#"{"attempt":2,"ratio":0.5}"#
+        );
+        assert!(violations.is_empty());
+
+        let bad = Struct {
+            fields: [("x".to_string(), number(f64::INFINITY))].into(),
+        };
+        object_from_proto(&mut violations, "metadata", bad);
+        assert_eq!(
+            violations
+                .iter()
+                .map(|v| v.field.as_str())
+                .collect::<Vec<_>>(),
+            ["metadata.x"]
+        );
+    }
+
+    #[test]
+    fn metadata_round_trips_through_proto() {
+        let json: Map<String, Value> =
+            serde_json::from_str(r#"{"a":[1,"two",null,true,{"b":2.5}],"c":{}}"#).unwrap();
+        let mut violations = Violations::default();
+        let back = object_from_proto(&mut violations, "metadata", object_to_proto(json.clone()));
+        assert_eq!(back, json);
+    }
+
+    #[test]
+    fn unknown_enum_numbers_and_bad_timestamps_are_violations() {
+        let mut violations = Violations::default();
+        let entry = pb::LogEntry {
+            level: 99,
+            stream: -1,
+            time: Some(Timestamp {
+                seconds: 0,
+                nanos: 1_000_000_000,
+            }),
+            ..pb::LogEntry::default()
+        };
+        log_draft(entry, &mut violations);
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["time", "level", "stream"]);
+    }
+}

@@ -1,0 +1,53 @@
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::model::Violations;
+use crate::store::StoreError;
+
+/// Why a request failed, as the services see it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request breaks rules; each violation names its field.
+    #[error("invalid request: {0}")]
+    InvalidArgument(Violations),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Violations> for ApiError {
+    fn from(violations: Violations) -> Self {
+        ApiError::InvalidArgument(violations)
+    }
+}
+
+/// The one place where errors become gRPC statuses. Field violations travel
+/// as `google.rpc.BadRequest` details; storage faults the client can retry
+/// are UNAVAILABLE; anything else is logged and answered without internals.
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        match error {
+            ApiError::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for violation in violations.iter() {
+                    details.add_bad_request_violation(&violation.field, &violation.description);
+                }
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("invalid request: {violations}"),
+                    details,
+                )
+            }
+            ApiError::NotFound(what) => Status::not_found(what),
+            ApiError::Store(StoreError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "database unavailable");
+                Status::unavailable("the database is unavailable; nothing was stored, retry later")
+            }
+            ApiError::Store(other) => {
+                tracing::error!(error = %other, "storage failed");
+                Status::internal("storage failed; see the server log")
+            }
+        }
+    }
+}

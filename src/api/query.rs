@@ -1,0 +1,116 @@
+//! LogQueryService: filtered listings with keyset paging, and single logs.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::convert::{log_to_proto, query_draft};
+use super::error::ApiError;
+use super::page_token;
+use crate::model::{Cursor, LogQuery, Violations};
+use crate::proto::v1 as pb;
+use crate::proto::v1::log_query_service_server::LogQueryService;
+use crate::store::LogStore;
+
+/// Serves LogQueryService.
+#[derive(Clone)]
+pub struct LogReader {
+    store: Arc<dyn LogStore>,
+}
+
+impl LogReader {
+    pub fn new(store: Arc<dyn LogStore>) -> Self {
+        LogReader { store }
+    }
+
+    async fn list(
+        &self,
+        mut request: pb::ListLogsRequest,
+    ) -> Result<pb::ListLogsResponse, ApiError> {
+        let mut violations = Violations::default();
+        let page_token = std::mem::take(&mut request.page_token);
+        let draft = query_draft(request, &mut violations);
+        let (filter, order, page_size) = match draft.validate() {
+            Ok(valid) if violations.is_empty() => valid,
+            Ok(_) => return Err(violations.into()),
+            Err(model) => {
+                violations.append(model);
+                return Err(violations.into());
+            }
+        };
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            match page_token::decode(&page_token, &filter, order) {
+                Ok(cursor) => Some(cursor),
+                Err(reason) => {
+                    violations.add("page_token", reason);
+                    return Err(violations.into());
+                }
+            }
+        };
+        // One row more than a page tells whether another page follows.
+        let query = LogQuery {
+            filter,
+            order,
+            after,
+            limit: page_size + 1,
+        };
+        let mut logs = self.store.list(&query).await?;
+        let next_page_token = if logs.len() > page_size {
+            logs.truncate(page_size);
+            logs.last()
+                .map(|last| {
+                    page_token::encode(
+                        Cursor::of(last, query.filter.ordering()),
+                        &query.filter,
+                        order,
+                    )
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListLogsResponse {
+            logs: logs.into_iter().map(log_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn get(&self, request: pb::GetLogRequest) -> Result<pb::GetLogResponse, ApiError> {
+        let Ok(id) = Uuid::try_parse(&request.id) else {
+            let mut violations = Violations::default();
+            let problem = if request.id.is_empty() {
+                "is required".to_string()
+            } else {
+                format!("{:?} is not a UUID", request.id)
+            };
+            violations.add("id", problem);
+            return Err(violations.into());
+        };
+        match self.store.get(id).await? {
+            Some(log) => Ok(pb::GetLogResponse {
+                log: Some(log_to_proto(log)),
+            }),
+            None => Err(ApiError::NotFound(format!("no log has id {id}"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl LogQueryService for LogReader {
+    async fn list_logs(
+        &self,
+        request: Request<pb::ListLogsRequest>,
+    ) -> Result<Response<pb::ListLogsResponse>, Status> {
+        Ok(Response::new(self.list(request.into_inner()).await?))
+    }
+
+    async fn get_log(
+        &self,
+        request: Request<pb::GetLogRequest>,
+    ) -> Result<Response<pb::GetLogResponse>, Status> {
+        Ok(Response::new(self.get(request.into_inner()).await?))
+    }
+}

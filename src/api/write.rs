@@ -1,0 +1,180 @@
+//! The three write services. The log type follows from the service; entries
+//! that carry another type's fields are refused, naming the field.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+
+use super::convert::{log_draft, receipt_to_proto};
+use super::error::ApiError;
+use crate::model::{LogType, MAX_BATCH_LOGS, NewLog, Violations};
+use crate::proto::v1 as pb;
+use crate::proto::v1::job_log_service_server::JobLogService;
+use crate::proto::v1::system_log_service_server::SystemLogService;
+use crate::proto::v1::task_log_service_server::TaskLogService;
+use crate::store::LogStore;
+
+/// Serves SystemLogService, JobLogService and TaskLogService.
+#[derive(Clone)]
+pub struct LogWriter {
+    store: Arc<dyn LogStore>,
+}
+
+impl LogWriter {
+    pub fn new(store: Arc<dyn LogStore>) -> Self {
+        LogWriter { store }
+    }
+
+    async fn write_one(
+        &self,
+        log_type: LogType,
+        entry: Option<pb::LogEntry>,
+    ) -> Result<pb::LogReceipt, ApiError> {
+        let Some(entry) = entry else {
+            let mut violations = Violations::default();
+            violations.add("log", "is required");
+            return Err(violations.into());
+        };
+        let log = validate_entry(entry, log_type, "log")?;
+        let receipts = self.store.append(std::slice::from_ref(&log)).await?;
+        Ok(receipts
+            .into_iter()
+            .map(receipt_to_proto)
+            .next()
+            .unwrap_or_default())
+    }
+
+    async fn write_batch(
+        &self,
+        log_type: LogType,
+        entries: Vec<pb::LogEntry>,
+    ) -> Result<Vec<pb::LogReceipt>, ApiError> {
+        let mut violations = Violations::default();
+        if entries.is_empty() {
+            violations.add("logs", "must hold at least one entry");
+        } else if entries.len() > MAX_BATCH_LOGS {
+            violations.add(
+                "logs",
+                format!(
+                    "holds {} entries; at most {MAX_BATCH_LOGS} are allowed",
+                    entries.len()
+                ),
+            );
+        }
+        if !violations.is_empty() {
+            return Err(violations.into());
+        }
+        let mut logs = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            match validate_entry(entry, log_type, &format!("logs[{index}]")) {
+                Ok(log) => logs.push(log),
+                Err(ApiError::InvalidArgument(entry_violations)) => {
+                    violations.append(entry_violations)
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(violations.into());
+        }
+        let receipts = self.store.append(&logs).await?;
+        Ok(receipts.into_iter().map(receipt_to_proto).collect())
+    }
+}
+
+/// Decodes and validates one entry; violations are named under `prefix`.
+fn validate_entry(
+    entry: pb::LogEntry,
+    log_type: LogType,
+    prefix: &str,
+) -> Result<NewLog, ApiError> {
+    let mut decoding = Violations::default();
+    let draft = log_draft(entry, &mut decoding);
+    let checked = draft.validate(log_type, Utc::now());
+    let mut violations = Violations::default();
+    violations.extend_under(prefix, decoding);
+    match checked {
+        Ok(log) if violations.is_empty() => Ok(log),
+        Ok(_) => Err(violations.into()),
+        Err(model) => {
+            violations.extend_under(prefix, model);
+            Err(violations.into())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SystemLogService for LogWriter {
+    async fn write_system_log(
+        &self,
+        request: Request<pb::WriteSystemLogRequest>,
+    ) -> Result<Response<pb::WriteSystemLogResponse>, Status> {
+        let receipt = self
+            .write_one(LogType::System, request.into_inner().log)
+            .await?;
+        Ok(Response::new(pb::WriteSystemLogResponse {
+            receipt: Some(receipt),
+        }))
+    }
+
+    async fn write_system_logs(
+        &self,
+        request: Request<pb::WriteSystemLogsRequest>,
+    ) -> Result<Response<pb::WriteSystemLogsResponse>, Status> {
+        let receipts = self
+            .write_batch(LogType::System, request.into_inner().logs)
+            .await?;
+        Ok(Response::new(pb::WriteSystemLogsResponse { receipts }))
+    }
+}
+
+#[tonic::async_trait]
+impl JobLogService for LogWriter {
+    async fn write_job_log(
+        &self,
+        request: Request<pb::WriteJobLogRequest>,
+    ) -> Result<Response<pb::WriteJobLogResponse>, Status> {
+        let receipt = self
+            .write_one(LogType::Job, request.into_inner().log)
+            .await?;
+        Ok(Response::new(pb::WriteJobLogResponse {
+            receipt: Some(receipt),
+        }))
+    }
+
+    async fn write_job_logs(
+        &self,
+        request: Request<pb::WriteJobLogsRequest>,
+    ) -> Result<Response<pb::WriteJobLogsResponse>, Status> {
+        let receipts = self
+            .write_batch(LogType::Job, request.into_inner().logs)
+            .await?;
+        Ok(Response::new(pb::WriteJobLogsResponse { receipts }))
+    }
+}
+
+#[tonic::async_trait]
+impl TaskLogService for LogWriter {
+    async fn write_task_log(
+        &self,
+        request: Request<pb::WriteTaskLogRequest>,
+    ) -> Result<Response<pb::WriteTaskLogResponse>, Status> {
+        let receipt = self
+            .write_one(LogType::Task, request.into_inner().log)
+            .await?;
+        Ok(Response::new(pb::WriteTaskLogResponse {
+            receipt: Some(receipt),
+        }))
+    }
+
+    async fn write_task_logs(
+        &self,
+        request: Request<pb::WriteTaskLogsRequest>,
+    ) -> Result<Response<pb::WriteTaskLogsResponse>, Status> {
+        let receipts = self
+            .write_batch(LogType::Task, request.into_inner().logs)
+            .await?;
+        Ok(Response::new(pb::WriteTaskLogsResponse { receipts }))
+    }
+}

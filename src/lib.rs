@@ -1,0 +1,11 @@
+//! logwell: gRPC log collection for job systems, with one unified model of
+//! system, job and task logs, stored in SQLite or PostgreSQL.
+
+pub mod api;
+pub mod config;
+mod health;
+pub mod model;
+pub mod proto;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,239 @@
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::kinds::{Level, LogType, Owner, Stream};
+use super::validation::{
+    Violations, check_message, check_metadata, check_source, required_uuid, storable_time,
+};
+
+/// A log as its emitter sent it, before validation. Enumerations arrive
+/// decoded; `None` means the emitter left the field unset.
+#[derive(Debug, Clone, Default)]
+pub struct LogDraft {
+    pub job_run_id: String,
+    pub task_run_id: String,
+    pub time: Option<DateTime<Utc>>,
+    pub level: Option<Level>,
+    pub stream: Option<Stream>,
+    pub source: String,
+    pub message: String,
+    pub metadata: Map<String, Value>,
+}
+
+/// A validated log, ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLog {
+    pub id: Uuid,
+    pub owner: Owner,
+    pub time: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub level: Level,
+    pub stream: Stream,
+    pub source: String,
+    pub message: String,
+    pub metadata: Map<String, Value>,
+}
+
+/// A stored log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    pub id: Uuid,
+    pub owner: Owner,
+    /// Position in its job run, or in the system sequence: 1, 2, 3, … in
+    /// commit order.
+    pub seq: i64,
+    pub time: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub level: Level,
+    pub stream: Stream,
+    pub source: String,
+    pub message: String,
+    pub metadata: Map<String, Value>,
+}
+
+/// What the store assigned to a log it committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: Uuid,
+    pub seq: i64,
+    pub received_at: DateTime<Utc>,
+}
+
+impl LogDraft {
+    /// Validates the draft as a log of `log_type`, received at `received_at`.
+    /// Every broken rule is reported, each under the field that breaks it.
+    pub fn validate(
+        self,
+        log_type: LogType,
+        received_at: DateTime<Utc>,
+    ) -> Result<NewLog, Violations> {
+        let mut violations = Violations::default();
+        let owner = self.owner(log_type, &mut violations);
+        let received_at = storable_time(&mut violations, "received_at", received_at);
+        let time = match self.time {
+            Some(time) => storable_time(&mut violations, "time", time),
+            None => received_at,
+        };
+        let stream = match (owner, self.stream) {
+            (Some(owner), None) => Some(owner.default_stream()),
+            (Some(owner), Some(stream)) if !owner.allows_stream(stream) => {
+                violations.add(
+                    "stream",
+                    format!("{log_type} logs are always on the system stream, not {stream}"),
+                );
+                None
+            }
+            (_, stream) => stream,
+        };
+        check_source(&mut violations, "source", &self.source);
+        check_message(&mut violations, "message", &self.message);
+        check_metadata(&mut violations, "metadata", &self.metadata);
+
+        match (owner, time, received_at, stream) {
+            (Some(owner), Some(time), Some(received_at), Some(stream)) if violations.is_empty() => {
+                Ok(NewLog {
+                    id: Uuid::now_v7(),
+                    owner,
+                    time,
+                    received_at,
+                    level: self.level.unwrap_or(Level::Info),
+                    stream,
+                    source: self.source,
+                    message: self.message,
+                    metadata: self.metadata,
+                })
+            }
+            _ => Err(violations),
+        }
+    }
+
+    /// Derives the owner from the type and the ids, naming each id that the
+    /// type requires but lacks, or carries but must not.
+    fn owner(&self, log_type: LogType, violations: &mut Violations) -> Option<Owner> {
+        let forbid = |violations: &mut Violations, field: &str, text: &str| {
+            if !text.is_empty() {
+                let service = match field {
+                    "task_run_id" => "TaskLogService",
+                    _ => "JobLogService or TaskLogService",
+                };
+                violations.add(
+                    field,
+                    format!(
+                        "{log_type} logs must not carry a {field}; send such logs to {service}"
+                    ),
+                );
+            }
+        };
+        match log_type {
+            LogType::System => {
+                forbid(violations, "job_run_id", &self.job_run_id);
+                forbid(violations, "task_run_id", &self.task_run_id);
+                Some(Owner::System)
+            }
+            LogType::Job => {
+                let job_run_id = required_uuid(violations, "job_run_id", &self.job_run_id);
+                forbid(violations, "task_run_id", &self.task_run_id);
+                Some(Owner::Job {
+                    job_run_id: job_run_id?,
+                })
+            }
+            LogType::Task => {
+                let job_run_id = required_uuid(violations, "job_run_id", &self.job_run_id);
+                let task_run_id = required_uuid(violations, "task_run_id", &self.task_run_id);
+                Some(Owner::Task {
+                    job_run_id: job_run_id?,
+                    task_run_id: task_run_id?,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(job_run_id: &str, task_run_id: &str) -> LogDraft {
+        LogDraft {
+            job_run_id: job_run_id.into(),
+            task_run_id: task_run_id.into(),
+            message: "hello".into(),
+            ..LogDraft::default()
+        }
+    }
+
+    fn violated_fields(result: Result<NewLog, Violations>) -> Vec<String> {
+        result
+            .expect_err("draft should be refused")
+            .iter()
+            .map(|v| v.field.clone())
+            .collect()
+    }
+
+    #[test]
+    fn each_type_requires_and_forbids_its_ids() {
+        let id = Uuid::now_v7().to_string();
+        let now = Utc::now();
+        assert_eq!(
+            violated_fields(draft(&id, "").validate(LogType::System, now)),
+            ["job_run_id"]
+        );
+        assert_eq!(
+            violated_fields(draft("", &id).validate(LogType::System, now)),
+            ["task_run_id"]
+        );
+        assert_eq!(
+            violated_fields(draft("", "").validate(LogType::Job, now)),
+            ["job_run_id"]
+        );
+        assert_eq!(
+            violated_fields(draft(&id, &id).validate(LogType::Job, now)),
+            ["task_run_id"]
+        );
+        assert_eq!(
+            violated_fields(draft(&id, "").validate(LogType::Task, now)),
+            ["task_run_id"]
+        );
+        assert_eq!(
+            violated_fields(draft("", &id).validate(LogType::Task, now)),
+            ["job_run_id"]
+        );
+
+        let task = draft(&id, &id).validate(LogType::Task, now).unwrap();
+        assert_eq!(task.owner.log_type(), LogType::Task);
+        assert_eq!(task.stream, Stream::Stdout);
+        assert_eq!(task.level, Level::Info);
+        let system = draft("", "").validate(LogType::System, now).unwrap();
+        assert_eq!(system.stream, Stream::System);
+    }
+
+    #[test]
+    fn system_logs_refuse_output_streams() {
+        let mut system = draft("", "");
+        system.stream = Some(Stream::Stderr);
+        assert_eq!(
+            violated_fields(system.validate(LogType::System, Utc::now())),
+            ["stream"]
+        );
+    }
+
+    #[test]
+    fn time_defaults_to_receipt_time() {
+        let now = Utc::now();
+        let log = draft("", "").validate(LogType::System, now).unwrap();
+        assert_eq!(log.time, log.received_at);
+        assert_eq!(log.received_at.timestamp_micros(), now.timestamp_micros());
+    }
+
+    #[test]
+    fn all_violations_are_reported_together() {
+        let mut bad = draft("nope", "");
+        bad.message.clear();
+        bad.source = "line\nbreak".into();
+        assert_eq!(
+            violated_fields(bad.validate(LogType::Task, Utc::now())),
+            ["job_run_id", "task_run_id", "source", "message"]
+        );
+    }
+}

@@ -1,0 +1,271 @@
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Logs in one batch write, at most.
+pub const MAX_BATCH_LOGS: usize = 1_000;
+/// Bytes of UTF-8 in one message, at most.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Bytes of UTF-8 in a source, at most.
+pub const MAX_SOURCE_BYTES: usize = 256;
+/// Bytes of a log's metadata serialized as JSON, at most.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// The earliest time logwell stores: protobuf's Timestamp range, which both
+/// backends hold with microsecond precision.
+pub const MIN_TIME: DateTime<Utc> = match NaiveDate::from_ymd_opt(1, 1, 1) {
+    Some(date) => date.and_time(chrono::NaiveTime::MIN).and_utc(),
+    None => panic!("0001-01-01 is a valid date"),
+};
+/// The latest time logwell stores.
+pub const MAX_TIME: DateTime<Utc> = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(date) => match date.and_hms_micro_opt(23, 59, 59, 999_999) {
+        Some(time) => time.and_utc(),
+        None => panic!("23:59:59.999999 is a valid time"),
+    },
+    None => panic!("9999-12-31 is a valid date"),
+};
+
+/// One field of a request that breaks a rule, named the way the client sent
+/// it (for example `logs[3].task_run_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+/// Every rule a request breaks, collected so that the caller learns about all
+/// of them at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Adds another set of violations whose field names are relative to `prefix`.
+    pub fn extend_under(&mut self, prefix: &str, nested: Violations) {
+        for violation in nested.0 {
+            self.add(
+                format!("{prefix}.{}", violation.field),
+                violation.description,
+            );
+        }
+    }
+
+    /// Adds every violation of `other`.
+    pub fn append(&mut self, other: Violations) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
+        self.0.iter()
+    }
+
+    /// `Ok(value)` if nothing was violated.
+    pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl std::fmt::Display for Violations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let described: Vec<String> = self
+            .0
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect();
+        f.write_str(&described.join("; "))
+    }
+}
+
+/// Parses an id that the request must carry.
+pub(crate) fn required_uuid(violations: &mut Violations, field: &str, text: &str) -> Option<Uuid> {
+    if text.is_empty() {
+        violations.add(field, "is required");
+        return None;
+    }
+    optional_uuid(violations, field, text)
+}
+
+/// Parses an id that may be empty.
+pub(crate) fn optional_uuid(violations: &mut Violations, field: &str, text: &str) -> Option<Uuid> {
+    if text.is_empty() {
+        return None;
+    }
+    match Uuid::try_parse(text) {
+        Ok(id) if id.is_nil() => {
+            violations.add(field, "must not be the nil UUID");
+            None
+        }
+        Ok(id) => Some(id),
+        Err(_) => {
+            violations.add(field, format!("{text:?} is not a UUID"));
+            None
+        }
+    }
+}
+
+/// Checks that a time lies in the stored range and truncates it to the
+/// stored (microsecond) precision.
+pub(crate) fn storable_time(
+    violations: &mut Violations,
+    field: &str,
+    time: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !(MIN_TIME..=MAX_TIME).contains(&time) {
+        violations.add(
+            field,
+            format!("{time} is outside the supported range {MIN_TIME} .. {MAX_TIME}"),
+        );
+        return None;
+    }
+    let micros = time.timestamp_micros();
+    DateTime::from_timestamp_micros(micros)
+}
+
+pub(crate) fn check_source(violations: &mut Violations, field: &str, source: &str) {
+    if source.len() > MAX_SOURCE_BYTES {
+        violations.add(
+            field,
+            format!(
+                "is {} bytes long; at most {MAX_SOURCE_BYTES} are allowed",
+                source.len()
+            ),
+        );
+    }
+    if source.chars().any(char::is_control) {
+        violations.add(field, "must not contain control characters");
+    }
+}
+
+pub(crate) fn check_message(violations: &mut Violations, field: &str, message: &str) {
+    if message.is_empty() {
+        violations.add(field, "is required and must not be empty");
+    } else if message.len() > MAX_MESSAGE_BYTES {
+        violations.add(
+            field,
+            format!(
+                "is {} bytes long; at most {MAX_MESSAGE_BYTES} are allowed",
+                message.len()
+            ),
+        );
+    }
+    if message.contains('\0') {
+        violations.add(field, "must not contain NUL characters");
+    }
+}
+
+pub(crate) fn check_metadata(
+    violations: &mut Violations,
+    field: &str,
+    metadata: &Map<String, Value>,
+) {
+    let size = serde_json::to_string(metadata).map_or(usize::MAX, |json| json.len());
+    if size > MAX_METADATA_BYTES {
+        violations.add(
+            field,
+            format!("is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"),
+        );
+    }
+    if object_contains_nul(metadata) {
+        violations.add(field, "must not contain NUL characters in keys or strings");
+    }
+}
+
+fn object_contains_nul(object: &Map<String, Value>) -> bool {
+    object
+        .iter()
+        .any(|(key, value)| key.contains('\0') || value_contains_nul(value))
+}
+
+fn value_contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(value_contains_nul),
+        Value::Object(object) => object_contains_nul(object),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_non_nil_uuids() {
+        let mut violations = Violations::default();
+        assert_eq!(required_uuid(&mut violations, "a", ""), None);
+        assert_eq!(required_uuid(&mut violations, "b", "not-a-uuid"), None);
+        assert_eq!(
+            required_uuid(&mut violations, "c", &Uuid::nil().to_string()),
+            None
+        );
+        let id = Uuid::now_v7();
+        assert_eq!(
+            required_uuid(&mut violations, "d", &id.to_string()),
+            Some(id)
+        );
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn times_are_bounded_and_truncated_to_microseconds() {
+        let mut violations = Violations::default();
+        let precise = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+        let stored = storable_time(&mut violations, "time", precise).unwrap();
+        assert_eq!(stored.timestamp_subsec_nanos(), 123_456_000);
+        assert_eq!(
+            storable_time(&mut violations, "time", MAX_TIME),
+            Some(MAX_TIME)
+        );
+        assert_eq!(
+            storable_time(&mut violations, "time", MIN_TIME),
+            Some(MIN_TIME)
+        );
+        assert!(violations.is_empty());
+        let too_late = MAX_TIME + chrono::TimeDelta::microseconds(1);
+        assert_eq!(storable_time(&mut violations, "time", too_late), None);
+        assert_eq!(violations.iter().count(), 1);
+    }
+
+    #[test]
+    fn nul_anywhere_in_metadata_is_refused() {
+        let mut violations = Violations::default();
+        let nested: Map<String, Value> =
+            serde_json::from_str(r#"{"a": [{"b": "x\u0000y"}]}"#).unwrap();
+        check_metadata(&mut violations, "metadata", &nested);
+        let clean: Map<String, Value> = serde_json::from_str(r#"{"a": [{"b": "xy"}]}"#).unwrap();
+        check_metadata(&mut violations, "clean", &clean);
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["metadata"]);
+    }
+
+    #[test]
+    fn messages_must_be_non_empty_and_nul_free() {
+        let mut violations = Violations::default();
+        check_message(&mut violations, "empty", "");
+        check_message(&mut violations, "nul", "a\0b");
+        check_message(
+            &mut violations,
+            "fine",
+            "tab\tand newline\n and \u{1b}[31mcolour",
+        );
+        check_message(&mut violations, "huge", &"x".repeat(MAX_MESSAGE_BYTES + 1));
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["empty", "nul", "huge"]);
+    }
+}

@@ -1,0 +1,109 @@
+//! Assembles the gRPC server: logwell's services, health and reflection, on
+//! a listener the caller bound, until a shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::api::{LogReader, LogWriter};
+use crate::health;
+use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::proto::v1::job_log_service_server::JobLogServiceServer;
+use crate::proto::v1::log_query_service_server::LogQueryServiceServer;
+use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
+use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
+use crate::store::LogStore;
+
+/// How the server behaves, apart from where it listens and stores.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// How often the database is checked for the health service.
+    pub health_check_interval: Duration,
+    /// How long in-flight requests may take to finish after a shutdown
+    /// signal before the server closes regardless.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves on `listener` until `shutdown` resolves; then stops accepting,
+/// lets in-flight requests finish (up to the grace period) and closes the
+/// store.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn LogStore>,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health::report(&health_reporter, ServingStatus::NotServing).await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let writer = LogWriter::new(store.clone());
+    let reader = LogReader::new(store.clone());
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(SystemLogServiceServer::new(writer.clone()))
+        .add_service(JobLogServiceServer::new(writer.clone()))
+        .add_service(TaskLogServiceServer::new(writer))
+        .add_service(LogQueryServiceServer::new(reader));
+
+    let (stopping_sender, stopping) = watch::channel(false);
+    let health_task = tokio::spawn(health::watch_database(
+        store.clone(),
+        health_reporter,
+        settings.health_check_interval,
+        stopping.clone(),
+    ));
+    let signal_sender = stopping_sender.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        signal_sender.send_replace(true);
+    });
+
+    let stopped = |mut receiver: watch::Receiver<bool>| async move {
+        // An error means every sender is gone, which also means "stop".
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    };
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serving = router.serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
+    let grace_over = {
+        let stopped = stopped(stopping);
+        async move {
+            stopped.await;
+            tokio::time::sleep(settings.shutdown_grace).await;
+        }
+    };
+    let result = tokio::select! {
+        result = serving => result.map_err(ServeError::from),
+        () = grace_over => {
+            tracing::warn!(grace = ?settings.shutdown_grace, "requests still running after the grace period; closing");
+            Ok(())
+        }
+    };
+    stopping_sender.send_replace(true);
+    if let Err(error) = health_task.await {
+        tracing::error!(%error, "health task failed");
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}

@@ -1,0 +1,120 @@
+//! Storage: one trait, one module per backend, each with its own SQL and its
+//! own migrations folder.
+
+mod error;
+mod list_sql;
+mod postgres;
+mod sequence;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::model::{Log, LogQuery, LogType, NewLog, Owner, Receipt};
+
+pub use error::StoreError;
+
+/// Where logs live. Every implementation passes the same conformance suite
+/// (`tests/api`).
+#[async_trait::async_trait]
+pub trait LogStore: Send + Sync + 'static {
+    /// Stores `logs` in one transaction, in order: all of them or none. Each
+    /// log gets the next seq of its job run (or of the system sequence),
+    /// allocated inside the transaction so that seq order is commit order.
+    async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError>;
+
+    /// Runs one page of a listing.
+    async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError>;
+
+    /// One log by id.
+    async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError>;
+
+    /// Succeeds while the database answers and holds logwell's schema.
+    async fn check_health(&self) -> Result<(), StoreError>;
+
+    /// Closes every connection, waiting for those in use to be returned.
+    async fn close(&self);
+}
+
+/// How to connect, whichever the backend.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Connections per pool, at most.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before failing with
+    /// UNAVAILABLE.
+    pub acquire_timeout: Duration,
+}
+
+/// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and
+/// applies pending migrations.
+pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn LogStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::open(url, options).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// A stored row with each column in its domain type, before the model
+/// checks that the columns fit together.
+#[derive(Debug, sqlx::FromRow)]
+struct StoredRow {
+    id: Uuid,
+    #[sqlx(rename = "type")]
+    log_type: String,
+    job_run_id: Option<Uuid>,
+    task_run_id: Option<Uuid>,
+    seq: i64,
+    event_time: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    level: String,
+    stream: String,
+    source: String,
+    message: String,
+    metadata: Value,
+}
+
+impl TryFrom<StoredRow> for Log {
+    type Error = StoreError;
+
+    fn try_from(row: StoredRow) -> Result<Log, StoreError> {
+        let corrupt = |what: String| StoreError::CorruptRow { id: row.id, what };
+        let owner = match (
+            row.log_type.parse::<LogType>(),
+            row.job_run_id,
+            row.task_run_id,
+        ) {
+            (Ok(LogType::System), None, None) => Owner::System,
+            (Ok(LogType::Job), Some(job_run_id), None) => Owner::Job { job_run_id },
+            (Ok(LogType::Task), Some(job_run_id), Some(task_run_id)) => Owner::Task {
+                job_run_id,
+                task_run_id,
+            },
+            (log_type, _, _) => {
+                return Err(corrupt(format!("type {log_type:?} does not fit its ids")));
+            }
+        };
+        let Value::Object(metadata) = row.metadata else {
+            return Err(corrupt("metadata is not a JSON object".into()));
+        };
+        Ok(Log {
+            id: row.id,
+            owner,
+            seq: row.seq,
+            time: row.event_time,
+            received_at: row.received_at,
+            level: row.level.parse().map_err(|e| corrupt(format!("{e}")))?,
+            stream: row.stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+            source: row.source,
+            message: row.message,
+            metadata,
+        })
+    }
+}

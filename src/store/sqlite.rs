@@ -1,0 +1,306 @@
+//! The embedded default: one SQLite file in WAL mode. One writer connection
+//! (SQLite has one writer at a time anyway, and a single connection never
+//! waits on its own lock) and a pool of readers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
+use sqlx::{Executor, QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
+use super::{LogStore, StoreError, StoredRow, sequence};
+use crate::model::{Log, LogQuery, NewLog, Receipt};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Rows per INSERT statement: 12 parameters each, well under SQLite's limit
+/// of 32,766 parameters per statement.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Reserves `$2 - 1` seqs of one sequence and returns the next free seq; the
+/// first reserved seq is that minus the count.
+const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq) VALUES (?, ?) \
+     ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1 \
+     RETURNING next_seq";
+
+pub(super) struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+}
+
+struct SqliteDialect;
+
+impl Dialect for SqliteDialect {
+    fn placeholder(_index: usize) -> String {
+        "?".into()
+    }
+
+    fn contains(column: &str, placeholder: &str) -> String {
+        format!("instr({column}, {placeholder}) > 0")
+    }
+}
+
+impl SqliteStore {
+    pub(super) async fn open(
+        url: &str,
+        options: &super::ConnectOptions,
+    ) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let path = connect.get_filename().to_path_buf();
+        if path == Path::new(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::InMemorySqlite);
+        }
+        if let Some(folder) = path
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
+                path: folder.display().to_string(),
+                source,
+            })?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await?;
+        migrate(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            path,
+        })
+    }
+}
+
+/// Applies pending migrations inside one `BEGIN IMMEDIATE` transaction. The
+/// write lock is taken first, so of two processes starting on a fresh file
+/// one migrates while the other waits and then finds nothing left to do
+/// (sqlx's own migrator takes no lock on SQLite).
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut connection = pool.acquire().await?;
+    connection.execute("BEGIN IMMEDIATE").await?;
+    match apply_pending(&mut connection).await {
+        Ok(()) => {
+            connection.execute("COMMIT").await?;
+            Ok(())
+        }
+        Err(error) => {
+            connection.execute("ROLLBACK").await?;
+            Err(error)
+        }
+    }
+}
+
+async fn apply_pending(connection: &mut SqliteConnection) -> Result<(), StoreError> {
+    connection
+        .execute(
+            "CREATE TABLE IF NOT EXISTS logwell_migrations (
+                version INTEGER PRIMARY KEY NOT NULL,
+                description TEXT NOT NULL,
+                checksum BLOB NOT NULL,
+                applied_at INTEGER NOT NULL
+            ) STRICT",
+        )
+        .await?;
+    let applied: BTreeMap<i64, Vec<u8>> =
+        sqlx::query_as("SELECT version, checksum FROM logwell_migrations")
+            .fetch_all(&mut *connection)
+            .await?
+            .into_iter()
+            .collect();
+    for migration in MIGRATIONS.iter() {
+        match applied.get(&migration.version) {
+            Some(checksum) if checksum[..] == migration.checksum[..] => continue,
+            Some(_) => {
+                return Err(StoreError::Migrate(format!(
+                    "migration {} ({}) changed after it was applied",
+                    migration.version, migration.description
+                )));
+            }
+            None => {}
+        }
+        sqlx::raw_sql(&migration.sql)
+            .execute(&mut *connection)
+            .await?;
+        sqlx::query("INSERT INTO logwell_migrations (version, description, checksum, applied_at) VALUES (?, ?, ?, ?)")
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .bind(Utc::now().timestamp_micros())
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A row as SQLite stores it: ids as text, times as microseconds, metadata
+/// as JSON text.
+#[derive(sqlx::FromRow)]
+struct SqliteRow {
+    id: String,
+    #[sqlx(rename = "type")]
+    log_type: String,
+    job_run_id: Option<String>,
+    task_run_id: Option<String>,
+    seq: i64,
+    event_time: i64,
+    received_at: i64,
+    level: String,
+    stream: String,
+    source: String,
+    message: String,
+    metadata: String,
+}
+
+impl TryFrom<SqliteRow> for Log {
+    type Error = StoreError;
+
+    fn try_from(row: SqliteRow) -> Result<Log, StoreError> {
+        let id = Uuid::try_parse(&row.id).map_err(|_| StoreError::CorruptRow {
+            id: Uuid::nil(),
+            what: format!("id {:?} is not a UUID", row.id),
+        })?;
+        let corrupt = |what: String| StoreError::CorruptRow { id, what };
+        let uuid = |text: Option<String>| {
+            text.map(|text| {
+                Uuid::try_parse(&text).map_err(|_| corrupt(format!("{text:?} is not a UUID")))
+            })
+            .transpose()
+        };
+        let time = |micros: i64| {
+            DateTime::from_timestamp_micros(micros)
+                .ok_or_else(|| corrupt(format!("time {micros} is out of range")))
+        };
+        Log::try_from(StoredRow {
+            id,
+            log_type: row.log_type,
+            job_run_id: uuid(row.job_run_id)?,
+            task_run_id: uuid(row.task_run_id)?,
+            seq: row.seq,
+            event_time: time(row.event_time)?,
+            received_at: time(row.received_at)?,
+            level: row.level,
+            stream: row.stream,
+            source: row.source,
+            message: row.message,
+            metadata: serde_json::from_str(&row.metadata)
+                .map_err(|e| corrupt(format!("metadata: {e}")))?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl LogStore for SqliteStore {
+    async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
+        let metadata = logs
+            .iter()
+            .map(|log| serde_json::to_string(&log.metadata))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut transaction = self.writer.begin().await?;
+        let mut starts = BTreeMap::new();
+        for (sequence, count) in sequence::demand(logs) {
+            let next: i64 = sqlx::query_scalar(ALLOCATE_SEQS)
+                .bind(sequence.to_string())
+                .bind(count + 1)
+                .fetch_one(&mut *transaction)
+                .await?;
+            starts.insert(sequence, next - count);
+        }
+        let seqs = sequence::assign(logs, starts);
+        let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO logs ({LOG_COLUMNS}) "));
+            insert.push_values(chunk, |mut row, ((log, seq), metadata)| {
+                row.push_bind(log.id.to_string())
+                    .push_bind(log.owner.log_type().as_str())
+                    .push_bind(log.owner.job_run_id().map(|id| id.to_string()))
+                    .push_bind(log.owner.task_run_id().map(|id| id.to_string()))
+                    .push_bind(**seq)
+                    .push_bind(log.time.timestamp_micros())
+                    .push_bind(log.received_at.timestamp_micros())
+                    .push_bind(log.level.as_str())
+                    .push_bind(log.stream.as_str())
+                    .push_bind(log.source.as_str())
+                    .push_bind(log.message.as_str())
+                    .push_bind(metadata.as_str());
+            });
+            insert.build().execute(&mut *transaction).await?;
+        }
+        transaction.commit().await?;
+        Ok(logs
+            .iter()
+            .zip(seqs)
+            .map(|(log, seq)| Receipt {
+                id: log.id,
+                seq,
+                received_at: log.received_at,
+            })
+            .collect())
+    }
+
+    async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
+        let statement = list_sql::list_statement::<SqliteDialect>(query);
+        let mut select = sqlx::query_as::<_, SqliteRow>(&statement.sql);
+        for param in statement.params {
+            select = match param {
+                Param::Id(id) => select.bind(id.to_string()),
+                Param::Int(value) => select.bind(value),
+                Param::Text(text) => select.bind(text),
+                Param::Time(time) => select.bind(time.timestamp_micros()),
+            };
+        }
+        select
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(Log::try_from)
+            .collect()
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {
+        sqlx::query_as::<_, SqliteRow>(&format!("SELECT {LOG_COLUMNS} FROM logs WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .map(Log::try_from)
+            .transpose()
+    }
+
+    async fn check_health(&self) -> Result<(), StoreError> {
+        // An open connection keeps working on a data file that was deleted or
+        // unmounted, so writes would vanish at the next start: check the path.
+        if !tokio::fs::try_exists(&self.path).await.unwrap_or(false) {
+            return Err(StoreError::Unavailable(format!(
+                "the data file {} is gone",
+                self.path.display()
+            )));
+        }
+        sqlx::query("SELECT 1 FROM job_runs LIMIT 1")
+            .execute(&self.reader)
+            .await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
