@@ -19,8 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .include_source_info(true)
         .open_files(PROTOS)?
         .file_descriptor_set();
-    let descriptor_path = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR not set")?)
-        .join("logwell_descriptor.bin");
+    let descriptor_path =
+        PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR not set")?).join("logwell_descriptor.bin");
     std::fs::write(&descriptor_path, descriptors.encode_to_vec())?;
 
     tonic_prost_build::configure()

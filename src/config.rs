@@ -62,13 +62,7 @@ pub struct DatabaseArgs {
 #[derive(Debug, Args)]
 pub struct LoggingArgs {
     /// Format of logwell's own logs (written to stderr).
-    #[arg(
-        long,
-        global = true,
-        env = "LOGWELL_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
+    #[arg(long, global = true, env = "LOGWELL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Which of logwell's own logs to write, as tracing filter directives (e.g. "info,sqlx=warn").
     #[arg(long, global = true, env = "LOGWELL_LOG", default_value = "info")]
@@ -94,10 +88,7 @@ impl DatabaseArgs {
 
 impl ServeArgs {
     pub fn server_settings(&self) -> ServerSettings {
-        ServerSettings {
-            health_check_interval: self.health_check_interval,
-            shutdown_grace: self.shutdown_grace,
-        }
+        ServerSettings { health_check_interval: self.health_check_interval, shutdown_grace: self.shutdown_grace }
     }
 }
 
@@ -120,9 +111,7 @@ mod tests {
     #[test]
     fn serve_needs_no_flags() {
         let cli = Cli::try_parse_from(["logwell", "serve"]).unwrap();
-        let Command::Serve(serve) = cli.command else {
-            panic!("expected serve")
-        };
+        let Command::Serve(serve) = cli.command else { panic!("expected serve") };
         assert_eq!(serve.listen, "127.0.0.1:50051".parse().unwrap());
         assert_eq!(serve.database.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(cli.logging.log_format, LogFormat::Text);
@@ -130,10 +119,7 @@ mod tests {
 
     #[test]
     fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redacted("postgres://app:s3cret@db:5432/logs"),
-            "postgres://app:***@db:5432/logs"
-        );
+        assert_eq!(redacted("postgres://app:s3cret@db:5432/logs"), "postgres://app:***@db:5432/logs");
         assert_eq!(redacted("sqlite:data/logwell.db"), "sqlite:data/logwell.db");
     }
 }

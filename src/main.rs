@@ -14,11 +14,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(database = %redacted(&database.database_url), "migrations applied");
         }
         Command::Serve(args) => {
-            let store = store::connect(
-                &args.database.database_url,
-                &args.database.connect_options(),
-            )
-            .await?;
+            let store = store::connect(&args.database.database_url, &args.database.connect_options()).await?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;

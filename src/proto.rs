@@ -1,10 +1,6 @@
 //! The generated code of the public contract (`proto/logwell/v1`).
 
-#[allow(
-    clippy::doc_lazy_continuation,
-    clippy::doc_overindented_list_items,
-    clippy::large_enum_variant
-)]
+#[allow(clippy::doc_lazy_continuation, clippy::doc_overindented_list_items, clippy::large_enum_variant)]
 pub mod v1 {
     tonic::include_proto!("logwell.v1");
 }

@@ -6,9 +6,7 @@ use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Timestamp};
 use serde_json::{Map, Number, Value};
 
-use crate::model::{
-    Level, Log, LogDraft, LogType, QueryDraft, Receipt, SortOrder, Stream, Violations,
-};
+use crate::model::{Level, Log, LogDraft, LogType, QueryDraft, Receipt, SortOrder, Stream, Violations};
 use crate::proto::v1 as pb;
 
 /// The largest integer a double holds exactly; integral numbers below it
@@ -19,9 +17,7 @@ pub(super) fn log_draft(entry: pb::LogEntry, violations: &mut Violations) -> Log
     LogDraft {
         job_run_id: entry.job_run_id,
         task_run_id: entry.task_run_id,
-        time: entry
-            .time
-            .and_then(|time| time_from_proto(violations, "time", time)),
+        time: entry.time.and_then(|time| time_from_proto(violations, "time", time)),
         level: level_from_proto(violations, "level", entry.level),
         stream: stream_from_proto(violations, "stream", entry.stream),
         source: entry.source,
@@ -41,12 +37,8 @@ pub(super) fn query_draft(request: pb::ListLogsRequest, violations: &mut Violati
         min_level: level_from_proto(violations, "min_level", request.min_level),
         stream: stream_from_proto(violations, "stream", request.stream),
         source: request.source,
-        start_time: request
-            .start_time
-            .and_then(|time| time_from_proto(violations, "start_time", time)),
-        end_time: request
-            .end_time
-            .and_then(|time| time_from_proto(violations, "end_time", time)),
+        start_time: request.start_time.and_then(|time| time_from_proto(violations, "start_time", time)),
+        end_time: request.end_time.and_then(|time| time_from_proto(violations, "end_time", time)),
         message_contains: request.message_contains,
         after_seq: request.after_seq,
         order: sort_order_from_proto(violations, "order", request.order),
@@ -162,11 +154,7 @@ fn stream_to_proto(stream: Stream) -> pb::LogStream {
     }
 }
 
-fn time_from_proto(
-    violations: &mut Violations,
-    field: &str,
-    time: Timestamp,
-) -> Option<DateTime<Utc>> {
+fn time_from_proto(violations: &mut Violations, field: &str, time: Timestamp) -> Option<DateTime<Utc>> {
     let decoded = u32::try_from(time.nanos)
         .ok()
         .filter(|nanos| *nanos < 1_000_000_000)
@@ -185,17 +173,10 @@ fn time_from_proto(
 }
 
 fn time_to_proto(time: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(999_999_999),
-    }
+    Timestamp { seconds: time.timestamp(), nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(999_999_999) }
 }
 
-fn object_from_proto(
-    violations: &mut Violations,
-    field: &str,
-    object: Struct,
-) -> Map<String, Value> {
+fn object_from_proto(violations: &mut Violations, field: &str, object: Struct) -> Map<String, Value> {
     object
         .fields
         .into_iter()
@@ -211,40 +192,27 @@ fn json_from_proto(violations: &mut Violations, field: &str, kind: Option<Kind>)
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(flag)) => Value::Bool(flag),
         Some(Kind::StringValue(text)) => Value::String(text),
-        Some(Kind::NumberValue(number))
-            if number.fract() == 0.0 && number.abs() < MAX_EXACT_INTEGER =>
-        {
+        Some(Kind::NumberValue(number)) if number.fract() == 0.0 && number.abs() < MAX_EXACT_INTEGER => {
             // Exact: the number is integral and within the exact-integer range.
             Value::from(number as i64)
         }
-        Some(Kind::NumberValue(number)) => Number::from_f64(number)
-            .map(Value::Number)
-            .unwrap_or_else(|| {
-                violations.add(field, format!("{number} is not a finite number"));
-                Value::Null
-            }),
+        Some(Kind::NumberValue(number)) => Number::from_f64(number).map(Value::Number).unwrap_or_else(|| {
+            violations.add(field, format!("{number} is not a finite number"));
+            Value::Null
+        }),
         Some(Kind::ListValue(list)) => Value::Array(
             list.values
                 .into_iter()
                 .enumerate()
-                .map(|(index, item)| {
-                    json_from_proto(violations, &format!("{field}[{index}]"), item.kind)
-                })
+                .map(|(index, item)| json_from_proto(violations, &format!("{field}[{index}]"), item.kind))
                 .collect(),
         ),
-        Some(Kind::StructValue(object)) => {
-            Value::Object(object_from_proto(violations, field, object))
-        }
+        Some(Kind::StructValue(object)) => Value::Object(object_from_proto(violations, field, object)),
     }
 }
 
 fn object_to_proto(object: Map<String, Value>) -> Struct {
-    Struct {
-        fields: object
-            .into_iter()
-            .map(|(key, value)| (key, json_to_proto(value)))
-            .collect(),
-    }
+    Struct { fields: object.into_iter().map(|(key, value)| (key, json_to_proto(value))).collect() }
 }
 
 fn json_to_proto(value: Value) -> prost_types::Value {
@@ -253,9 +221,7 @@ fn json_to_proto(value: Value) -> prost_types::Value {
         Value::Bool(flag) => Kind::BoolValue(flag),
         Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or(f64::NAN)),
         Value::String(text) => Kind::StringValue(text),
-        Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.into_iter().map(json_to_proto).collect(),
-        }),
+        Value::Array(items) => Kind::ListValue(ListValue { values: items.into_iter().map(json_to_proto).collect() }),
         Value::Object(object) => Kind::StructValue(object_to_proto(object)),
     };
     prost_types::Value { kind: Some(kind) }
@@ -266,45 +232,26 @@ mod tests {
     use super::*;
 
     fn number(value: f64) -> prost_types::Value {
-        prost_types::Value {
-            kind: Some(Kind::NumberValue(value)),
-        }
+        prost_types::Value { kind: Some(Kind::NumberValue(value)) }
     }
 
     #[test]
     fn metadata_numbers_keep_integers_and_refuse_non_finite_values() {
         let mut violations = Violations::default();
-        let metadata = Struct {
-            fields: [
-                ("attempt".to_string(), number(2.0)),
-                ("ratio".to_string(), number(0.5)),
-            ]
-            .into(),
-        };
+        let metadata =
+            Struct { fields: [("attempt".to_string(), number(2.0)), ("ratio".to_string(), number(0.5))].into() };
         let json = object_from_proto(&mut violations, "metadata", metadata);
-        assert_eq!(
-            serde_json::to_string(&json).unwrap(),
-            r#"{"attempt":2,"ratio":0.5}"#
-        );
+        assert_eq!(serde_json::to_string(&json).unwrap(), r#"{"attempt":2,"ratio":0.5}"#);
         assert!(violations.is_empty());
 
-        let bad = Struct {
-            fields: [("x".to_string(), number(f64::INFINITY))].into(),
-        };
+        let bad = Struct { fields: [("x".to_string(), number(f64::INFINITY))].into() };
         object_from_proto(&mut violations, "metadata", bad);
-        assert_eq!(
-            violations
-                .iter()
-                .map(|v| v.field.as_str())
-                .collect::<Vec<_>>(),
-            ["metadata.x"]
-        );
+        assert_eq!(violations.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(), ["metadata.x"]);
     }
 
     #[test]
     fn metadata_round_trips_through_proto() {
-        let json: Map<String, Value> =
-            serde_json::from_str(r#"{"a":[1,"two",null,true,{"b":2.5}],"c":{}}"#).unwrap();
+        let json: Map<String, Value> = serde_json::from_str(r#"{"a":[1,"two",null,true,{"b":2.5}],"c":{}}"#).unwrap();
         let mut violations = Violations::default();
         let back = object_from_proto(&mut violations, "metadata", object_to_proto(json.clone()));
         assert_eq!(back, json);
@@ -316,10 +263,7 @@ mod tests {
         let entry = pb::LogEntry {
             level: 99,
             stream: -1,
-            time: Some(Timestamp {
-                seconds: 0,
-                nanos: 1_000_000_000,
-            }),
+            time: Some(Timestamp { seconds: 0, nanos: 1_000_000_000 }),
             ..pb::LogEntry::default()
         };
         log_draft(entry, &mut violations);

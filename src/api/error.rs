@@ -33,11 +33,7 @@ impl From<ApiError> for Status {
                 for violation in violations.iter() {
                     details.add_bad_request_violation(&violation.field, &violation.description);
                 }
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    format!("invalid request: {violations}"),
-                    details,
-                )
+                Status::with_error_details(Code::InvalidArgument, format!("invalid request: {violations}"), details)
             }
             ApiError::NotFound(what) => Status::not_found(what),
             ApiError::Store(StoreError::Unavailable(reason)) => {

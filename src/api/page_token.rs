@@ -42,25 +42,16 @@ pub(super) fn encode(cursor: Cursor, filter: &LogFilter, order: SortOrder) -> St
 }
 
 /// The cursor in `token`, or why the token cannot be used with this query.
-pub(super) fn decode(
-    token: &str,
-    filter: &LogFilter,
-    order: SortOrder,
-) -> Result<Cursor, &'static str> {
+pub(super) fn decode(token: &str, filter: &LogFilter, order: SortOrder) -> Result<Cursor, &'static str> {
     const DAMAGED: &str = "is not a page token that this server issued";
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| DAMAGED)?;
-    let (payload, checksum_bytes) = bytes
-        .split_at_checked(bytes.len().saturating_sub(CHECKSUM_BYTES))
-        .ok_or(DAMAGED)?;
+    let (payload, checksum_bytes) =
+        bytes.split_at_checked(bytes.len().saturating_sub(CHECKSUM_BYTES)).ok_or(DAMAGED)?;
     if checksum_bytes != checksum(payload, filter, order) {
-        return Err(
-            "does not belong to this query: send every field as in the request that returned it",
-        );
+        return Err("does not belong to this query: send every field as in the request that returned it");
     }
     let cursor = match payload {
-        [VERSION, KIND_SEQ, seq @ ..] => {
-            Cursor::Seq(i64::from_be_bytes(seq.try_into().map_err(|_| DAMAGED)?))
-        }
+        [VERSION, KIND_SEQ, seq @ ..] => Cursor::Seq(i64::from_be_bytes(seq.try_into().map_err(|_| DAMAGED)?)),
         [VERSION, KIND_RUN_SEQ, rest @ ..] if rest.len() == 24 => {
             let (id, seq) = rest.split_at(16);
             Cursor::RunSeq {
@@ -71,10 +62,8 @@ pub(super) fn decode(
         [VERSION, KIND_TIME, rest @ ..] if rest.len() == 24 => {
             let (micros, id) = rest.split_at(8);
             Cursor::Time {
-                time: DateTime::from_timestamp_micros(i64::from_be_bytes(
-                    micros.try_into().map_err(|_| DAMAGED)?,
-                ))
-                .ok_or(DAMAGED)?,
+                time: DateTime::from_timestamp_micros(i64::from_be_bytes(micros.try_into().map_err(|_| DAMAGED)?))
+                    .ok_or(DAMAGED)?,
                 id: Uuid::from_slice(id).map_err(|_| DAMAGED)?,
             }
         }
@@ -112,10 +101,7 @@ fn checksum(payload: &[u8], filter: &LogFilter, order: SortOrder) -> [u8; CHECKS
         "{log_type:?}|{job_run_id:?}|{task_run_id:?}|{min_level:?}|{stream:?}|{source:?}|\
          {start_time:?}|{end_time:?}|{message_contains:?}|{after_seq:?}|{order:?}"
     );
-    let digest = Sha256::new()
-        .chain_update(payload)
-        .chain_update(query.as_bytes())
-        .finalize();
+    let digest = Sha256::new().chain_update(payload).chain_update(query.as_bytes()).finalize();
     let mut checksum = [0; CHECKSUM_BYTES];
     checksum.copy_from_slice(&digest[..CHECKSUM_BYTES]);
     checksum
@@ -127,51 +113,23 @@ mod tests {
     use crate::model::Level;
 
     fn run_filter() -> LogFilter {
-        LogFilter {
-            job_run_id: Some(Uuid::now_v7()),
-            ..LogFilter::default()
-        }
+        LogFilter { job_run_id: Some(Uuid::now_v7()), ..LogFilter::default() }
     }
 
     #[test]
     fn round_trips_every_cursor_kind() {
         let run = run_filter();
         let token = encode(Cursor::Seq(41), &run, SortOrder::Ascending);
-        assert_eq!(
-            decode(&token, &run, SortOrder::Ascending),
-            Ok(Cursor::Seq(41))
-        );
+        assert_eq!(decode(&token, &run, SortOrder::Ascending), Ok(Cursor::Seq(41)));
 
-        let task = LogFilter {
-            task_run_id: Some(Uuid::now_v7()),
-            ..LogFilter::default()
-        };
-        let cursor = Cursor::RunSeq {
-            job_run_id: Uuid::now_v7(),
-            seq: 7,
-        };
-        assert_eq!(
-            decode(
-                &encode(cursor, &task, SortOrder::Descending),
-                &task,
-                SortOrder::Descending
-            ),
-            Ok(cursor)
-        );
+        let task = LogFilter { task_run_id: Some(Uuid::now_v7()), ..LogFilter::default() };
+        let cursor = Cursor::RunSeq { job_run_id: Uuid::now_v7(), seq: 7 };
+        assert_eq!(decode(&encode(cursor, &task, SortOrder::Descending), &task, SortOrder::Descending), Ok(cursor));
 
         let any = LogFilter::default();
-        let cursor = Cursor::Time {
-            time: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
-            id: Uuid::now_v7(),
-        };
-        assert_eq!(
-            decode(
-                &encode(cursor, &any, SortOrder::Ascending),
-                &any,
-                SortOrder::Ascending
-            ),
-            Ok(cursor)
-        );
+        let cursor =
+            Cursor::Time { time: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: Uuid::now_v7() };
+        assert_eq!(decode(&encode(cursor, &any, SortOrder::Ascending), &any, SortOrder::Ascending), Ok(cursor));
     }
 
     #[test]
@@ -179,20 +137,14 @@ mod tests {
         let run = run_filter();
         let token = encode(Cursor::Seq(41), &run, SortOrder::Ascending);
         assert!(decode(&token, &run, SortOrder::Descending).is_err());
-        let narrower = LogFilter {
-            min_level: Some(Level::Error),
-            ..run.clone()
-        };
+        let narrower = LogFilter { min_level: Some(Level::Error), ..run.clone() };
         assert!(decode(&token, &narrower, SortOrder::Ascending).is_err());
 
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
         bytes[9] ^= 1;
         assert!(decode(&URL_SAFE_NO_PAD.encode(&bytes), &run, SortOrder::Ascending).is_err());
         for garbage in ["", "!!!", "AAAA", &token[..token.len() - 1]] {
-            assert!(
-                decode(garbage, &run, SortOrder::Ascending).is_err(),
-                "{garbage:?} accepted"
-            );
+            assert!(decode(garbage, &run, SortOrder::Ascending).is_err(), "{garbage:?} accepted");
         }
     }
 }

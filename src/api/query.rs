@@ -24,10 +24,7 @@ impl LogReader {
         LogReader { store }
     }
 
-    async fn list(
-        &self,
-        mut request: pb::ListLogsRequest,
-    ) -> Result<pb::ListLogsResponse, ApiError> {
+    async fn list(&self, mut request: pb::ListLogsRequest) -> Result<pb::ListLogsResponse, ApiError> {
         let mut violations = Violations::default();
         let page_token = std::mem::take(&mut request.page_token);
         let draft = query_draft(request, &mut violations);
@@ -51,31 +48,17 @@ impl LogReader {
             }
         };
         // One row more than a page tells whether another page follows.
-        let query = LogQuery {
-            filter,
-            order,
-            after,
-            limit: page_size + 1,
-        };
+        let query = LogQuery { filter, order, after, limit: page_size + 1 };
         let mut logs = self.store.list(&query).await?;
         let next_page_token = if logs.len() > page_size {
             logs.truncate(page_size);
             logs.last()
-                .map(|last| {
-                    page_token::encode(
-                        Cursor::of(last, query.filter.ordering()),
-                        &query.filter,
-                        order,
-                    )
-                })
+                .map(|last| page_token::encode(Cursor::of(last, query.filter.ordering()), &query.filter, order))
                 .unwrap_or_default()
         } else {
             String::new()
         };
-        Ok(pb::ListLogsResponse {
-            logs: logs.into_iter().map(log_to_proto).collect(),
-            next_page_token,
-        })
+        Ok(pb::ListLogsResponse { logs: logs.into_iter().map(log_to_proto).collect(), next_page_token })
     }
 
     async fn get(&self, request: pb::GetLogRequest) -> Result<pb::GetLogResponse, ApiError> {
@@ -90,9 +73,7 @@ impl LogReader {
             return Err(violations.into());
         };
         match self.store.get(id).await? {
-            Some(log) => Ok(pb::GetLogResponse {
-                log: Some(log_to_proto(log)),
-            }),
+            Some(log) => Ok(pb::GetLogResponse { log: Some(log_to_proto(log)) }),
             None => Err(ApiError::NotFound(format!("no log has id {id}"))),
         }
     }
@@ -100,17 +81,11 @@ impl LogReader {
 
 #[tonic::async_trait]
 impl LogQueryService for LogReader {
-    async fn list_logs(
-        &self,
-        request: Request<pb::ListLogsRequest>,
-    ) -> Result<Response<pb::ListLogsResponse>, Status> {
+    async fn list_logs(&self, request: Request<pb::ListLogsRequest>) -> Result<Response<pb::ListLogsResponse>, Status> {
         Ok(Response::new(self.list(request.into_inner()).await?))
     }
 
-    async fn get_log(
-        &self,
-        request: Request<pb::GetLogRequest>,
-    ) -> Result<Response<pb::GetLogResponse>, Status> {
+    async fn get_log(&self, request: Request<pb::GetLogRequest>) -> Result<Response<pb::GetLogResponse>, Status> {
         Ok(Response::new(self.get(request.into_inner()).await?))
     }
 }

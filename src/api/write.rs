@@ -26,11 +26,7 @@ impl LogWriter {
         LogWriter { store }
     }
 
-    async fn write_one(
-        &self,
-        log_type: LogType,
-        entry: Option<pb::LogEntry>,
-    ) -> Result<pb::LogReceipt, ApiError> {
+    async fn write_one(&self, log_type: LogType, entry: Option<pb::LogEntry>) -> Result<pb::LogReceipt, ApiError> {
         let Some(entry) = entry else {
             let mut violations = Violations::default();
             violations.add("log", "is required");
@@ -38,11 +34,7 @@ impl LogWriter {
         };
         let log = validate_entry(entry, log_type, "log")?;
         let receipts = self.store.append(std::slice::from_ref(&log)).await?;
-        Ok(receipts
-            .into_iter()
-            .map(receipt_to_proto)
-            .next()
-            .unwrap_or_default())
+        Ok(receipts.into_iter().map(receipt_to_proto).next().unwrap_or_default())
     }
 
     async fn write_batch(
@@ -54,13 +46,7 @@ impl LogWriter {
         if entries.is_empty() {
             violations.add("logs", "must hold at least one entry");
         } else if entries.len() > MAX_BATCH_LOGS {
-            violations.add(
-                "logs",
-                format!(
-                    "holds {} entries; at most {MAX_BATCH_LOGS} are allowed",
-                    entries.len()
-                ),
-            );
+            violations.add("logs", format!("holds {} entries; at most {MAX_BATCH_LOGS} are allowed", entries.len()));
         }
         if !violations.is_empty() {
             return Err(violations.into());
@@ -69,9 +55,7 @@ impl LogWriter {
         for (index, entry) in entries.into_iter().enumerate() {
             match validate_entry(entry, log_type, &format!("logs[{index}]")) {
                 Ok(log) => logs.push(log),
-                Err(ApiError::InvalidArgument(entry_violations)) => {
-                    violations.append(entry_violations)
-                }
+                Err(ApiError::InvalidArgument(entry_violations)) => violations.append(entry_violations),
                 Err(other) => return Err(other),
             }
         }
@@ -84,11 +68,7 @@ impl LogWriter {
 }
 
 /// Decodes and validates one entry; violations are named under `prefix`.
-fn validate_entry(
-    entry: pb::LogEntry,
-    log_type: LogType,
-    prefix: &str,
-) -> Result<NewLog, ApiError> {
+fn validate_entry(entry: pb::LogEntry, log_type: LogType, prefix: &str) -> Result<NewLog, ApiError> {
     let mut decoding = Violations::default();
     let draft = log_draft(entry, &mut decoding);
     let checked = draft.validate(log_type, Utc::now());
@@ -110,21 +90,15 @@ impl SystemLogService for LogWriter {
         &self,
         request: Request<pb::WriteSystemLogRequest>,
     ) -> Result<Response<pb::WriteSystemLogResponse>, Status> {
-        let receipt = self
-            .write_one(LogType::System, request.into_inner().log)
-            .await?;
-        Ok(Response::new(pb::WriteSystemLogResponse {
-            receipt: Some(receipt),
-        }))
+        let receipt = self.write_one(LogType::System, request.into_inner().log).await?;
+        Ok(Response::new(pb::WriteSystemLogResponse { receipt: Some(receipt) }))
     }
 
     async fn write_system_logs(
         &self,
         request: Request<pb::WriteSystemLogsRequest>,
     ) -> Result<Response<pb::WriteSystemLogsResponse>, Status> {
-        let receipts = self
-            .write_batch(LogType::System, request.into_inner().logs)
-            .await?;
+        let receipts = self.write_batch(LogType::System, request.into_inner().logs).await?;
         Ok(Response::new(pb::WriteSystemLogsResponse { receipts }))
     }
 }
@@ -135,21 +109,15 @@ impl JobLogService for LogWriter {
         &self,
         request: Request<pb::WriteJobLogRequest>,
     ) -> Result<Response<pb::WriteJobLogResponse>, Status> {
-        let receipt = self
-            .write_one(LogType::Job, request.into_inner().log)
-            .await?;
-        Ok(Response::new(pb::WriteJobLogResponse {
-            receipt: Some(receipt),
-        }))
+        let receipt = self.write_one(LogType::Job, request.into_inner().log).await?;
+        Ok(Response::new(pb::WriteJobLogResponse { receipt: Some(receipt) }))
     }
 
     async fn write_job_logs(
         &self,
         request: Request<pb::WriteJobLogsRequest>,
     ) -> Result<Response<pb::WriteJobLogsResponse>, Status> {
-        let receipts = self
-            .write_batch(LogType::Job, request.into_inner().logs)
-            .await?;
+        let receipts = self.write_batch(LogType::Job, request.into_inner().logs).await?;
         Ok(Response::new(pb::WriteJobLogsResponse { receipts }))
     }
 }
@@ -160,21 +128,15 @@ impl TaskLogService for LogWriter {
         &self,
         request: Request<pb::WriteTaskLogRequest>,
     ) -> Result<Response<pb::WriteTaskLogResponse>, Status> {
-        let receipt = self
-            .write_one(LogType::Task, request.into_inner().log)
-            .await?;
-        Ok(Response::new(pb::WriteTaskLogResponse {
-            receipt: Some(receipt),
-        }))
+        let receipt = self.write_one(LogType::Task, request.into_inner().log).await?;
+        Ok(Response::new(pb::WriteTaskLogResponse { receipt: Some(receipt) }))
     }
 
     async fn write_task_logs(
         &self,
         request: Request<pb::WriteTaskLogsRequest>,
     ) -> Result<Response<pb::WriteTaskLogsResponse>, Status> {
-        let receipts = self
-            .write_batch(LogType::Task, request.into_inner().logs)
-            .await?;
+        let receipts = self.write_batch(LogType::Task, request.into_inner().logs).await?;
         Ok(Response::new(pb::WriteTaskLogsResponse { receipts }))
     }
 }

@@ -136,30 +136,19 @@ mod tests {
         for log_type in LogType::ALL {
             assert_eq!(log_type.as_str().parse::<LogType>(), Ok(*log_type));
         }
-        assert_eq!(
-            "warning".parse::<Level>(),
-            Err(UnknownName {
-                kind: "level",
-                name: "warning".into()
-            })
-        );
+        assert_eq!("warning".parse::<Level>(), Err(UnknownName { kind: "level", name: "warning".into() }));
     }
 
     #[test]
     fn and_above_starts_at_the_level() {
-        assert_eq!(
-            Level::Warn.and_above(),
-            &[Level::Warn, Level::Error, Level::Fatal]
-        );
+        assert_eq!(Level::Warn.and_above(), &[Level::Warn, Level::Error, Level::Fatal]);
         assert_eq!(Level::Trace.and_above().len(), 6);
         assert_eq!(Level::Fatal.and_above(), &[Level::Fatal]);
     }
 
     #[test]
     fn only_system_logs_are_confined_to_the_system_stream() {
-        let job = Owner::Job {
-            job_run_id: Uuid::now_v7(),
-        };
+        let job = Owner::Job { job_run_id: Uuid::now_v7() };
         assert!(job.allows_stream(Stream::Stderr));
         assert!(Owner::System.allows_stream(Stream::System));
         assert!(!Owner::System.allows_stream(Stream::Stdout));

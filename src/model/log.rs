@@ -3,9 +3,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::kinds::{Level, LogType, Owner, Stream};
-use super::validation::{
-    Violations, check_message, check_metadata, check_source, required_uuid, storable_time,
-};
+use super::validation::{Violations, check_message, check_metadata, check_source, required_uuid, storable_time};
 
 /// A log as its emitter sent it, before validation. Enumerations arrive
 /// decoded; `None` means the emitter left the field unset.
@@ -63,11 +61,7 @@ pub struct Receipt {
 impl LogDraft {
     /// Validates the draft as a log of `log_type`, received at `received_at`.
     /// Every broken rule is reported, each under the field that breaks it.
-    pub fn validate(
-        self,
-        log_type: LogType,
-        received_at: DateTime<Utc>,
-    ) -> Result<NewLog, Violations> {
+    pub fn validate(self, log_type: LogType, received_at: DateTime<Utc>) -> Result<NewLog, Violations> {
         let mut violations = Violations::default();
         let owner = self.owner(log_type, &mut violations);
         let received_at = storable_time(&mut violations, "received_at", received_at);
@@ -78,10 +72,7 @@ impl LogDraft {
         let stream = match (owner, self.stream) {
             (Some(owner), None) => Some(owner.default_stream()),
             (Some(owner), Some(stream)) if !owner.allows_stream(stream) => {
-                violations.add(
-                    "stream",
-                    format!("{log_type} logs are always on the system stream, not {stream}"),
-                );
+                violations.add("stream", format!("{log_type} logs are always on the system stream, not {stream}"));
                 None
             }
             (_, stream) => stream,
@@ -91,19 +82,17 @@ impl LogDraft {
         check_metadata(&mut violations, "metadata", &self.metadata);
 
         match (owner, time, received_at, stream) {
-            (Some(owner), Some(time), Some(received_at), Some(stream)) if violations.is_empty() => {
-                Ok(NewLog {
-                    id: Uuid::now_v7(),
-                    owner,
-                    time,
-                    received_at,
-                    level: self.level.unwrap_or(Level::Info),
-                    stream,
-                    source: self.source,
-                    message: self.message,
-                    metadata: self.metadata,
-                })
-            }
+            (Some(owner), Some(time), Some(received_at), Some(stream)) if violations.is_empty() => Ok(NewLog {
+                id: Uuid::now_v7(),
+                owner,
+                time,
+                received_at,
+                level: self.level.unwrap_or(Level::Info),
+                stream,
+                source: self.source,
+                message: self.message,
+                metadata: self.metadata,
+            }),
             _ => Err(violations),
         }
     }
@@ -117,12 +106,7 @@ impl LogDraft {
                     "task_run_id" => "TaskLogService",
                     _ => "JobLogService or TaskLogService",
                 };
-                violations.add(
-                    field,
-                    format!(
-                        "{log_type} logs must not carry a {field}; send such logs to {service}"
-                    ),
-                );
+                violations.add(field, format!("{log_type} logs must not carry a {field}; send such logs to {service}"));
             }
         };
         match log_type {
@@ -134,17 +118,12 @@ impl LogDraft {
             LogType::Job => {
                 let job_run_id = required_uuid(violations, "job_run_id", &self.job_run_id);
                 forbid(violations, "task_run_id", &self.task_run_id);
-                Some(Owner::Job {
-                    job_run_id: job_run_id?,
-                })
+                Some(Owner::Job { job_run_id: job_run_id? })
             }
             LogType::Task => {
                 let job_run_id = required_uuid(violations, "job_run_id", &self.job_run_id);
                 let task_run_id = required_uuid(violations, "task_run_id", &self.task_run_id);
-                Some(Owner::Task {
-                    job_run_id: job_run_id?,
-                    task_run_id: task_run_id?,
-                })
+                Some(Owner::Task { job_run_id: job_run_id?, task_run_id: task_run_id? })
             }
         }
     }
@@ -164,41 +143,19 @@ mod tests {
     }
 
     fn violated_fields(result: Result<NewLog, Violations>) -> Vec<String> {
-        result
-            .expect_err("draft should be refused")
-            .iter()
-            .map(|v| v.field.clone())
-            .collect()
+        result.expect_err("draft should be refused").iter().map(|v| v.field.clone()).collect()
     }
 
     #[test]
     fn each_type_requires_and_forbids_its_ids() {
         let id = Uuid::now_v7().to_string();
         let now = Utc::now();
-        assert_eq!(
-            violated_fields(draft(&id, "").validate(LogType::System, now)),
-            ["job_run_id"]
-        );
-        assert_eq!(
-            violated_fields(draft("", &id).validate(LogType::System, now)),
-            ["task_run_id"]
-        );
-        assert_eq!(
-            violated_fields(draft("", "").validate(LogType::Job, now)),
-            ["job_run_id"]
-        );
-        assert_eq!(
-            violated_fields(draft(&id, &id).validate(LogType::Job, now)),
-            ["task_run_id"]
-        );
-        assert_eq!(
-            violated_fields(draft(&id, "").validate(LogType::Task, now)),
-            ["task_run_id"]
-        );
-        assert_eq!(
-            violated_fields(draft("", &id).validate(LogType::Task, now)),
-            ["job_run_id"]
-        );
+        assert_eq!(violated_fields(draft(&id, "").validate(LogType::System, now)), ["job_run_id"]);
+        assert_eq!(violated_fields(draft("", &id).validate(LogType::System, now)), ["task_run_id"]);
+        assert_eq!(violated_fields(draft("", "").validate(LogType::Job, now)), ["job_run_id"]);
+        assert_eq!(violated_fields(draft(&id, &id).validate(LogType::Job, now)), ["task_run_id"]);
+        assert_eq!(violated_fields(draft(&id, "").validate(LogType::Task, now)), ["task_run_id"]);
+        assert_eq!(violated_fields(draft("", &id).validate(LogType::Task, now)), ["job_run_id"]);
 
         let task = draft(&id, &id).validate(LogType::Task, now).unwrap();
         assert_eq!(task.owner.log_type(), LogType::Task);
@@ -212,10 +169,7 @@ mod tests {
     fn system_logs_refuse_output_streams() {
         let mut system = draft("", "");
         system.stream = Some(Stream::Stderr);
-        assert_eq!(
-            violated_fields(system.validate(LogType::System, Utc::now())),
-            ["stream"]
-        );
+        assert_eq!(violated_fields(system.validate(LogType::System, Utc::now())), ["stream"]);
     }
 
     #[test]

@@ -9,10 +9,8 @@ mod validation;
 
 pub use kinds::{Level, LogType, Owner, Stream, UnknownName};
 pub use log::{Log, LogDraft, NewLog, Receipt};
-pub use query::{
-    Cursor, DEFAULT_PAGE_SIZE, LogFilter, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder,
-};
+pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogFilter, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
 pub use validation::{
-    FieldViolation, MAX_BATCH_LOGS, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES, MAX_SOURCE_BYTES,
-    MAX_TIME, MIN_TIME, Violations,
+    FieldViolation, MAX_BATCH_LOGS, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES, MAX_SOURCE_BYTES, MAX_TIME, MIN_TIME,
+    Violations,
 };

@@ -46,14 +46,8 @@ impl Cursor {
     pub fn of(log: &Log, ordering: Ordering) -> Cursor {
         match (ordering, log.owner.job_run_id()) {
             (Ordering::RunSeq | Ordering::SystemSeq, _) => Cursor::Seq(log.seq),
-            (Ordering::TaskRunSeq, Some(job_run_id)) => Cursor::RunSeq {
-                job_run_id,
-                seq: log.seq,
-            },
-            (Ordering::TaskRunSeq, None) | (Ordering::Time, _) => Cursor::Time {
-                time: log.time,
-                id: log.id,
-            },
+            (Ordering::TaskRunSeq, Some(job_run_id)) => Cursor::RunSeq { job_run_id, seq: log.seq },
+            (Ordering::TaskRunSeq, None) | (Ordering::Time, _) => Cursor::Time { time: log.time, id: log.id },
         }
     }
 }
@@ -123,27 +117,17 @@ impl QueryDraft {
         let mut violations = Violations::default();
         let job_run_id = optional_uuid(&mut violations, "job_run_id", &self.job_run_id);
         let task_run_id = optional_uuid(&mut violations, "task_run_id", &self.task_run_id);
-        let start_time = self
-            .start_time
-            .and_then(|time| storable_time(&mut violations, "start_time", time));
-        let end_time = self
-            .end_time
-            .and_then(|time| storable_time(&mut violations, "end_time", time));
+        let start_time = self.start_time.and_then(|time| storable_time(&mut violations, "start_time", time));
+        let end_time = self.end_time.and_then(|time| storable_time(&mut violations, "end_time", time));
         if let (Some(start), Some(end)) = (start_time, end_time)
             && end <= start
         {
-            violations.add(
-                "end_time",
-                format!("{end} must be after start_time {start}"),
-            );
+            violations.add("end_time", format!("{end} must be after start_time {start}"));
         }
         self.check_type_combinations(&mut violations);
         check_source(&mut violations, "source", &self.source);
         if self.message_contains.len() > MAX_SEARCH_BYTES {
-            violations.add(
-                "message_contains",
-                format!("is longer than {MAX_SEARCH_BYTES} bytes"),
-            );
+            violations.add("message_contains", format!("is longer than {MAX_SEARCH_BYTES} bytes"));
         }
         if self.message_contains.contains('\0') {
             violations.add("message_contains", "must not contain NUL characters");
@@ -154,10 +138,7 @@ impl QueryDraft {
             _ => {
                 violations.add(
                     "page_size",
-                    format!(
-                        "{} is out of range: 0 (default {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}",
-                        self.page_size
-                    ),
+                    format!("{} is out of range: 0 (default {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}", self.page_size),
                 );
                 0
             }
@@ -175,17 +156,9 @@ impl QueryDraft {
             after_seq: (self.after_seq != 0).then_some(self.after_seq),
         };
         if self.after_seq < 0 {
-            violations.add(
-                "after_seq",
-                format!("{} must not be negative", self.after_seq),
-            );
-        } else if self.after_seq > 0
-            && !matches!(filter.ordering(), Ordering::RunSeq | Ordering::SystemSeq)
-        {
-            violations.add(
-                "after_seq",
-                "needs one sequence to count in: set job_run_id, or type system",
-            );
+            violations.add("after_seq", format!("{} must not be negative", self.after_seq));
+        } else if self.after_seq > 0 && !matches!(filter.ordering(), Ordering::RunSeq | Ordering::SystemSeq) {
+            violations.add("after_seq", "needs one sequence to count in: set job_run_id, or type system");
         }
         violations.into_result((filter, self.order.unwrap_or_default(), page_size))
     }
@@ -218,50 +191,25 @@ mod tests {
     use super::*;
 
     fn violated_fields(draft: QueryDraft) -> Vec<String> {
-        draft
-            .validate()
-            .expect_err("draft should be refused")
-            .iter()
-            .map(|v| v.field.clone())
-            .collect()
+        draft.validate().expect_err("draft should be refused").iter().map(|v| v.field.clone()).collect()
     }
 
     #[test]
     fn ordering_follows_the_pinned_sequence() {
         let id = Some(Uuid::now_v7());
-        let by_run = LogFilter {
-            job_run_id: id,
-            task_run_id: id,
-            ..LogFilter::default()
-        };
+        let by_run = LogFilter { job_run_id: id, task_run_id: id, ..LogFilter::default() };
         assert_eq!(by_run.ordering(), Ordering::RunSeq);
-        let by_task = LogFilter {
-            task_run_id: id,
-            ..LogFilter::default()
-        };
+        let by_task = LogFilter { task_run_id: id, ..LogFilter::default() };
         assert_eq!(by_task.ordering(), Ordering::TaskRunSeq);
-        let system = LogFilter {
-            log_type: Some(LogType::System),
-            ..LogFilter::default()
-        };
+        let system = LogFilter { log_type: Some(LogType::System), ..LogFilter::default() };
         assert_eq!(system.ordering(), Ordering::SystemSeq);
-        let errors = LogFilter {
-            min_level: Some(Level::Error),
-            ..LogFilter::default()
-        };
+        let errors = LogFilter { min_level: Some(Level::Error), ..LogFilter::default() };
         assert_eq!(errors.ordering(), Ordering::Time);
     }
 
     #[test]
     fn page_size_defaults_and_is_bounded() {
-        let size = |page_size| {
-            QueryDraft {
-                page_size,
-                ..QueryDraft::default()
-            }
-            .validate()
-            .map(|(_, _, size)| size)
-        };
+        let size = |page_size| QueryDraft { page_size, ..QueryDraft::default() }.validate().map(|(_, _, size)| size);
         assert_eq!(size(0), Ok(DEFAULT_PAGE_SIZE));
         assert_eq!(size(1), Ok(1));
         assert_eq!(size(1_000), Ok(MAX_PAGE_SIZE));
@@ -272,22 +220,12 @@ mod tests {
     #[test]
     fn contradictory_filters_name_the_field() {
         let id = Uuid::now_v7().to_string();
-        let system_with_run = QueryDraft {
-            log_type: Some(LogType::System),
-            job_run_id: id.clone(),
-            ..QueryDraft::default()
-        };
+        let system_with_run =
+            QueryDraft { log_type: Some(LogType::System), job_run_id: id.clone(), ..QueryDraft::default() };
         assert_eq!(violated_fields(system_with_run), ["job_run_id"]);
-        let job_with_task = QueryDraft {
-            log_type: Some(LogType::Job),
-            task_run_id: id,
-            ..QueryDraft::default()
-        };
+        let job_with_task = QueryDraft { log_type: Some(LogType::Job), task_run_id: id, ..QueryDraft::default() };
         assert_eq!(violated_fields(job_with_task), ["task_run_id"]);
-        let after_seq_without_run = QueryDraft {
-            after_seq: 5,
-            ..QueryDraft::default()
-        };
+        let after_seq_without_run = QueryDraft { after_seq: 5, ..QueryDraft::default() };
         assert_eq!(violated_fields(after_seq_without_run), ["after_seq"]);
         let backwards = QueryDraft {
             start_time: DateTime::from_timestamp(200, 0),

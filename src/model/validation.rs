@@ -41,19 +41,13 @@ pub struct Violations(Vec<FieldViolation>);
 
 impl Violations {
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        });
+        self.0.push(FieldViolation { field: field.into(), description: description.into() });
     }
 
     /// Adds another set of violations whose field names are relative to `prefix`.
     pub fn extend_under(&mut self, prefix: &str, nested: Violations) {
         for violation in nested.0 {
-            self.add(
-                format!("{prefix}.{}", violation.field),
-                violation.description,
-            );
+            self.add(format!("{prefix}.{}", violation.field), violation.description);
         }
     }
 
@@ -72,21 +66,13 @@ impl Violations {
 
     /// `Ok(value)` if nothing was violated.
     pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
-        if self.is_empty() {
-            Ok(value)
-        } else {
-            Err(self)
-        }
+        if self.is_empty() { Ok(value) } else { Err(self) }
     }
 }
 
 impl std::fmt::Display for Violations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let described: Vec<String> = self
-            .0
-            .iter()
-            .map(|v| format!("{}: {}", v.field, v.description))
-            .collect();
+        let described: Vec<String> = self.0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect();
         f.write_str(&described.join("; "))
     }
 }
@@ -120,31 +106,18 @@ pub(crate) fn optional_uuid(violations: &mut Violations, field: &str, text: &str
 
 /// Checks that a time lies in the stored range and truncates it to the
 /// stored (microsecond) precision.
-pub(crate) fn storable_time(
-    violations: &mut Violations,
-    field: &str,
-    time: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    if !(MIN_TIME..=MAX_TIME).contains(&time) {
-        violations.add(
-            field,
-            format!("{time} is outside the supported range {MIN_TIME} .. {MAX_TIME}"),
-        );
-        return None;
+pub(crate) fn storable_time(violations: &mut Violations, field: &str, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let truncated =
+        DateTime::from_timestamp_micros(time.timestamp_micros()).filter(|time| (MIN_TIME..=MAX_TIME).contains(time));
+    if truncated.is_none() {
+        violations.add(field, format!("{time} is outside the supported range {MIN_TIME} .. {MAX_TIME}"));
     }
-    let micros = time.timestamp_micros();
-    DateTime::from_timestamp_micros(micros)
+    truncated
 }
 
 pub(crate) fn check_source(violations: &mut Violations, field: &str, source: &str) {
     if source.len() > MAX_SOURCE_BYTES {
-        violations.add(
-            field,
-            format!(
-                "is {} bytes long; at most {MAX_SOURCE_BYTES} are allowed",
-                source.len()
-            ),
-        );
+        violations.add(field, format!("is {} bytes long; at most {MAX_SOURCE_BYTES} are allowed", source.len()));
     }
     if source.chars().any(char::is_control) {
         violations.add(field, "must not contain control characters");
@@ -155,30 +128,17 @@ pub(crate) fn check_message(violations: &mut Violations, field: &str, message: &
     if message.is_empty() {
         violations.add(field, "is required and must not be empty");
     } else if message.len() > MAX_MESSAGE_BYTES {
-        violations.add(
-            field,
-            format!(
-                "is {} bytes long; at most {MAX_MESSAGE_BYTES} are allowed",
-                message.len()
-            ),
-        );
+        violations.add(field, format!("is {} bytes long; at most {MAX_MESSAGE_BYTES} are allowed", message.len()));
     }
     if message.contains('\0') {
         violations.add(field, "must not contain NUL characters");
     }
 }
 
-pub(crate) fn check_metadata(
-    violations: &mut Violations,
-    field: &str,
-    metadata: &Map<String, Value>,
-) {
+pub(crate) fn check_metadata(violations: &mut Violations, field: &str, metadata: &Map<String, Value>) {
     let size = serde_json::to_string(metadata).map_or(usize::MAX, |json| json.len());
     if size > MAX_METADATA_BYTES {
-        violations.add(
-            field,
-            format!("is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"),
-        );
+        violations.add(field, format!("is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"));
     }
     if object_contains_nul(metadata) {
         violations.add(field, "must not contain NUL characters in keys or strings");
@@ -186,9 +146,7 @@ pub(crate) fn check_metadata(
 }
 
 fn object_contains_nul(object: &Map<String, Value>) -> bool {
-    object
-        .iter()
-        .any(|(key, value)| key.contains('\0') || value_contains_nul(value))
+    object.iter().any(|(key, value)| key.contains('\0') || value_contains_nul(value))
 }
 
 fn value_contains_nul(value: &Value) -> bool {
@@ -209,15 +167,9 @@ mod tests {
         let mut violations = Violations::default();
         assert_eq!(required_uuid(&mut violations, "a", ""), None);
         assert_eq!(required_uuid(&mut violations, "b", "not-a-uuid"), None);
-        assert_eq!(
-            required_uuid(&mut violations, "c", &Uuid::nil().to_string()),
-            None
-        );
+        assert_eq!(required_uuid(&mut violations, "c", &Uuid::nil().to_string()), None);
         let id = Uuid::now_v7();
-        assert_eq!(
-            required_uuid(&mut violations, "d", &id.to_string()),
-            Some(id)
-        );
+        assert_eq!(required_uuid(&mut violations, "d", &id.to_string()), Some(id));
         let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["a", "b", "c"]);
     }
@@ -228,14 +180,11 @@ mod tests {
         let precise = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
         let stored = storable_time(&mut violations, "time", precise).unwrap();
         assert_eq!(stored.timestamp_subsec_nanos(), 123_456_000);
-        assert_eq!(
-            storable_time(&mut violations, "time", MAX_TIME),
-            Some(MAX_TIME)
-        );
-        assert_eq!(
-            storable_time(&mut violations, "time", MIN_TIME),
-            Some(MIN_TIME)
-        );
+        assert_eq!(storable_time(&mut violations, "time", MAX_TIME), Some(MAX_TIME));
+        assert_eq!(storable_time(&mut violations, "time", MIN_TIME), Some(MIN_TIME));
+        assert!(violations.is_empty());
+        let last_nanosecond = MAX_TIME + chrono::TimeDelta::nanoseconds(999);
+        assert_eq!(storable_time(&mut violations, "time", last_nanosecond), Some(MAX_TIME));
         assert!(violations.is_empty());
         let too_late = MAX_TIME + chrono::TimeDelta::microseconds(1);
         assert_eq!(storable_time(&mut violations, "time", too_late), None);
@@ -245,8 +194,7 @@ mod tests {
     #[test]
     fn nul_anywhere_in_metadata_is_refused() {
         let mut violations = Violations::default();
-        let nested: Map<String, Value> =
-            serde_json::from_str(r#"{"a": [{"b": "x\u0000y"}]}"#).unwrap();
+        let nested: Map<String, Value> = serde_json::from_str(r#"{"a": [{"b": "x\u0000y"}]}"#).unwrap();
         check_metadata(&mut violations, "metadata", &nested);
         let clean: Map<String, Value> = serde_json::from_str(r#"{"a": [{"b": "xy"}]}"#).unwrap();
         check_metadata(&mut violations, "clean", &clean);
@@ -259,11 +207,7 @@ mod tests {
         let mut violations = Violations::default();
         check_message(&mut violations, "empty", "");
         check_message(&mut violations, "nul", "a\0b");
-        check_message(
-            &mut violations,
-            "fine",
-            "tab\tand newline\n and \u{1b}[31mcolour",
-        );
+        check_message(&mut violations, "fine", "tab\tand newline\n and \u{1b}[31mcolour");
         check_message(&mut violations, "huge", &"x".repeat(MAX_MESSAGE_BYTES + 1));
         let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["empty", "nul", "huge"]);

@@ -5,15 +5,10 @@ use uuid::Uuid;
 pub enum StoreError {
     #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
     UnsupportedUrl(String),
-    #[error(
-        "in-memory SQLite is not supported: logwell needs a file that several connections share"
-    )]
+    #[error("in-memory SQLite is not supported: logwell needs a file that several connections share")]
     InMemorySqlite,
     #[error("cannot create the data folder {path}: {source}")]
-    DataFolder {
-        path: String,
-        source: std::io::Error,
-    },
+    DataFolder { path: String, source: std::io::Error },
     /// The database cannot be reached right now; retrying later can succeed.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -29,20 +24,14 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        if is_transient(&error) {
-            StoreError::Unavailable(error.to_string())
-        } else {
-            StoreError::Database(error)
-        }
+        if is_transient(&error) { StoreError::Unavailable(error.to_string()) } else { StoreError::Database(error) }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
         match error {
-            sqlx::migrate::MigrateError::Execute(inner) if is_transient(&inner) => {
-                StoreError::from(inner)
-            }
+            sqlx::migrate::MigrateError::Execute(inner) if is_transient(&inner) => StoreError::from(inner),
             other => StoreError::Migrate(other.to_string()),
         }
     }
@@ -59,9 +48,7 @@ fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(database) => {
-            database.code().is_some_and(|code| is_transient_code(&code))
-        }
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| is_transient_code(&code)),
         _ => false,
     }
 }

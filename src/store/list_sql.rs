@@ -7,7 +7,8 @@ use uuid::Uuid;
 use crate::model::{Cursor, LogQuery, Ordering, SortOrder};
 
 /// The columns every read selects, in `StoredRow` order.
-pub(super) const LOG_COLUMNS: &str = "id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata";
+pub(super) const LOG_COLUMNS: &str =
+    "id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata";
 
 /// A value to bind, in the order the placeholders appear.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +49,7 @@ impl<D: Dialect> Builder<D> {
 
     fn condition(&mut self, column_and_operator: &str, param: Param) {
         let placeholder = self.bind(param);
-        self.conditions
-            .push(format!("{column_and_operator} {placeholder}"));
+        self.conditions.push(format!("{column_and_operator} {placeholder}"));
     }
 }
 
@@ -74,11 +74,7 @@ fn cursor_params(cursor: Cursor) -> Vec<Param> {
 pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
     let filter = &query.filter;
     let ordering = filter.ordering();
-    let mut builder = Builder::<D> {
-        conditions: Vec::new(),
-        params: Vec::new(),
-        dialect: std::marker::PhantomData,
-    };
+    let mut builder = Builder::<D> { conditions: Vec::new(), params: Vec::new(), dialect: std::marker::PhantomData };
 
     if let Some(log_type) = filter.log_type {
         builder.condition("type =", Param::Text(log_type.as_str().into()));
@@ -93,18 +89,10 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
         // Spelled out so that both planners pick the partial system-seq index.
         builder.conditions.push("job_run_id IS NULL".into());
     }
-    if let Some(min_level) = filter
-        .min_level
-        .filter(|level| level.and_above().len() < crate::model::Level::ALL.len())
-    {
-        let placeholders: Vec<String> = min_level
-            .and_above()
-            .iter()
-            .map(|level| builder.bind(Param::Text(level.as_str().into())))
-            .collect();
-        builder
-            .conditions
-            .push(format!("level IN ({})", placeholders.join(", ")));
+    if let Some(min_level) = filter.min_level.filter(|level| level.and_above().len() < crate::model::Level::ALL.len()) {
+        let placeholders: Vec<String> =
+            min_level.and_above().iter().map(|level| builder.bind(Param::Text(level.as_str().into()))).collect();
+        builder.conditions.push(format!("level IN ({})", placeholders.join(", ")));
     }
     if let Some(stream) = filter.stream {
         builder.condition("stream =", Param::Text(stream.as_str().into()));
@@ -120,9 +108,7 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
     }
     if let Some(text) = &filter.message_contains {
         let placeholder = builder.bind(Param::Text(text.clone()));
-        builder
-            .conditions
-            .push(D::contains("message", &placeholder));
+        builder.conditions.push(D::contains("message", &placeholder));
     }
     if let Some(after_seq) = filter.after_seq {
         builder.condition("seq >", Param::Int(after_seq));
@@ -134,15 +120,8 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
         SortOrder::Descending => ("<", "DESC"),
     };
     if let Some(cursor) = query.after {
-        let placeholders: Vec<String> = cursor_params(cursor)
-            .into_iter()
-            .map(|param| builder.bind(param))
-            .collect();
-        builder.conditions.push(format!(
-            "({}) {comparison} ({})",
-            keys.join(", "),
-            placeholders.join(", ")
-        ));
+        let placeholders: Vec<String> = cursor_params(cursor).into_iter().map(|param| builder.bind(param)).collect();
+        builder.conditions.push(format!("({}) {comparison} ({})", keys.join(", "), placeholders.join(", ")));
     }
 
     let mut sql = format!("SELECT {LOG_COLUMNS} FROM logs");
@@ -150,19 +129,9 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
         sql.push_str(" WHERE ");
         sql.push_str(&builder.conditions.join(" AND "));
     }
-    let order_by: Vec<String> = keys
-        .iter()
-        .map(|key| format!("{key} {direction}"))
-        .collect();
-    sql.push_str(&format!(
-        " ORDER BY {} LIMIT {}",
-        order_by.join(", "),
-        query.limit
-    ));
-    Statement {
-        sql,
-        params: builder.params,
-    }
+    let order_by: Vec<String> = keys.iter().map(|key| format!("{key} {direction}")).collect();
+    sql.push_str(&format!(" ORDER BY {} LIMIT {}", order_by.join(", "), query.limit));
+    Statement { sql, params: builder.params }
 }
 
 #[cfg(test)]
@@ -186,11 +155,7 @@ mod tests {
     fn a_run_listing_pages_by_seq() {
         let run = Uuid::now_v7();
         let query = LogQuery {
-            filter: LogFilter {
-                job_run_id: Some(run),
-                min_level: Some(Level::Warn),
-                ..LogFilter::default()
-            },
+            filter: LogFilter { job_run_id: Some(run), min_level: Some(Level::Warn), ..LogFilter::default() },
             order: SortOrder::Descending,
             after: Some(Cursor::Seq(42)),
             limit: 11,
@@ -210,10 +175,7 @@ mod tests {
     #[test]
     fn system_and_cross_run_listings_use_their_own_keys() {
         let system = LogQuery {
-            filter: LogFilter {
-                log_type: Some(LogType::System),
-                ..LogFilter::default()
-            },
+            filter: LogFilter { log_type: Some(LogType::System), ..LogFilter::default() },
             order: SortOrder::Ascending,
             after: None,
             limit: 5,
@@ -224,15 +186,9 @@ mod tests {
                 .ends_with("WHERE type = $1 AND job_run_id IS NULL ORDER BY seq ASC LIMIT 5")
         );
         let search = LogQuery {
-            filter: LogFilter {
-                message_contains: Some("50%_off".into()),
-                ..LogFilter::default()
-            },
+            filter: LogFilter { message_contains: Some("50%_off".into()), ..LogFilter::default() },
             order: SortOrder::Ascending,
-            after: Some(Cursor::Time {
-                time: Utc::now(),
-                id: Uuid::now_v7(),
-            }),
+            after: Some(Cursor::Time { time: Utc::now(), id: Uuid::now_v7() }),
             limit: 5,
         };
         assert!(list_statement::<Numbered>(&search).sql.ends_with(

@@ -86,17 +86,10 @@ impl TryFrom<StoredRow> for Log {
 
     fn try_from(row: StoredRow) -> Result<Log, StoreError> {
         let corrupt = |what: String| StoreError::CorruptRow { id: row.id, what };
-        let owner = match (
-            row.log_type.parse::<LogType>(),
-            row.job_run_id,
-            row.task_run_id,
-        ) {
+        let owner = match (row.log_type.parse::<LogType>(), row.job_run_id, row.task_run_id) {
             (Ok(LogType::System), None, None) => Owner::System,
             (Ok(LogType::Job), Some(job_run_id), None) => Owner::Job { job_run_id },
-            (Ok(LogType::Task), Some(job_run_id), Some(task_run_id)) => Owner::Task {
-                job_run_id,
-                task_run_id,
-            },
+            (Ok(LogType::Task), Some(job_run_id), Some(task_run_id)) => Owner::Task { job_run_id, task_run_id },
             (log_type, _, _) => {
                 return Err(corrupt(format!("type {log_type:?} does not fit its ids")));
             }

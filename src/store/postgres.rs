@@ -48,10 +48,7 @@ impl Dialect for PostgresDialect {
 }
 
 impl PostgresStore {
-    pub(super) async fn open(
-        url: &str,
-        options: &super::ConnectOptions,
-    ) -> Result<Self, StoreError> {
+    pub(super) async fn open(url: &str, options: &super::ConnectOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -65,82 +62,32 @@ impl PostgresStore {
 #[async_trait::async_trait]
 impl LogStore for PostgresStore {
     async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
-        let metadata = logs
-            .iter()
-            .map(|log| serde_json::to_string(&log.metadata))
-            .collect::<Result<Vec<_>, _>>()?;
+        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let mut transaction = self.pool.begin().await?;
         let mut starts = BTreeMap::new();
         for (sequence, count) in sequence::demand(logs) {
-            let next: i64 = sqlx::query_scalar(ALLOCATE_SEQS)
-                .bind(sequence)
-                .bind(count + 1)
-                .fetch_one(&mut *transaction)
-                .await?;
+            let next: i64 =
+                sqlx::query_scalar(ALLOCATE_SEQS).bind(sequence).bind(count + 1).fetch_one(&mut *transaction).await?;
             starts.insert(sequence, next - count);
         }
         let seqs = sequence::assign(logs, starts);
         sqlx::query(INSERT_LOGS)
             .bind(logs.iter().map(|log| log.id).collect::<Vec<Uuid>>())
-            .bind(
-                logs.iter()
-                    .map(|log| log.owner.log_type().as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                logs.iter()
-                    .map(|log| log.owner.job_run_id())
-                    .collect::<Vec<Option<Uuid>>>(),
-            )
-            .bind(
-                logs.iter()
-                    .map(|log| log.owner.task_run_id())
-                    .collect::<Vec<Option<Uuid>>>(),
-            )
+            .bind(logs.iter().map(|log| log.owner.log_type().as_str()).collect::<Vec<&str>>())
+            .bind(logs.iter().map(|log| log.owner.job_run_id()).collect::<Vec<Option<Uuid>>>())
+            .bind(logs.iter().map(|log| log.owner.task_run_id()).collect::<Vec<Option<Uuid>>>())
             .bind(&seqs)
-            .bind(
-                logs.iter()
-                    .map(|log| log.time)
-                    .collect::<Vec<DateTime<Utc>>>(),
-            )
-            .bind(
-                logs.iter()
-                    .map(|log| log.received_at)
-                    .collect::<Vec<DateTime<Utc>>>(),
-            )
-            .bind(
-                logs.iter()
-                    .map(|log| log.level.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                logs.iter()
-                    .map(|log| log.stream.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                logs.iter()
-                    .map(|log| log.source.as_str())
-                    .collect::<Vec<&str>>(),
-            )
-            .bind(
-                logs.iter()
-                    .map(|log| log.message.as_str())
-                    .collect::<Vec<&str>>(),
-            )
+            .bind(logs.iter().map(|log| log.time).collect::<Vec<DateTime<Utc>>>())
+            .bind(logs.iter().map(|log| log.received_at).collect::<Vec<DateTime<Utc>>>())
+            .bind(logs.iter().map(|log| log.level.as_str()).collect::<Vec<&str>>())
+            .bind(logs.iter().map(|log| log.stream.as_str()).collect::<Vec<&str>>())
+            .bind(logs.iter().map(|log| log.source.as_str()).collect::<Vec<&str>>())
+            .bind(logs.iter().map(|log| log.message.as_str()).collect::<Vec<&str>>())
             .bind(&metadata)
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
-        Ok(logs
-            .iter()
-            .zip(seqs)
-            .map(|(log, seq)| Receipt {
-                id: log.id,
-                seq,
-                received_at: log.received_at,
-            })
-            .collect())
+        Ok(logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect())
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
@@ -154,12 +101,7 @@ impl LogStore for PostgresStore {
                 Param::Time(time) => select.bind(time),
             };
         }
-        select
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(Log::try_from)
-            .collect()
+        select.fetch_all(&self.pool).await?.into_iter().map(Log::try_from).collect()
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {
@@ -172,9 +114,7 @@ impl LogStore for PostgresStore {
     }
 
     async fn check_health(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1 FROM job_runs LIMIT 1")
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("SELECT 1 FROM job_runs LIMIT 1").execute(&self.pool).await?;
         Ok(())
     }
 

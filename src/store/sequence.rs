@@ -51,30 +51,15 @@ mod tests {
             Some(id) => (LogType::Job, id.to_string()),
             None => (LogType::System, String::new()),
         };
-        LogDraft {
-            job_run_id,
-            message: "m".into(),
-            ..LogDraft::default()
-        }
-        .validate(log_type, Utc::now())
-        .unwrap()
+        LogDraft { job_run_id, message: "m".into(), ..LogDraft::default() }.validate(log_type, Utc::now()).unwrap()
     }
 
     #[test]
     fn seqs_follow_request_order_within_each_sequence() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let logs = [
-            log(Some(a)),
-            log(Some(b)),
-            log(None),
-            log(Some(a)),
-            log(Some(b)),
-        ];
+        let logs = [log(Some(a)), log(Some(b)), log(None), log(Some(a)), log(Some(b))];
         let wanted = demand(&logs);
-        assert_eq!(
-            wanted,
-            BTreeMap::from([(SYSTEM_SEQUENCE, 1), (a, 2), (b, 2)])
-        );
+        assert_eq!(wanted, BTreeMap::from([(SYSTEM_SEQUENCE, 1), (a, 2), (b, 2)]));
         let starts = BTreeMap::from([(SYSTEM_SEQUENCE, 7), (a, 1), (b, 40)]);
         assert_eq!(assign(&logs, starts), [1, 40, 7, 2, 41]);
     }

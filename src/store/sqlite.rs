@@ -8,9 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Executor, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
@@ -49,10 +47,7 @@ impl Dialect for SqliteDialect {
 }
 
 impl SqliteStore {
-    pub(super) async fn open(
-        url: &str,
-        options: &super::ConnectOptions,
-    ) -> Result<Self, StoreError> {
+    pub(super) async fn open(url: &str, options: &super::ConnectOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -61,14 +56,9 @@ impl SqliteStore {
         if path == Path::new(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::InMemorySqlite);
         }
-        if let Some(folder) = path
-            .parent()
-            .filter(|folder| !folder.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
-                path: folder.display().to_string(),
-                source,
-            })?;
+        if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder)
+                .map_err(|source| StoreError::DataFolder { path: folder.display().to_string(), source })?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -81,11 +71,7 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(SqliteStore {
-            writer,
-            reader,
-            path,
-        })
+        Ok(SqliteStore { writer, reader, path })
     }
 }
 
@@ -119,12 +105,11 @@ async fn apply_pending(connection: &mut SqliteConnection) -> Result<(), StoreErr
             ) STRICT",
         )
         .await?;
-    let applied: BTreeMap<i64, Vec<u8>> =
-        sqlx::query_as("SELECT version, checksum FROM logwell_migrations")
-            .fetch_all(&mut *connection)
-            .await?
-            .into_iter()
-            .collect();
+    let applied: BTreeMap<i64, Vec<u8>> = sqlx::query_as("SELECT version, checksum FROM logwell_migrations")
+        .fetch_all(&mut *connection)
+        .await?
+        .into_iter()
+        .collect();
     for migration in MIGRATIONS.iter() {
         match applied.get(&migration.version) {
             Some(checksum) if checksum[..] == migration.checksum[..] => continue,
@@ -136,9 +121,7 @@ async fn apply_pending(connection: &mut SqliteConnection) -> Result<(), StoreErr
             }
             None => {}
         }
-        sqlx::raw_sql(&migration.sql)
-            .execute(&mut *connection)
-            .await?;
+        sqlx::raw_sql(&migration.sql).execute(&mut *connection).await?;
         sqlx::query("INSERT INTO logwell_migrations (version, description, checksum, applied_at) VALUES (?, ?, ?, ?)")
             .bind(migration.version)
             .bind(&*migration.description)
@@ -173,20 +156,14 @@ impl TryFrom<SqliteRow> for Log {
     type Error = StoreError;
 
     fn try_from(row: SqliteRow) -> Result<Log, StoreError> {
-        let id = Uuid::try_parse(&row.id).map_err(|_| StoreError::CorruptRow {
-            id: Uuid::nil(),
-            what: format!("id {:?} is not a UUID", row.id),
-        })?;
+        let id = Uuid::try_parse(&row.id)
+            .map_err(|_| StoreError::CorruptRow { id: Uuid::nil(), what: format!("id {:?} is not a UUID", row.id) })?;
         let corrupt = |what: String| StoreError::CorruptRow { id, what };
         let uuid = |text: Option<String>| {
-            text.map(|text| {
-                Uuid::try_parse(&text).map_err(|_| corrupt(format!("{text:?} is not a UUID")))
-            })
-            .transpose()
+            text.map(|text| Uuid::try_parse(&text).map_err(|_| corrupt(format!("{text:?} is not a UUID")))).transpose()
         };
         let time = |micros: i64| {
-            DateTime::from_timestamp_micros(micros)
-                .ok_or_else(|| corrupt(format!("time {micros} is out of range")))
+            DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(format!("time {micros} is out of range")))
         };
         Log::try_from(StoredRow {
             id,
@@ -200,8 +177,7 @@ impl TryFrom<SqliteRow> for Log {
             stream: row.stream,
             source: row.source,
             message: row.message,
-            metadata: serde_json::from_str(&row.metadata)
-                .map_err(|e| corrupt(format!("metadata: {e}")))?,
+            metadata: serde_json::from_str(&row.metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
         })
     }
 }
@@ -209,10 +185,7 @@ impl TryFrom<SqliteRow> for Log {
 #[async_trait::async_trait]
 impl LogStore for SqliteStore {
     async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
-        let metadata = logs
-            .iter()
-            .map(|log| serde_json::to_string(&log.metadata))
-            .collect::<Result<Vec<_>, _>>()?;
+        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let mut transaction = self.writer.begin().await?;
         let mut starts = BTreeMap::new();
         for (sequence, count) in sequence::demand(logs) {
@@ -226,8 +199,7 @@ impl LogStore for SqliteStore {
         let seqs = sequence::assign(logs, starts);
         let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new(format!("INSERT INTO logs ({LOG_COLUMNS}) "));
+            let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO logs ({LOG_COLUMNS}) "));
             insert.push_values(chunk, |mut row, ((log, seq), metadata)| {
                 row.push_bind(log.id.to_string())
                     .push_bind(log.owner.log_type().as_str())
@@ -245,15 +217,7 @@ impl LogStore for SqliteStore {
             insert.build().execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
-        Ok(logs
-            .iter()
-            .zip(seqs)
-            .map(|(log, seq)| Receipt {
-                id: log.id,
-                seq,
-                received_at: log.received_at,
-            })
-            .collect())
+        Ok(logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect())
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
@@ -267,12 +231,7 @@ impl LogStore for SqliteStore {
                 Param::Time(time) => select.bind(time.timestamp_micros()),
             };
         }
-        select
-            .fetch_all(&self.reader)
-            .await?
-            .into_iter()
-            .map(Log::try_from)
-            .collect()
+        select.fetch_all(&self.reader).await?.into_iter().map(Log::try_from).collect()
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {
@@ -288,14 +247,9 @@ impl LogStore for SqliteStore {
         // An open connection keeps working on a data file that was deleted or
         // unmounted, so writes would vanish at the next start: check the path.
         if !tokio::fs::try_exists(&self.path).await.unwrap_or(false) {
-            return Err(StoreError::Unavailable(format!(
-                "the data file {} is gone",
-                self.path.display()
-            )));
+            return Err(StoreError::Unavailable(format!("the data file {} is gone", self.path.display())));
         }
-        sqlx::query("SELECT 1 FROM job_runs LIMIT 1")
-            .execute(&self.reader)
-            .await?;
+        sqlx::query("SELECT 1 FROM job_runs LIMIT 1").execute(&self.reader).await?;
         Ok(())
     }
 

@@ -1,0 +1,251 @@
+//! Starts the real server on an ephemeral port against a fresh database of
+//! the chosen backend, and hands out real gRPC clients.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
+use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
+use logwell::proto::v1::system_log_service_client::SystemLogServiceClient;
+use logwell::proto::v1::task_log_service_client::TaskLogServiceClient;
+use logwell::proto::v1::{self as pb};
+use logwell::server::ServerSettings;
+use logwell::store::{ConnectOptions, LogStore};
+use sqlx::{Connection, Executor};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+use uuid::Uuid;
+
+use crate::postgres_cluster;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend for each named `async fn(Backend)` of the
+/// calling module: `<module>::sqlite::<name>` and `<module>::postgres::<name>`.
+#[macro_export]
+macro_rules! conformance {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
+
+/// A database of its own for one test, removed when the test ends.
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    /// The SQLite data file, or the PostgreSQL database name.
+    location: Location,
+}
+
+enum Location {
+    SqliteFile { _folder: tempfile::TempDir, file: PathBuf },
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let folder = tempfile::tempdir().expect("temporary folder");
+                // A folder that does not exist yet: the store must create it.
+                let file = folder.path().join("nested").join("logwell.db");
+                let url = format!("sqlite:{}", file.display());
+                TestDatabase { backend, url, location: Location::SqliteFile { _folder: folder, file } }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_cluster::admin_url();
+                let name = format!("logwell_test_{}", Uuid::new_v4().simple());
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect as admin");
+                admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+                let url = postgres_cluster::with_database(&admin_url, &name);
+                TestDatabase { backend, url, location: Location::PostgresDatabase { admin_url, name } }
+            }
+        }
+    }
+
+    /// Makes the database disappear under a running server: the SQLite data
+    /// file is deleted, the PostgreSQL database dropped (its sessions killed).
+    pub async fn destroy(&self) {
+        match &self.location {
+            Location::SqliteFile { file, .. } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+                }
+            }
+            Location::PostgresDatabase { admin_url, name } => drop_postgres_database(admin_url, name).await,
+        }
+    }
+
+    /// Runs one statement directly against the database, bypassing logwell.
+    pub async fn execute_raw(&self, sql: &str) -> Result<(), String> {
+        let result = match self.backend {
+            Backend::Sqlite => {
+                let mut connection = sqlx::SqliteConnection::connect(&self.url).await.map_err(|e| e.to_string())?;
+                connection.execute(sql).await.map(drop)
+            }
+            Backend::Postgres => {
+                let mut connection = sqlx::PgConnection::connect(&self.url).await.map_err(|e| e.to_string())?;
+                connection.execute(sql).await.map(drop)
+            }
+        };
+        result.map_err(|error| error.to_string())
+    }
+}
+
+async fn drop_postgres_database(admin_url: &str, name: &str) {
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("connect as admin");
+    admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.expect("drop database");
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Location::PostgresDatabase { admin_url, name } = &self.location {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop cannot await; a short-lived runtime on its own thread can.
+            let dropped = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(drop_postgres_database(&admin_url, &name));
+            })
+            .join();
+            if dropped.is_err() && !std::thread::panicking() {
+                panic!("could not drop the test database");
+            }
+        }
+    }
+}
+
+pub fn connect_options() -> ConnectOptions {
+    ConnectOptions { max_connections: 5, acquire_timeout: Duration::from_secs(5) }
+}
+
+/// A running logwell server with its own database.
+pub struct TestServer {
+    pub channel: Channel,
+    /// The server's own store, for tests that check storage directly.
+    pub store: Arc<dyn LogStore>,
+    pub database: TestDatabase,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        init_test_logging();
+        let database = TestDatabase::create(backend).await;
+        let store = logwell::store::connect(&database.url, &connect_options()).await.expect("open store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let settings =
+            ServerSettings { health_check_interval: Duration::from_millis(50), shutdown_grace: Duration::from_secs(5) };
+        tokio::spawn(logwell::server::serve(listener, store.clone(), settings, async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");
+        TestServer { channel, store, database, stop: Some(stop) }
+    }
+
+    pub fn system(&self) -> SystemLogServiceClient<Channel> {
+        SystemLogServiceClient::new(self.channel.clone())
+    }
+
+    pub fn job(&self) -> JobLogServiceClient<Channel> {
+        JobLogServiceClient::new(self.channel.clone())
+    }
+
+    pub fn task(&self) -> TaskLogServiceClient<Channel> {
+        TaskLogServiceClient::new(self.channel.clone())
+    }
+
+    pub fn query(&self) -> LogQueryServiceClient<Channel> {
+        LogQueryServiceClient::new(self.channel.clone())
+    }
+
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel.clone())
+    }
+
+    /// Every log that `request` lists, following page tokens to the end.
+    pub async fn list_all(&self, mut request: pb::ListLogsRequest) -> Vec<pb::Log> {
+        let mut logs = Vec::new();
+        loop {
+            let page = self.query().list_logs(request.clone()).await.expect("list logs").into_inner();
+            logs.extend(page.logs);
+            if page.next_page_token.is_empty() {
+                return logs;
+            }
+            request.page_token = page.next_page_token;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// `TEST_LOG=1 cargo test` shows the server's own logs.
+fn init_test_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+        }
+    });
+}
+
+/// A log entry with just a message; the tests set what they need on it.
+pub fn entry(message: &str) -> pb::LogEntry {
+    pb::LogEntry { message: message.to_string(), ..pb::LogEntry::default() }
+}
+
+pub fn job_entry(job_run_id: Uuid, message: &str) -> pb::LogEntry {
+    pb::LogEntry { job_run_id: job_run_id.to_string(), ..entry(message) }
+}
+
+pub fn task_entry(job_run_id: Uuid, task_run_id: Uuid, message: &str) -> pb::LogEntry {
+    pb::LogEntry { task_run_id: task_run_id.to_string(), ..job_entry(job_run_id, message) }
+}
+
+/// The fields named by a status's BadRequest details.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| bad_request.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default()
+}
+
+/// Asserts that `result` failed with INVALID_ARGUMENT naming exactly `fields`.
+#[track_caller]
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, tonic::Status>, fields: &[&str]) {
+    let status = result.expect_err("request should have been refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), fields, "{}", status.message());
+}

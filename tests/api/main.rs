@@ -1,0 +1,12 @@
+//! Integration tests: the real server on a real port, real gRPC clients, a
+//! real SQLite file and a real PostgreSQL server. Every `conformance!` test
+//! runs against both backends.
+
+mod helpers;
+mod postgres_cluster;
+
+mod health;
+mod lifecycle;
+mod queries;
+mod schema;
+mod writes;

@@ -1,0 +1,128 @@
+//! A real PostgreSQL server for the tests: `LOGWELL_TEST_DATABASE_URL` if it
+//! is set, otherwise a throwaway cluster that this test process starts once
+//! and that stops and deletes itself when the process ends.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+
+/// Runs as the cluster's owner. It starts the server, says "ready", then
+/// waits for its standard input to close, which happens when the test
+/// process exits however it exits; then it stops the server and deletes the
+/// cluster.
+const CLUSTER_SCRIPT: &str = r#"
+set -eu
+dir=$(mktemp -d /tmp/logwell-test-pg.XXXXXX)
+cleanup() { "$PGBIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$dir"; }
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+"$PGBIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+  || { cat "$dir/initdb.log" >&2; exit 1; }
+"$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "-p $PORT -k $dir -c listen_addresses=127.0.0.1 \
+  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null \
+  || { cat "$dir/server.log" >&2; exit 1; }
+echo ready
+while read -r _; do :; done
+"#;
+
+struct Cluster {
+    admin_url: String,
+    // Held open for the life of the process; its closing stops the cluster.
+    _stdin: Option<ChildStdin>,
+    _child: Option<Child>,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// A URL of a role that may create databases, on the test server.
+pub fn admin_url() -> String {
+    let cluster = CLUSTER.get_or_init(|| match std::env::var("LOGWELL_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok(Cluster { admin_url: url, _stdin: None, _child: None }),
+        _ => start_throwaway_cluster(),
+    });
+    match cluster {
+        Ok(cluster) => cluster.admin_url.clone(),
+        Err(error) => panic!("no PostgreSQL server for the tests: {error}"),
+    }
+}
+
+/// `url` with its database replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let authority_start = base.find("://").map_or(0, |index| index + 3);
+    let path_start = base[authority_start..].find('/').map_or(base.len(), |index| authority_start + index);
+    let mut result = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        result.push('?');
+        result.push_str(query);
+    }
+    result
+}
+
+fn start_throwaway_cluster() -> Result<Cluster, String> {
+    let bin = postgres_bin_dir()?;
+    let port = free_port()?;
+    let mut command = if running_as_root() {
+        // PostgreSQL refuses to run as root.
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", "sh", "-c", CLUSTER_SCRIPT]);
+        command
+    } else {
+        let mut command = Command::new("sh");
+        command.args(["-c", CLUSTER_SCRIPT]);
+        command
+    };
+    let mut child = command
+        .env("PGBIN", &bin)
+        .env("PORT", port.to_string())
+        .current_dir("/tmp")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|error| format!("cannot start the cluster script: {error}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).map_err(|error| error.to_string())?;
+    if line.trim() != "ready" {
+        let status = child.wait().map_err(|error| error.to_string())?;
+        return Err(format!("the throwaway cluster did not start ({status}); see stderr above"));
+    }
+    Ok(Cluster {
+        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        _stdin: child.stdin.take(),
+        _child: Some(child),
+    })
+}
+
+fn postgres_bin_dir() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("LOGWELL_TEST_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|error| format!("PostgreSQL is not installed in /usr/lib/postgresql ({error}); set LOGWELL_TEST_DATABASE_URL or LOGWELL_TEST_PG_BIN"))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    candidates.sort_by_key(|bin| {
+        bin.parent().and_then(|version| version.file_name()?.to_str()?.parse::<u32>().ok()).unwrap_or(0)
+    });
+    candidates.pop().ok_or_else(|| "no initdb under /usr/lib/postgresql/*/bin".to_string())
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
+    Ok(listener.local_addr().map_err(|error| error.to_string())?.port())
+}
+
+fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+#[test]
+fn database_names_replace_the_path_only() {
+    assert_eq!(with_database("postgres://u:p@h:5/postgres", "t1"), "postgres://u:p@h:5/t1");
+    assert_eq!(with_database("postgres://h/db?sslmode=disable", "t2"), "postgres://h/t2?sslmode=disable");
+    assert_eq!(with_database("postgres://h:5", "t3"), "postgres://h:5/t3");
+}

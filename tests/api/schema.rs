@@ -1,0 +1,97 @@
+//! The schema on its own: CHECK constraints refuse what the API refuses,
+//! whoever writes; migrations are safe twice and from two processes at once.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use logwell::store::connect;
+
+use crate::conformance;
+use crate::helpers::{Backend, TestDatabase, connect_options};
+
+conformance!(check_constraints_refuse_raw_sql, migrations_run_twice_and_concurrently);
+
+const RUN: &str = "'0191e4a0-0000-7000-8000-000000000001'";
+const TASK: &str = "'0191e4a0-0000-7000-8000-000000000002'";
+
+/// One row for a raw INSERT; everything not named is valid.
+#[derive(Clone, Copy)]
+struct RawRow {
+    log_type: &'static str,
+    job_run_id: &'static str,
+    task_run_id: &'static str,
+    stream: &'static str,
+    level: &'static str,
+    message: &'static str,
+    metadata: &'static str,
+}
+
+impl RawRow {
+    fn new(log_type: &'static str, job_run_id: &'static str, task_run_id: &'static str, stream: &'static str) -> Self {
+        RawRow { log_type, job_run_id, task_run_id, stream, level: "info", message: "m", metadata: "{}" }
+    }
+
+    /// The INSERT, spelled for the backend.
+    fn insert(&self, backend: Backend) -> String {
+        let time = match backend {
+            Backend::Sqlite => "1700000000000000",
+            Backend::Postgres => "'2023-11-14T22:13:20Z'",
+        };
+        // Every row its own seq, so that only the constraint under test can refuse it.
+        static NEXT_SEQ: AtomicI64 = AtomicI64::new(1);
+        let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let id = uuid::Uuid::now_v7();
+        let RawRow { log_type, job_run_id, task_run_id, stream, level, message, metadata } = self;
+        format!(
+            "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, \
+             source, message, metadata) VALUES ('{id}', '{log_type}', {job_run_id}, {task_run_id}, {seq}, {time}, \
+             {time}, '{level}', '{stream}', 'raw', '{message}', '{metadata}')"
+        )
+    }
+}
+
+async fn check_constraints_refuse_raw_sql(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    connect(&database.url, &connect_options()).await.expect("migrate").close().await;
+    let row = RawRow::new;
+
+    // The statements are sound: with valid values each type is accepted.
+    for valid in
+        [row("system", "NULL", "NULL", "system"), row("job", RUN, "NULL", "stderr"), row("task", RUN, TASK, "stdout")]
+    {
+        let statement = valid.insert(backend);
+        database.execute_raw(&statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+
+    let job = row("job", RUN, "NULL", "stdout");
+    let refused = [
+        (row("system", RUN, "NULL", "system"), "logs_system_shape"),
+        (row("system", "NULL", TASK, "system"), "logs_system_shape"),
+        (row("system", "NULL", "NULL", "stdout"), "logs_system_shape"),
+        (row("job", "NULL", "NULL", "stdout"), "logs_job_shape"),
+        (row("job", RUN, TASK, "stdout"), "logs_job_shape"),
+        (row("task", RUN, "NULL", "stdout"), "logs_task_shape"),
+        (row("task", "NULL", TASK, "stdout"), "logs_task_shape"),
+        (row("audit", "NULL", "NULL", "system"), "type"),
+        (row("job", RUN, "NULL", "console"), "stream"),
+        (RawRow { level: "warning", ..job }, "level"),
+        (RawRow { message: "", ..job }, "message"),
+        (RawRow { metadata: "[1, 2]", ..job }, "metadata"),
+    ];
+    for (row, constraint) in refused {
+        let statement = row.insert(backend);
+        let error = database.execute_raw(&statement).await.expect_err(&statement);
+        assert!(error.contains("check constraint") || error.contains("CHECK constraint"), "{statement}: {error}");
+        assert!(error.contains(constraint), "{statement}: expected {constraint} in {error}");
+    }
+}
+
+async fn migrations_run_twice_and_concurrently(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let options = connect_options();
+    let (first, second) = tokio::join!(connect(&database.url, &options), connect(&database.url, &options));
+    first.expect("first concurrent migration").close().await;
+    second.expect("second concurrent migration").close().await;
+    let again = connect(&database.url, &options).await.expect("migrating an up-to-date database");
+    again.check_health().await.expect("healthy after migrations");
+    again.close().await;
+}

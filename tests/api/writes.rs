@@ -1,0 +1,296 @@
+//! Writing each log type: the model's rules through the API, atomic batches,
+//! gap-free seqs under concurrency, faithful round trips.
+
+use std::collections::BTreeSet;
+
+use logwell::model::{LogDraft, LogType, NewLog};
+use logwell::proto::v1::{self as pb};
+use prost_types::Timestamp;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::conformance;
+use crate::helpers::{Backend, TestServer, assert_invalid, entry, job_entry, task_entry};
+
+conformance!(
+    each_type_round_trips,
+    forbidden_combinations_name_the_field,
+    bad_values_name_the_field,
+    nothing_is_stored_from_a_refused_batch,
+    a_failing_transaction_stores_nothing_and_leaves_no_gap,
+    seqs_have_no_gaps_under_concurrent_writers,
+    extreme_times_and_rich_metadata_round_trip,
+);
+
+async fn each_type_round_trips(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (run, task) = (Uuid::now_v7(), Uuid::now_v7());
+
+    let system = server.system().write_system_log(pb::WriteSystemLogRequest { log: Some(entry("booted")) }).await;
+    let system = system.expect("system log").into_inner().receipt.expect("receipt");
+    let job = pb::LogEntry { level: pb::LogLevel::Warn.into(), source: "runner-1".into(), ..job_entry(run, "started") };
+    let job = server.job().write_job_log(pb::WriteJobLogRequest { log: Some(job) }).await;
+    let job = job.expect("job log").into_inner().receipt.expect("receipt");
+    let task_log = pb::LogEntry { stream: pb::LogStream::Stderr.into(), ..task_entry(run, task, "compiling") };
+    let task_log = server.task().write_task_log(pb::WriteTaskLogRequest { log: Some(task_log) }).await;
+    let task_log = task_log.expect("task log").into_inner().receipt.expect("receipt");
+
+    assert_eq!((system.seq, job.seq, task_log.seq), (1, 1, 2), "system logs count apart from the run");
+
+    let get = |id: String| {
+        let mut query = server.query();
+        async move { query.get_log(pb::GetLogRequest { id }).await.expect("get").into_inner().log.expect("log") }
+    };
+    let stored = get(system.id.clone()).await;
+    assert_eq!(stored.r#type(), pb::LogType::System);
+    assert_eq!(stored.stream(), pb::LogStream::System);
+    assert_eq!(stored.level(), pb::LogLevel::Info, "level defaults to info");
+    assert_eq!((stored.job_run_id.as_str(), stored.task_run_id.as_str()), ("", ""));
+    assert_eq!(stored.time, stored.received_at, "time defaults to receipt time");
+    assert_eq!(stored.received_at, system.received_at);
+
+    let stored = get(job.id.clone()).await;
+    assert_eq!(stored.r#type(), pb::LogType::Job);
+    assert_eq!(stored.job_run_id, run.to_string());
+    assert_eq!(stored.task_run_id, "");
+    assert_eq!(stored.stream(), pb::LogStream::Stdout, "job streams default to stdout");
+    assert_eq!(
+        (stored.level(), stored.source.as_str(), stored.message.as_str()),
+        (pb::LogLevel::Warn, "runner-1", "started")
+    );
+
+    let stored = get(task_log.id.clone()).await;
+    assert_eq!(stored.r#type(), pb::LogType::Task);
+    assert_eq!((stored.job_run_id.clone(), stored.task_run_id.clone()), (run.to_string(), task.to_string()));
+    assert_eq!(stored.stream(), pb::LogStream::Stderr);
+    assert_eq!(stored.seq, 2);
+}
+
+async fn forbidden_combinations_name_the_field(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (run, task) = (Uuid::now_v7(), Uuid::now_v7());
+    let stdout = pb::LogStream::Stdout as i32;
+
+    let system = |log: pb::LogEntry| {
+        let mut client = server.system();
+        async move { client.write_system_log(pb::WriteSystemLogRequest { log: Some(log) }).await }
+    };
+    assert_invalid(system(job_entry(run, "x")).await, &["log.job_run_id"]);
+    assert_invalid(system(pb::LogEntry { task_run_id: task.to_string(), ..entry("x") }).await, &["log.task_run_id"]);
+    assert_invalid(system(pb::LogEntry { stream: stdout, ..entry("x") }).await, &["log.stream"]);
+
+    let job = |log: pb::LogEntry| {
+        let mut client = server.job();
+        async move { client.write_job_log(pb::WriteJobLogRequest { log: Some(log) }).await }
+    };
+    assert_invalid(job(entry("x")).await, &["log.job_run_id"]);
+    assert_invalid(job(task_entry(run, task, "x")).await, &["log.task_run_id"]);
+
+    let task_write = |log: pb::LogEntry| {
+        let mut client = server.task();
+        async move { client.write_task_log(pb::WriteTaskLogRequest { log: Some(log) }).await }
+    };
+    assert_invalid(task_write(job_entry(run, "x")).await, &["log.task_run_id"]);
+    assert_invalid(task_write(pb::LogEntry { task_run_id: task.to_string(), ..entry("x") }).await, &["log.job_run_id"]);
+    assert_invalid(task_write(entry("x")).await, &["log.job_run_id", "log.task_run_id"]);
+
+    let missing = server.job().write_job_log(pb::WriteJobLogRequest { log: None }).await;
+    assert_invalid(missing, &["log"]);
+
+    assert!(server.list_all(pb::ListLogsRequest::default()).await.is_empty(), "nothing was stored");
+    let accepted = system(entry("still serving")).await.expect("the server keeps serving");
+    assert_eq!(accepted.into_inner().receipt.expect("receipt").seq, 1);
+}
+
+async fn bad_values_name_the_field(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let job = |log: pb::LogEntry| {
+        let mut client = server.job();
+        async move { client.write_job_log(pb::WriteJobLogRequest { log: Some(log) }).await }
+    };
+    let year_10000 = Timestamp { seconds: 253_402_300_800, nanos: 0 };
+    let before_year_1 = Timestamp { seconds: -62_135_596_801, nanos: 0 };
+    let cases: Vec<(pb::LogEntry, &str)> = vec![
+        (job_entry(Uuid::nil(), "x"), "log.job_run_id"),
+        (pb::LogEntry { job_run_id: "run-42".into(), ..entry("x") }, "log.job_run_id"),
+        (pb::LogEntry { level: 42, ..job_entry(run, "x") }, "log.level"),
+        (pb::LogEntry { stream: -3, ..job_entry(run, "x") }, "log.stream"),
+        (job_entry(run, ""), "log.message"),
+        (job_entry(run, "nul \0 byte"), "log.message"),
+        (pb::LogEntry { source: "tab\there".into(), ..job_entry(run, "x") }, "log.source"),
+        (pb::LogEntry { source: "s".repeat(257), ..job_entry(run, "x") }, "log.source"),
+        (pb::LogEntry { time: Some(year_10000), ..job_entry(run, "x") }, "log.time"),
+        (pb::LogEntry { time: Some(before_year_1), ..job_entry(run, "x") }, "log.time"),
+        (pb::LogEntry { time: Some(Timestamp { seconds: 0, nanos: -1 }), ..job_entry(run, "x") }, "log.time"),
+        (pb::LogEntry { time: Some(Timestamp { seconds: i64::MAX, nanos: 0 }), ..job_entry(run, "x") }, "log.time"),
+        (
+            pb::LogEntry { metadata: Some(metadata(&[("ratio", number(f64::NAN))])), ..job_entry(run, "x") },
+            "log.metadata.ratio",
+        ),
+        (pb::LogEntry { metadata: Some(metadata(&[("k", text("a\0b"))])), ..job_entry(run, "x") }, "log.metadata"),
+    ];
+    for (log, field) in cases {
+        let described = format!("{log:?}");
+        let status = job(log).await.expect_err(&described);
+        assert_eq!(status.code(), Code::InvalidArgument, "{described}: {status:?}");
+        assert_eq!(crate::helpers::violated_fields(&status), [field], "{described}");
+    }
+    assert!(server.list_all(pb::ListLogsRequest::default()).await.is_empty(), "nothing was stored");
+}
+
+async fn nothing_is_stored_from_a_refused_batch(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let mut logs: Vec<pb::LogEntry> = (0..5).map(|i| job_entry(run, &format!("line {i}"))).collect();
+    logs[2].message.clear();
+    logs[4].job_run_id = "nope".into();
+    let refused = server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await;
+    assert_invalid(refused, &["logs[2].message", "logs[4].job_run_id"]);
+    assert_invalid(server.job().write_job_logs(pb::WriteJobLogsRequest { logs: vec![] }).await, &["logs"]);
+    let too_many = (0..1_001).map(|i| job_entry(run, &format!("{i}"))).collect();
+    assert_invalid(server.job().write_job_logs(pb::WriteJobLogsRequest { logs: too_many }).await, &["logs"]);
+
+    let run_logs = pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() };
+    assert!(server.list_all(run_logs.clone()).await.is_empty());
+
+    let logs = (0..1_000).map(|i| job_entry(run, &format!("line {i}"))).collect();
+    let receipts =
+        server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("batch").into_inner().receipts;
+    let seqs: Vec<i64> = receipts.iter().map(|receipt| receipt.seq).collect();
+    assert_eq!(seqs, (1..=1_000).collect::<Vec<_>>(), "a batch takes seqs in request order");
+    let stored = server.list_all(run_logs).await;
+    assert_eq!(stored.len(), 1_000);
+    assert!(stored.iter().all(|log| log.message == format!("line {}", log.seq - 1)));
+}
+
+/// A batch that the database itself refuses midway (here: a row that breaks a
+/// CHECK constraint, handed straight to the store) leaves nothing behind, not
+/// even the seqs it had reserved.
+async fn a_failing_transaction_stores_nothing_and_leaves_no_gap(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let valid = |message: &str| -> NewLog {
+        LogDraft { job_run_id: run.to_string(), message: message.into(), ..LogDraft::default() }
+            .validate(LogType::Job, chrono::Utc::now())
+            .expect("valid log")
+    };
+    let mut broken = valid("broken");
+    broken.message.clear();
+    let batch = [valid("first"), valid("second"), broken, valid("fourth")];
+    let error = server.store.append(&batch).await.expect_err("the database refuses the batch");
+    assert!(error.to_string().contains("message"), "{error}");
+
+    let run_logs = pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() };
+    assert!(server.list_all(run_logs.clone()).await.is_empty(), "no part of the batch was stored");
+    let receipts = server.store.append(&[valid("after")]).await.expect("next write");
+    assert_eq!(receipts[0].seq, 1, "the failed batch's seqs were rolled back with it");
+}
+
+async fn seqs_have_no_gaps_under_concurrent_writers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let writers = 8;
+    let writes_per_writer = 25;
+    let mut handles = Vec::new();
+    for writer in 0..writers {
+        let mut job = server.job();
+        let mut task = server.task();
+        handles.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for write in 0..writes_per_writer {
+                let message = format!("writer {writer} write {write}");
+                if write % 3 == 0 {
+                    let logs = (0..4).map(|i| job_entry(run, &format!("{message} #{i}"))).collect();
+                    let receipts = job.write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("batch");
+                    let receipts = receipts.into_inner().receipts;
+                    let batch: Vec<i64> = receipts.iter().map(|receipt| receipt.seq).collect();
+                    assert!(batch.windows(2).all(|pair| pair[1] == pair[0] + 1), "a batch is contiguous: {batch:?}");
+                    seqs.extend(batch);
+                } else {
+                    let log = task_entry(run, Uuid::now_v7(), &message);
+                    let receipt = task.write_task_log(pb::WriteTaskLogRequest { log: Some(log) }).await.expect("write");
+                    seqs.push(receipt.into_inner().receipt.expect("receipt").seq);
+                }
+            }
+            seqs
+        }));
+    }
+    let mut acknowledged = BTreeSet::new();
+    for handle in handles {
+        for seq in handle.await.expect("writer") {
+            assert!(acknowledged.insert(seq), "seq {seq} acknowledged twice");
+        }
+    }
+    let total = i64::try_from(acknowledged.len()).expect("count");
+    assert_eq!(acknowledged, (1..=total).collect(), "acknowledged seqs are 1..={total} without gaps");
+    let stored: Vec<i64> = server
+        .list_all(pb::ListLogsRequest { job_run_id: run.to_string(), page_size: 1_000, ..Default::default() })
+        .await
+        .iter()
+        .map(|log| log.seq)
+        .collect();
+    assert_eq!(stored, (1..=total).collect::<Vec<_>>());
+}
+
+async fn extreme_times_and_rich_metadata_round_trip(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let earliest = Timestamp { seconds: -62_135_596_800, nanos: 0 };
+    let latest = Timestamp { seconds: 253_402_300_799, nanos: 999_999_999 };
+    let precise = Timestamp { seconds: 1_700_000_000, nanos: 123_456_789 };
+    let rich = metadata(&[
+        ("attempt", number(2.0)),
+        ("ratio", number(0.25)),
+        (
+            "tags",
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::ListValue(prost_types::ListValue {
+                    values: vec![text("a"), text("ü ✓")],
+                })),
+            },
+        ),
+        (
+            "nested",
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StructValue(metadata(&[(
+                    "ok",
+                    prost_types::Value { kind: Some(prost_types::value::Kind::BoolValue(true)) },
+                )]))),
+            },
+        ),
+    ]);
+    let logs = vec![
+        pb::LogEntry { time: Some(earliest), ..job_entry(run, "earliest") },
+        pb::LogEntry { time: Some(latest), ..job_entry(run, "latest") },
+        pb::LogEntry {
+            time: Some(precise),
+            metadata: Some(rich.clone()),
+            ..job_entry(run, "tabs\tnewlines\n\u{1b}[31mcolour ✓")
+        },
+    ];
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    let stored = server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await;
+    assert_eq!(stored[0].time, Some(earliest));
+    assert_eq!(
+        stored[1].time,
+        Some(Timestamp { seconds: 253_402_300_799, nanos: 999_999_000 }),
+        "microsecond precision"
+    );
+    assert_eq!(stored[2].time, Some(Timestamp { seconds: 1_700_000_000, nanos: 123_456_000 }));
+    assert_eq!(stored[2].message, "tabs\tnewlines\n\u{1b}[31mcolour ✓");
+    assert_eq!(stored[2].metadata, Some(rich));
+    assert_eq!(stored[0].metadata, Some(prost_types::Struct::default()), "metadata defaults to an empty object");
+}
+
+pub fn metadata(fields: &[(&str, prost_types::Value)]) -> prost_types::Struct {
+    prost_types::Struct { fields: fields.iter().map(|(key, value)| (key.to_string(), value.clone())).collect() }
+}
+
+pub fn number(value: f64) -> prost_types::Value {
+    prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(value)) }
+}
+
+pub fn text(value: &str) -> prost_types::Value {
+    prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(value.to_string())) }
+}
