@@ -14,6 +14,9 @@ pub enum ApiError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// logwell broke one of its own promises: a bug, not the client's fault.
+    #[error("{0}")]
+    Internal(&'static str),
 }
 
 impl From<Violations> for ApiError {
@@ -39,6 +42,10 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "database unavailable");
                 Status::unavailable("the database is unavailable; nothing was stored, retry later")
+            }
+            ApiError::Internal(what) => {
+                tracing::error!(what, "internal error");
+                Status::internal("internal error; see the server log")
             }
             ApiError::Store(other) => {
                 tracing::error!(error = %other, "storage failed");

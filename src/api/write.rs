@@ -34,7 +34,7 @@ impl LogWriter {
         };
         let log = validate_entry(entry, log_type, "log")?;
         let receipts = self.store.append(std::slice::from_ref(&log)).await?;
-        Ok(receipts.into_iter().map(receipt_to_proto).next().unwrap_or_default())
+        receipts.into_iter().next().map(receipt_to_proto).ok_or(ApiError::Internal("the store acknowledged no log"))
     }
 
     async fn write_batch(

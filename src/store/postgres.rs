@@ -87,7 +87,7 @@ impl LogStore for PostgresStore {
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
-        Ok(logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect())
+        Ok(sequence::receipts(logs, seqs))
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::model::NewLog;
+use crate::model::{NewLog, Receipt};
 
 /// The `job_runs` key of the system logs' own sequence. The model refuses
 /// the nil UUID as a job run id, so it cannot collide with a real run.
@@ -37,6 +37,11 @@ pub(super) fn assign(logs: &[NewLog], mut next: BTreeMap<Uuid, i64>) -> Vec<i64>
             seq
         })
         .collect()
+}
+
+/// What the store tells the writer of each log, once committed.
+pub(super) fn receipts(logs: &[NewLog], seqs: Vec<i64>) -> Vec<Receipt> {
+    logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect()
 }
 
 #[cfg(test)]

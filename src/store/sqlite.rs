@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Executor, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
@@ -17,6 +17,8 @@ use super::{LogStore, StoreError, StoredRow, sequence};
 use crate::model::{Log, LogQuery, NewLog, Receipt};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+const SQLITE_BUSY: &str = "5";
 
 /// Rows per INSERT statement: 12 parameters each, well under SQLite's limit
 /// of 32,766 parameters per statement.
@@ -50,7 +52,7 @@ impl SqliteStore {
     pub(super) async fn open(url: &str, options: &super::ConnectOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         let path = connect.get_filename().to_path_buf();
         if path == Path::new(":memory:") || url.contains("mode=memory") {
@@ -65,6 +67,7 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
+        enable_wal(&writer).await?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
@@ -73,6 +76,26 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore { writer, reader, path })
     }
+}
+
+/// Switches the file to WAL mode (a lasting property of the file). The switch
+/// takes a lock that SQLite's busy timeout does not wait for, so a process
+/// that starts beside another one retries for a while instead of failing.
+async fn enable_wal(pool: &SqlitePool) -> Result<(), StoreError> {
+    const ATTEMPTS: u32 = 250;
+    for _ in 1..ATTEMPTS {
+        match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL").fetch_one(pool).await {
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(SQLITE_BUSY) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(StoreError::Migrate(format!("cannot switch to WAL: the journal mode stays {mode}")));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(StoreError::Unavailable(format!("the data file stayed locked for {} seconds", ATTEMPTS / 50)))
 }
 
 /// Applies pending migrations inside one `BEGIN IMMEDIATE` transaction. The
@@ -217,7 +240,7 @@ impl LogStore for SqliteStore {
             insert.build().execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
-        Ok(logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect())
+        Ok(sequence::receipts(logs, seqs))
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {

@@ -23,9 +23,12 @@ fn logwell() -> Command {
 
 async fn migrate_command_is_repeatable(backend: Backend) {
     let database = TestDatabase::create(backend).await;
-    for attempt in ["first", "second"] {
-        let output = logwell().args(["migrate", "--database-url", &database.url]).output().await.expect("run migrate");
-        assert!(output.status.success(), "{attempt} migrate: {}", String::from_utf8_lossy(&output.stderr));
+    let migrate = || logwell().args(["migrate", "--database-url", &database.url]).output();
+    let (first, second) = tokio::join!(migrate(), migrate());
+    let third = migrate().await;
+    for (run, output) in [("first", first), ("concurrent second", second), ("third", third)] {
+        let output = output.expect("run logwell migrate");
+        assert!(output.status.success(), "{run} migrate: {}", String::from_utf8_lossy(&output.stderr));
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use logwell::store::connect;
+use sqlx::Connection;
 
 use crate::conformance;
 use crate::helpers::{Backend, TestDatabase, connect_options};
@@ -83,6 +84,16 @@ async fn check_constraints_refuse_raw_sql(backend: Backend) {
         assert!(error.contains("check constraint") || error.contains("CHECK constraint"), "{statement}: {error}");
         assert!(error.contains(constraint), "{statement}: expected {constraint} in {error}");
     }
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_with_its_folder_in_wal_mode() {
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    connect(&database.url, &connect_options()).await.expect("open").close().await;
+    // Without create_if_missing, this connection fails unless the file exists.
+    let mut connection = sqlx::SqliteConnection::connect(&database.url).await.expect("the data file exists");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut connection).await.expect("pragma");
+    assert_eq!(mode, "wal");
 }
 
 async fn migrations_run_twice_and_concurrently(backend: Backend) {
