@@ -57,17 +57,32 @@ async fn start_serving(
     (child, format!("http://{address}"), lines)
 }
 
+/// SIGTERM while writers are busy: the server stops accepting, finishes what
+/// is in flight and exits cleanly; every write it acknowledged is stored.
 async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     let (mut child, address, mut lines) = start_serving(&database.url).await;
-    let mut writer = SystemLogServiceClient::connect(address.clone()).await.expect("connect");
-    let receipt = writer
-        .write_system_log(pb::WriteSystemLogRequest { log: Some(entry("before shutdown")) })
-        .await
-        .expect("write")
-        .into_inner()
-        .receipt
-        .expect("receipt");
+    let (acknowledged_sender, mut acknowledged) = tokio::sync::mpsc::unbounded_channel();
+    for writer in 0..4 {
+        let mut client = SystemLogServiceClient::connect(address.clone()).await.expect("connect");
+        let acknowledged = acknowledged_sender.clone();
+        tokio::spawn(async move {
+            for write in 0.. {
+                let log = entry(&format!("writer {writer} write {write}"));
+                match client.write_system_log(pb::WriteSystemLogRequest { log: Some(log) }).await {
+                    Ok(response) => {
+                        let _ = acknowledged.send(response.into_inner().receipt.expect("receipt").id);
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    drop(acknowledged_sender);
+    let mut ids = Vec::new();
+    while ids.len() < 200 {
+        ids.push(acknowledged.recv().await.expect("writers are writing"));
+    }
 
     let pid = child.id().expect("pid").to_string();
     let signal = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
@@ -75,6 +90,9 @@ async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
     let status =
         tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits in time").expect("wait");
     assert!(status.success(), "exit status {status}");
+    while let Some(id) = acknowledged.recv().await {
+        ids.push(id);
+    }
     let mut messages = Vec::new();
     while let Some(line) = lines.next_line().await.expect("read stderr") {
         let record: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
@@ -84,7 +102,9 @@ async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
 
     let (mut child, address, _lines) = start_serving(&database.url).await;
     let mut reader = LogQueryServiceClient::connect(address).await.expect("connect");
-    let stored = reader.get_log(pb::GetLogRequest { id: receipt.id }).await.expect("still stored").into_inner();
-    assert_eq!(stored.log.expect("log").message, "before shutdown");
+    for id in &ids {
+        let stored = reader.get_log(pb::GetLogRequest { id: id.clone() }).await;
+        assert!(stored.is_ok(), "acknowledged log {id} is gone: {stored:?}");
+    }
     child.kill().await.expect("kill");
 }
