@@ -44,6 +44,21 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGINT/SIGTERM before the server closes anyway.
     #[arg(long, env = "LOGWELL_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Address for Prometheus metrics over HTTP (GET /metrics); off unless set.
+    #[arg(long, env = "LOGWELL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long a StreamLogs stream may stay silent before it gets a heartbeat.
+    #[arg(long, env = "LOGWELL_STREAM_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub stream_heartbeat_interval: Duration,
+    /// How often the server pings each HTTP/2 connection (keeps idle streams alive through proxies).
+    #[arg(long, env = "LOGWELL_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Duration,
+    /// How long a keep-alive ping may go unanswered before the connection is closed.
+    #[arg(long, env = "LOGWELL_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+    /// Concurrent streams (RPCs, followers included) per HTTP/2 connection, at most.
+    #[arg(long, env = "LOGWELL_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Args)]
@@ -88,7 +103,15 @@ impl DatabaseArgs {
 
 impl ServeArgs {
     pub fn server_settings(&self) -> ServerSettings {
-        ServerSettings { health_check_interval: self.health_check_interval, shutdown_grace: self.shutdown_grace }
+        ServerSettings {
+            health_check_interval: self.health_check_interval,
+            shutdown_grace: self.shutdown_grace,
+            stream_heartbeat_interval: self.stream_heartbeat_interval,
+            http2_keepalive_interval: self.http2_keepalive_interval,
+            http2_keepalive_timeout: self.http2_keepalive_timeout,
+            max_concurrent_streams: self.max_concurrent_streams,
+            concurrent_stream_reads: usize::try_from(self.database.database_max_connections).unwrap_or(1),
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 pub mod api;
 pub mod config;
 mod health;
+pub mod live;
+pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod server;

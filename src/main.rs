@@ -1,7 +1,12 @@
 use anyhow::Context;
 use clap::Parser;
+use std::net::SocketAddr;
+
 use logwell::config::{Cli, Command, redacted};
+use logwell::live::Hub;
+use logwell::server::Listeners;
 use logwell::{server, store, telemetry};
+use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -9,24 +14,34 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(cli.logging.log_format, &cli.logging.log_filter)?;
     match cli.command {
         Command::Migrate(database) => {
-            let store = store::connect(&database.database_url, &database.connect_options()).await?;
+            let store = store::connect(&database.database_url, &database.connect_options(), Hub::new()).await?;
             store.close().await;
             tracing::info!(database = %redacted(&database.database_url), "migrations applied");
         }
         Command::Serve(args) => {
-            let store = store::connect(&args.database.database_url, &args.database.connect_options()).await?;
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            let hub = Hub::new();
+            let store =
+                store::connect(&args.database.database_url, &args.database.connect_options(), hub.clone()).await?;
+            let grpc = bind(args.listen).await?;
+            let metrics = match args.metrics_listen {
+                Some(address) => Some(bind(address).await?),
+                None => None,
+            };
             tracing::info!(
-                address = %listener.local_addr()?,
+                address = %grpc.local_addr()?,
+                metrics = ?metrics.as_ref().map(TcpListener::local_addr).transpose()?,
                 database = %redacted(&args.database.database_url),
                 "logwell serving"
             );
-            server::serve(listener, store, args.server_settings(), shutdown_signal()).await?;
+            let listeners = Listeners { grpc, metrics };
+            server::serve(listeners, store, hub, args.server_settings(), shutdown_signal()).await?;
         }
     }
     Ok(())
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
 }
 
 /// Resolves at the first SIGINT or SIGTERM.

@@ -11,14 +11,17 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::api::{LogReader, LogWriter};
-use crate::health;
+use crate::api::{JobRuns, LogReader, LogStreamer, LogWriter};
+use crate::live::Hub;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
+use crate::proto::v1::job_run_service_server::JobRunServiceServer;
 use crate::proto::v1::log_query_service_server::LogQueryServiceServer;
+use crate::proto::v1::log_stream_service_server::LogStreamServiceServer;
 use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
 use crate::store::LogStore;
+use crate::{health, metrics};
 
 /// How the server behaves, apart from where it listens and stores.
 #[derive(Debug, Clone)]
@@ -28,6 +31,24 @@ pub struct ServerSettings {
     /// How long in-flight requests may take to finish after a shutdown
     /// signal before the server closes regardless.
     pub shutdown_grace: Duration,
+    /// How long a stream may stay silent before it gets a heartbeat.
+    pub stream_heartbeat_interval: Duration,
+    /// How often the server pings each HTTP/2 connection, so that idle
+    /// streams survive proxies and dead peers are noticed.
+    pub http2_keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub http2_keepalive_timeout: Duration,
+    /// Concurrent streams (RPCs) per HTTP/2 connection, at most.
+    pub max_concurrent_streams: u32,
+    /// Followers' storage reads running at once, at most (the others queue).
+    pub concurrent_stream_reads: usize,
+}
+
+/// Where the server listens.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// Prometheus metrics over HTTP, if wanted.
+    pub metrics: Option<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +63,9 @@ pub enum ServeError {
 /// lets in-flight requests finish (up to the grace period) and closes the
 /// store.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     store: Arc<dyn LogStore>,
+    hub: Arc<Hub>,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -63,14 +85,25 @@ pub async fn serve(
     };
     let writer = LogWriter::new(store.clone());
     let reader = LogReader::new(store.clone());
+    let streamer = LogStreamer::new(
+        store.clone(),
+        hub.clone(),
+        settings.stream_heartbeat_interval,
+        settings.concurrent_stream_reads,
+    );
     let router = Server::builder()
+        .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout))
+        .max_concurrent_streams(Some(settings.max_concurrent_streams))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(SystemLogServiceServer::new(writer.clone()))
         .add_service(JobLogServiceServer::new(writer.clone()))
         .add_service(TaskLogServiceServer::new(writer))
-        .add_service(LogQueryServiceServer::new(reader));
+        .add_service(LogQueryServiceServer::new(reader))
+        .add_service(LogStreamServiceServer::new(streamer))
+        .add_service(JobRunServiceServer::new(JobRuns::new(store.clone())));
 
     let (stopping_sender, stopping) = watch::channel(false);
     let health_task = tokio::spawn(health::watch_database(
@@ -90,7 +123,15 @@ pub async fn serve(
         // An error means every sender is gone, which also means "stop".
         let _ = receiver.wait_for(|stopping| *stopping).await;
     };
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    if let Some(listener) = listeners.metrics {
+        let stopped = stopped(stopping.clone());
+        tokio::spawn(async move {
+            if let Err(error) = metrics::serve(listener, hub, stopped).await {
+                tracing::error!(%error, "the metrics endpoint failed");
+            }
+        });
+    }
+    let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
     let serving = router.serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
     let grace_over = {
         let stopped = stopped(stopping);

@@ -6,7 +6,10 @@ use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Timestamp};
 use serde_json::{Map, Number, Value};
 
-use crate::model::{Level, Log, LogDraft, LogType, QueryDraft, Receipt, SortOrder, Stream, Violations};
+use crate::model::{
+    CompletionDraft, FollowDraft, JobRun, Level, Log, LogDraft, LogType, Outcome, QueryDraft, Receipt, SortOrder,
+    Start, Stream, Violations,
+};
 use crate::proto::v1 as pb;
 
 /// The largest integer a double holds exactly; integral numbers below it
@@ -43,6 +46,63 @@ pub(super) fn query_draft(request: pb::ListLogsRequest, violations: &mut Violati
         after_seq: request.after_seq,
         order: sort_order_from_proto(violations, "order", request.order),
         page_size: request.page_size,
+    }
+}
+
+pub(super) fn follow_draft(request: pb::StreamLogsRequest, violations: &mut Violations) -> FollowDraft {
+    use pb::stream_logs_request::Start as ProtoStart;
+    FollowDraft {
+        job_run_id: request.job_run_id,
+        system: request.system,
+        task_run_id: request.task_run_id,
+        min_level: level_from_proto(violations, "min_level", request.min_level),
+        stream: stream_from_proto(violations, "stream", request.stream),
+        start: request.start.map(|start| match start {
+            ProtoStart::AfterSeq(seq) => Start::AfterSeq(seq),
+            ProtoStart::FromNow(true) | ProtoStart::Last(0) => Start::FromNow,
+            ProtoStart::Last(count) => Start::Last(count),
+            ProtoStart::FromNow(false) => Start::AfterSeq(0),
+        }),
+    }
+}
+
+pub(super) fn completion_draft(request: pb::CompleteJobRunRequest, violations: &mut Violations) -> CompletionDraft {
+    CompletionDraft {
+        job_run_id: request.job_run_id,
+        outcome: decode_enum(violations, "outcome", request.outcome, |value| match value {
+            pb::JobRunOutcome::Unspecified => None,
+            pb::JobRunOutcome::Succeeded => Some(Outcome::Succeeded),
+            pb::JobRunOutcome::Failed => Some(Outcome::Failed),
+            pb::JobRunOutcome::Cancelled => Some(Outcome::Cancelled),
+        }),
+        summary: request.summary,
+    }
+}
+
+pub(super) fn job_run_to_proto(run: JobRun) -> pb::JobRun {
+    let (state, outcome, summary, completed_at) = match run.completion {
+        Some(completion) => (
+            pb::JobRunState::Complete,
+            match completion.outcome {
+                Outcome::Succeeded => pb::JobRunOutcome::Succeeded,
+                Outcome::Failed => pb::JobRunOutcome::Failed,
+                Outcome::Cancelled => pb::JobRunOutcome::Cancelled,
+            },
+            completion.summary,
+            Some(time_to_proto(completion.completed_at)),
+        ),
+        None => (pb::JobRunState::Open, pb::JobRunOutcome::Unspecified, String::new(), None),
+    };
+    pb::JobRun {
+        job_run_id: run.id.to_string(),
+        state: state.into(),
+        outcome: outcome.into(),
+        summary,
+        completed_at,
+        log_count: run.last_seq,
+        last_seq: run.last_seq,
+        first_log_time: run.first_log_time.map(time_to_proto),
+        last_log_time: run.last_log_time.map(time_to_proto),
     }
 }
 
@@ -172,7 +232,7 @@ fn time_from_proto(violations: &mut Violations, field: &str, time: Timestamp) ->
     decoded
 }
 
-fn time_to_proto(time: DateTime<Utc>) -> Timestamp {
+pub(super) fn time_to_proto(time: DateTime<Utc>) -> Timestamp {
     Timestamp { seconds: time.timestamp(), nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(999_999_999) }
 }
 

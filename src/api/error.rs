@@ -12,6 +12,8 @@ pub enum ApiError {
     InvalidArgument(Violations),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    OutOfRange(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// logwell broke one of its own promises: a bug, not the client's fault.
@@ -43,6 +45,17 @@ impl From<ApiError> for Status {
                 tracing::warn!(%reason, "database unavailable");
                 Status::unavailable("the database is unavailable; nothing was stored, retry later")
             }
+            ApiError::Store(StoreError::JobRunComplete(id)) => {
+                Status::failed_precondition(format!("job run {id} is complete and takes no more logs"))
+            }
+            ApiError::Store(StoreError::JobRunAlreadyComplete(run)) => {
+                let outcome = run.completion.map(|completion| completion.outcome.as_str()).unwrap_or_default();
+                Status::failed_precondition(format!(
+                    "job run {} was already completed as {outcome}, with another outcome or summary",
+                    run.id
+                ))
+            }
+            ApiError::OutOfRange(what) => Status::out_of_range(what),
             ApiError::Internal(what) => {
                 tracing::error!(what, "internal error");
                 Status::internal("internal error; see the server log")

@@ -3,10 +3,14 @@
 
 mod convert;
 mod error;
+mod job_runs;
 mod page_token;
 mod query;
+mod stream;
 mod write;
 
 pub use error::ApiError;
+pub use job_runs::JobRuns;
 pub use query::LogReader;
+pub use stream::LogStreamer;
 pub use write::LogWriter;

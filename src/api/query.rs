@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::convert::{log_to_proto, query_draft};
 use super::error::ApiError;
 use super::page_token;
-use crate::model::{Cursor, LogQuery, Violations};
+use crate::model::{Cursor, LogQuery, Violations, required_id};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_query_service_server::LogQueryService;
 use crate::store::LogStore;
@@ -62,16 +61,7 @@ impl LogReader {
     }
 
     async fn get(&self, request: pb::GetLogRequest) -> Result<pb::GetLogResponse, ApiError> {
-        let Ok(id) = Uuid::try_parse(&request.id) else {
-            let mut violations = Violations::default();
-            let problem = if request.id.is_empty() {
-                "is required".to_string()
-            } else {
-                format!("{:?} is not a UUID", request.id)
-            };
-            violations.add("id", problem);
-            return Err(violations.into());
-        };
+        let id = required_id("id", &request.id)?;
         match self.store.get(id).await? {
             Some(log) => Ok(pb::GetLogResponse { log: Some(log_to_proto(log)) }),
             None => Err(ApiError::NotFound(format!("no log has id {id}"))),

@@ -67,6 +67,11 @@ named_enum!(
     Stream, "stream", { Stdout => "stdout", Stderr => "stderr", System => "system" }
 );
 
+named_enum!(
+    /// How a job run ended.
+    Outcome, "outcome", { Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" }
+);
+
 impl Level {
     /// This level and every level above it.
     pub fn and_above(self) -> &'static [Level] {

@@ -2,15 +2,19 @@
 //! that make them valid. Plain Rust: no protobuf and no SQL here; conversions
 //! live at the edges (`api` and `store`).
 
+mod follow;
+mod job_run;
 mod kinds;
 mod log;
 mod query;
 mod validation;
 
-pub use kinds::{Level, LogType, Owner, Stream, UnknownName};
+pub use follow::{Follow, FollowDraft, Followed, MAX_LAST, SYSTEM_SEQUENCE, Start};
+pub use job_run::{Completion, CompletionDraft, JobRun, MAX_SUMMARY_BYTES};
+pub use kinds::{Level, LogType, Outcome, Owner, Stream, UnknownName};
 pub use log::{Log, LogDraft, NewLog, Receipt};
 pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogFilter, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
 pub use validation::{
     FieldViolation, MAX_BATCH_LOGS, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES, MAX_SOURCE_BYTES, MAX_TIME, MIN_TIME,
-    Violations,
+    Violations, required_id,
 };

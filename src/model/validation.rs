@@ -86,6 +86,13 @@ pub(crate) fn required_uuid(violations: &mut Violations, field: &str, text: &str
     optional_uuid(violations, field, text)
 }
 
+/// Parses the one id a request is about, or says why it cannot.
+pub fn required_id(field: &str, text: &str) -> Result<Uuid, Violations> {
+    let mut violations = Violations::default();
+    let id = required_uuid(&mut violations, field, text);
+    id.ok_or(violations)
+}
+
 /// Parses an id that may be empty.
 pub(crate) fn optional_uuid(violations: &mut Violations, field: &str, text: &str) -> Option<Uuid> {
     if text.is_empty() {

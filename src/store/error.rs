@@ -1,5 +1,7 @@
 use uuid::Uuid;
 
+use crate::model::JobRun;
+
 /// What can go wrong in storage, classified by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -18,6 +20,14 @@ pub enum StoreError {
     Migrate(String),
     #[error("cannot encode metadata as JSON: {0}")]
     EncodeMetadata(#[from] serde_json::Error),
+    /// A write to a job run that was completed; it takes no more logs.
+    #[error("job run {0} is complete and takes no more logs")]
+    JobRunComplete(Uuid),
+    /// A completion of a run that was already completed differently.
+    #[error("job run {} was already completed", .0.id)]
+    JobRunAlreadyComplete(Box<JobRun>),
+    #[error("stored row is invalid: {what}")]
+    CorruptJobRun { what: String },
     #[error("stored log {id} is invalid: {what}")]
     CorruptRow { id: Uuid, what: String },
 }

@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::model::{Log, LogQuery, LogType, NewLog, Owner, Receipt};
+use crate::live::Hub;
+use crate::model::{Completion, JobRun, Log, LogQuery, LogType, NewLog, Owner, Receipt};
 
 pub use error::StoreError;
 
@@ -32,6 +33,16 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// One log by id.
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError>;
+
+    /// A sequence's state: a job run's, or the system logs' (key
+    /// `SYSTEM_SEQUENCE`). `None` if it has neither logged nor completed.
+    async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError>;
+
+    /// Completes a job run, atomically with respect to writes: a write that
+    /// commits first is part of the run, one that commits later is refused
+    /// with `JobRunComplete`. Completing again with the same outcome and
+    /// summary returns the run unchanged; otherwise `JobRunAlreadyComplete`.
+    async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError>;
 
     /// Succeeds while the database answers and holds logwell's schema.
     async fn check_health(&self) -> Result<(), StoreError>;
@@ -51,12 +62,13 @@ pub struct ConnectOptions {
 }
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and
-/// applies pending migrations.
-pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn LogStore>, StoreError> {
+/// applies pending migrations. The store wakes `hub` for every sequence it
+/// commits to, including (on PostgreSQL) commits of other processes.
+pub async fn connect(url: &str, options: &ConnectOptions, hub: Arc<Hub>) -> Result<Arc<dyn LogStore>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+        Ok(Arc::new(sqlite::SqliteStore::open(url, options, hub).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresStore::open(url, options).await?))
+        Ok(Arc::new(postgres::PostgresStore::open(url, options, hub).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
@@ -109,5 +121,50 @@ impl TryFrom<StoredRow> for Log {
             message: row.message,
             metadata,
         })
+    }
+}
+
+/// A `job_runs` row with each column in its domain type.
+#[derive(Debug, sqlx::FromRow)]
+struct JobRunRow {
+    id: Uuid,
+    last_seq: i64,
+    first_log_time: Option<DateTime<Utc>>,
+    last_log_time: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    outcome: Option<String>,
+    summary: String,
+}
+
+impl TryFrom<JobRunRow> for JobRun {
+    type Error = StoreError;
+
+    fn try_from(row: JobRunRow) -> Result<JobRun, StoreError> {
+        let completion = match (row.completed_at, row.outcome) {
+            (Some(completed_at), Some(outcome)) => Some(Completion {
+                outcome: outcome.parse().map_err(|e| StoreError::CorruptJobRun { what: format!("{e}") })?,
+                summary: row.summary,
+                completed_at,
+            }),
+            (None, None) => None,
+            _ => return Err(StoreError::CorruptJobRun { what: format!("run {} is half complete", row.id) }),
+        };
+        Ok(JobRun {
+            id: row.id,
+            last_seq: row.last_seq,
+            first_log_time: row.first_log_time,
+            last_log_time: row.last_log_time,
+            completion,
+        })
+    }
+}
+
+/// The answer to a completion, given whether it changed the row and the run
+/// as it is now.
+fn settle_completion(changed: bool, run: JobRun, completion: &Completion) -> Result<JobRun, StoreError> {
+    if changed || run.completed_as(completion) {
+        Ok(run)
+    } else {
+        Err(StoreError::JobRunAlreadyComplete(Box::new(run)))
     }
 }

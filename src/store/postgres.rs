@@ -2,25 +2,46 @@
 //! single `INSERT … SELECT FROM unnest(…)`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
-use super::{LogStore, StoreError, StoredRow, sequence};
-use crate::model::{Log, LogQuery, NewLog, Receipt};
+use super::{JobRunRow, LogStore, StoreError, StoredRow, sequence};
+use crate::live::Hub;
+use crate::model::{Completion, JobRun, Log, LogQuery, NewLog, Receipt};
 
 /// sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
 /// replicas that start together migrate one after the other.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Reserves `$2 - 1` seqs of one sequence and returns the next free seq; the
-/// first reserved seq is that minus the count. The row stays locked until the
-/// transaction ends, which makes seq order commit order.
-const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq) VALUES ($1, $2) \
-     ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1 \
-     RETURNING next_seq";
+/// Reserves `count` seqs of one sequence (bound as `count + 1`), widens its
+/// time range, and returns the next free seq (the first reserved seq is that
+/// minus the count) and whether the run was already complete. The row stays
+/// locked until the transaction ends, which makes seq order commit order.
+const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1, \
+     first_log_time = LEAST(job_runs.first_log_time, excluded.first_log_time), \
+     last_log_time = GREATEST(job_runs.last_log_time, excluded.last_log_time) \
+     RETURNING next_seq, completed_at IS NOT NULL";
+
+const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
+     outcome, summary FROM job_runs WHERE id = $1";
+
+/// Completes a run unless it already is; returns a row only if it changed.
+const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary) \
+     VALUES ($1, 1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET completed_at = excluded.completed_at, outcome = excluded.outcome, \
+     summary = excluded.summary WHERE job_runs.completed_at IS NULL \
+     RETURNING id";
+
+/// The channel on which every replica learns which sequences others
+/// committed to. It carries wake-ups only, never logs.
+const COMMITS_CHANNEL: &str = "logwell_commits";
 
 const INSERT_LOGS: &str = "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, \
      level, stream, source, message, metadata) \
@@ -33,6 +54,8 @@ const INSERT_LOGS: &str = "INSERT INTO logs (id, type, job_run_id, task_run_id, 
 
 pub(super) struct PostgresStore {
     pool: PgPool,
+    hub: Arc<Hub>,
+    listener: tokio::task::AbortHandle,
 }
 
 struct PostgresDialect;
@@ -48,14 +71,69 @@ impl Dialect for PostgresDialect {
 }
 
 impl PostgresStore {
-    pub(super) async fn open(url: &str, options: &super::ConnectOptions) -> Result<Self, StoreError> {
+    pub(super) async fn open(url: &str, options: &super::ConnectOptions, hub: Arc<Hub>) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect(url)
             .await?;
         MIGRATIONS.run(&pool).await?;
-        Ok(PostgresStore { pool })
+        let listener = listen(&pool).await?;
+        let listener = tokio::spawn(forward_notifications(pool.clone(), listener, hub.clone())).abort_handle();
+        Ok(PostgresStore { pool, hub, listener })
+    }
+
+    /// Commits `transaction`, telling every replica (this one included,
+    /// through its listener) which sequences it wrote to: one notification
+    /// per transaction, since PostgreSQL serializes the commits of
+    /// transactions that notified.
+    async fn commit_and_wake(
+        &self,
+        mut transaction: sqlx::Transaction<'_, sqlx::Postgres>,
+        sequences: Vec<Uuid>,
+    ) -> Result<(), StoreError> {
+        let payload = sequence::notification_payload(sequences.iter().copied());
+        sqlx::query("SELECT pg_notify($1, $2)").bind(COMMITS_CHANNEL).bind(payload).execute(&mut *transaction).await?;
+        transaction.commit().await?;
+        // This replica's followers need not wait for the round trip.
+        self.hub.wake(sequences);
+        Ok(())
+    }
+}
+
+/// One listening connection per process, whatever the number of followers.
+async fn listen(pool: &PgPool) -> Result<PgListener, StoreError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(COMMITS_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Turns notifications into wake-ups. While the listening connection is
+/// down, notifications are lost; so once it is back, every follower is woken
+/// to re-read from its cursor.
+async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<Hub>) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => match sequence::parse_notification(notification.payload()) {
+                Some(sequences) => hub.wake(sequences),
+                None => hub.wake_all(),
+            },
+            result => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "lost the notification connection; reconnecting");
+                }
+                listener = loop {
+                    match listen(&pool).await {
+                        Ok(listener) => break listener,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot listen for notifications; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                };
+                hub.wake_all();
+            }
+        }
     }
 }
 
@@ -63,12 +141,21 @@ impl PostgresStore {
 impl LogStore for PostgresStore {
     async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
+        let demand = sequence::demand(logs);
         let mut transaction = self.pool.begin().await?;
         let mut starts = BTreeMap::new();
-        for (sequence, count) in sequence::demand(logs) {
-            let next: i64 =
-                sqlx::query_scalar(ALLOCATE_SEQS).bind(sequence).bind(count + 1).fetch_one(&mut *transaction).await?;
-            starts.insert(sequence, next - count);
+        for (&sequence, wanted) in &demand {
+            let (next, completed): (i64, bool) = sqlx::query_as(ALLOCATE_SEQS)
+                .bind(sequence)
+                .bind(wanted.count + 1)
+                .bind(wanted.earliest)
+                .bind(wanted.latest)
+                .fetch_one(&mut *transaction)
+                .await?;
+            if completed {
+                return Err(StoreError::JobRunComplete(sequence));
+            }
+            starts.insert(sequence, next - wanted.count);
         }
         let seqs = sequence::assign(logs, starts);
         sqlx::query(INSERT_LOGS)
@@ -86,7 +173,7 @@ impl LogStore for PostgresStore {
             .bind(&metadata)
             .execute(&mut *transaction)
             .await?;
-        transaction.commit().await?;
+        self.commit_and_wake(transaction, demand.into_keys().collect()).await?;
         Ok(sequence::receipts(logs, seqs))
     }
 
@@ -113,12 +200,33 @@ impl LogStore for PostgresStore {
             .transpose()
     }
 
+    async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
+        let row: Option<JobRunRow> = sqlx::query_as(SELECT_JOB_RUN).bind(sequence).fetch_optional(&self.pool).await?;
+        row.map(JobRun::try_from).transpose()
+    }
+
+    async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let changed = sqlx::query(COMPLETE_JOB_RUN)
+            .bind(id)
+            .bind(completion.completed_at)
+            .bind(completion.outcome.as_str())
+            .bind(&completion.summary)
+            .fetch_optional(&mut *transaction)
+            .await?
+            .is_some();
+        let row: JobRunRow = sqlx::query_as(SELECT_JOB_RUN).bind(id).fetch_one(&mut *transaction).await?;
+        self.commit_and_wake(transaction, vec![id]).await?;
+        super::settle_completion(changed, JobRun::try_from(row)?, completion)
+    }
+
     async fn check_health(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM job_runs LIMIT 1").execute(&self.pool).await?;
         Ok(())
     }
 
     async fn close(&self) {
+        self.listener.abort();
         self.pool.close().await;
     }
 }

@@ -3,27 +3,38 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::model::{NewLog, Receipt};
+use crate::model::{NewLog, Receipt, SYSTEM_SEQUENCE};
 
-/// The `job_runs` key of the system logs' own sequence. The model refuses
-/// the nil UUID as a job run id, so it cannot collide with a real run.
-pub(super) const SYSTEM_SEQUENCE: Uuid = Uuid::nil();
+/// What one write needs of one sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Demand {
+    pub count: i64,
+    pub earliest: DateTime<Utc>,
+    pub latest: DateTime<Utc>,
+}
 
 fn sequence_of(log: &NewLog) -> Uuid {
     log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE)
 }
 
-/// How many seqs each sequence needs. Sorted by key: every writer locks
-/// sequences in the same order, so two batches that touch the same runs
-/// cannot deadlock.
-pub(super) fn demand(logs: &[NewLog]) -> BTreeMap<Uuid, i64> {
-    let mut counts = BTreeMap::new();
+/// What each sequence needs. Sorted by key: every writer locks sequences in
+/// the same order, so two batches that touch the same runs cannot deadlock.
+pub(super) fn demand(logs: &[NewLog]) -> BTreeMap<Uuid, Demand> {
+    let mut demand = BTreeMap::new();
     for log in logs {
-        *counts.entry(sequence_of(log)).or_insert(0) += 1;
+        demand
+            .entry(sequence_of(log))
+            .and_modify(|wanted: &mut Demand| {
+                wanted.count += 1;
+                wanted.earliest = wanted.earliest.min(log.time);
+                wanted.latest = wanted.latest.max(log.time);
+            })
+            .or_insert(Demand { count: 1, earliest: log.time, latest: log.time });
     }
-    counts
+    demand
 }
 
 /// The seq of each log, in order, given the first seq allocated to each
@@ -44,28 +55,59 @@ pub(super) fn receipts(logs: &[NewLog], seqs: Vec<i64>) -> Vec<Receipt> {
     logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect()
 }
 
+/// The payload of the PostgreSQL notification for committed sequences: their
+/// ids, or "*" (everyone look again) when they would not fit.
+pub(super) fn notification_payload(sequences: impl Iterator<Item = Uuid>) -> String {
+    // PostgreSQL refuses payloads of 8,000 bytes or more.
+    const MAX_PAYLOAD: usize = 7_900;
+    let ids: Vec<String> = sequences.map(|id| id.to_string()).collect();
+    let payload = ids.join(",");
+    if payload.len() > MAX_PAYLOAD { "*".into() } else { payload }
+}
+
+/// The sequences a notification names; `None` means all of them.
+pub(super) fn parse_notification(payload: &str) -> Option<Vec<Uuid>> {
+    if payload == "*" {
+        return None;
+    }
+    payload.split(',').map(|id| Uuid::try_parse(id).ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
     use crate::model::{LogDraft, LogType};
 
-    fn log(job_run_id: Option<Uuid>) -> NewLog {
+    fn log(job_run_id: Option<Uuid>, seconds: i64) -> NewLog {
         let (log_type, job_run_id) = match job_run_id {
             Some(id) => (LogType::Job, id.to_string()),
             None => (LogType::System, String::new()),
         };
-        LogDraft { job_run_id, message: "m".into(), ..LogDraft::default() }.validate(log_type, Utc::now()).unwrap()
+        let time = DateTime::from_timestamp(seconds, 0);
+        LogDraft { job_run_id, time, message: "m".into(), ..LogDraft::default() }
+            .validate(log_type, Utc::now())
+            .unwrap()
     }
 
     #[test]
     fn seqs_follow_request_order_within_each_sequence() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let logs = [log(Some(a)), log(Some(b)), log(None), log(Some(a)), log(Some(b))];
+        let logs = [log(Some(a), 5), log(Some(b), 1), log(None, 1), log(Some(a), 3), log(Some(b), 9)];
         let wanted = demand(&logs);
-        assert_eq!(wanted, BTreeMap::from([(SYSTEM_SEQUENCE, 1), (a, 2), (b, 2)]));
+        let counts: Vec<(Uuid, i64)> = wanted.iter().map(|(id, demand)| (*id, demand.count)).collect();
+        assert_eq!(counts, [(SYSTEM_SEQUENCE, 1), (a, 2), (b, 2)]);
+        assert_eq!((wanted[&a].earliest.timestamp(), wanted[&a].latest.timestamp()), (3, 5));
         let starts = BTreeMap::from([(SYSTEM_SEQUENCE, 7), (a, 1), (b, 40)]);
         assert_eq!(assign(&logs, starts), [1, 40, 7, 2, 41]);
+    }
+
+    #[test]
+    fn notifications_name_sequences_or_everyone() {
+        let ids = [Uuid::now_v7(), Uuid::now_v7()];
+        assert_eq!(parse_notification(&notification_payload(ids.into_iter())), Some(ids.to_vec()));
+        let many = (0..300).map(|_| Uuid::now_v7());
+        assert_eq!(notification_payload(many), "*");
+        assert_eq!(parse_notification("*"), None);
+        assert_eq!(parse_notification("garbage"), None, "an unreadable payload wakes everyone");
     }
 }

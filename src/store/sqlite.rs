@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,8 +14,9 @@ use sqlx::{Executor, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
-use super::{LogStore, StoreError, StoredRow, sequence};
-use crate::model::{Log, LogQuery, NewLog, Receipt};
+use super::{JobRunRow, LogStore, StoreError, StoredRow, sequence};
+use crate::live::Hub;
+use crate::model::{Completion, JobRun, Log, LogQuery, NewLog, Receipt};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -24,16 +26,30 @@ const SQLITE_BUSY: &str = "5";
 /// of 32,766 parameters per statement.
 const ROWS_PER_INSERT: usize = 500;
 
-/// Reserves `$2 - 1` seqs of one sequence and returns the next free seq; the
-/// first reserved seq is that minus the count.
-const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq) VALUES (?, ?) \
-     ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1 \
-     RETURNING next_seq";
+/// Reserves `count` seqs of one sequence (bound as `count + 1`), widens its
+/// time range, and returns the next free seq (the first reserved seq is that
+/// minus the count) and whether the run was already complete.
+const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time) VALUES (?, ?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1, \
+     first_log_time = coalesce(min(job_runs.first_log_time, excluded.first_log_time), excluded.first_log_time), \
+     last_log_time = coalesce(max(job_runs.last_log_time, excluded.last_log_time), excluded.last_log_time) \
+     RETURNING next_seq, completed_at IS NOT NULL";
+
+const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
+     outcome, summary FROM job_runs WHERE id = ?";
+
+/// Completes a run unless it already is; returns a row only if it changed.
+const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary) \
+     VALUES (?, 1, ?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET completed_at = excluded.completed_at, outcome = excluded.outcome, \
+     summary = excluded.summary WHERE job_runs.completed_at IS NULL \
+     RETURNING id";
 
 pub(super) struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
+    hub: Arc<Hub>,
 }
 
 struct SqliteDialect;
@@ -49,7 +65,7 @@ impl Dialect for SqliteDialect {
 }
 
 impl SqliteStore {
-    pub(super) async fn open(url: &str, options: &super::ConnectOptions) -> Result<Self, StoreError> {
+    pub(super) async fn open(url: &str, options: &super::ConnectOptions, hub: Arc<Hub>) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .synchronous(SqliteSynchronous::Full)
@@ -74,7 +90,7 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(SqliteStore { writer, reader, path })
+        Ok(SqliteStore { writer, reader, path, hub })
     }
 }
 
@@ -205,19 +221,59 @@ impl TryFrom<SqliteRow> for Log {
     }
 }
 
+/// A `job_runs` row as SQLite stores it.
+#[derive(sqlx::FromRow)]
+struct SqliteJobRunRow {
+    id: String,
+    last_seq: i64,
+    first_log_time: Option<i64>,
+    last_log_time: Option<i64>,
+    completed_at: Option<i64>,
+    outcome: Option<String>,
+    summary: String,
+}
+
+impl TryFrom<SqliteJobRunRow> for JobRun {
+    type Error = StoreError;
+
+    fn try_from(row: SqliteJobRunRow) -> Result<JobRun, StoreError> {
+        let corrupt = |what: String| StoreError::CorruptJobRun { what };
+        let time = |micros: Option<i64>| {
+            micros
+                .map(|micros| DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(format!("time {micros}"))))
+                .transpose()
+        };
+        JobRun::try_from(JobRunRow {
+            id: Uuid::try_parse(&row.id).map_err(|_| corrupt(format!("id {:?} is not a UUID", row.id)))?,
+            last_seq: row.last_seq,
+            first_log_time: time(row.first_log_time)?,
+            last_log_time: time(row.last_log_time)?,
+            completed_at: time(row.completed_at)?,
+            outcome: row.outcome,
+            summary: row.summary,
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl LogStore for SqliteStore {
     async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
+        let demand = sequence::demand(logs);
         let mut transaction = self.writer.begin().await?;
         let mut starts = BTreeMap::new();
-        for (sequence, count) in sequence::demand(logs) {
-            let next: i64 = sqlx::query_scalar(ALLOCATE_SEQS)
+        for (&sequence, wanted) in &demand {
+            let (next, completed): (i64, bool) = sqlx::query_as(ALLOCATE_SEQS)
                 .bind(sequence.to_string())
-                .bind(count + 1)
+                .bind(wanted.count + 1)
+                .bind(wanted.earliest.timestamp_micros())
+                .bind(wanted.latest.timestamp_micros())
                 .fetch_one(&mut *transaction)
                 .await?;
-            starts.insert(sequence, next - count);
+            if completed {
+                return Err(StoreError::JobRunComplete(sequence));
+            }
+            starts.insert(sequence, next - wanted.count);
         }
         let seqs = sequence::assign(logs, starts);
         let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
@@ -240,6 +296,7 @@ impl LogStore for SqliteStore {
             insert.build().execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
+        self.hub.wake(demand.into_keys());
         Ok(sequence::receipts(logs, seqs))
     }
 
@@ -264,6 +321,29 @@ impl LogStore for SqliteStore {
             .await?
             .map(Log::try_from)
             .transpose()
+    }
+
+    async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
+        let row: Option<SqliteJobRunRow> =
+            sqlx::query_as(SELECT_JOB_RUN).bind(sequence.to_string()).fetch_optional(&self.reader).await?;
+        row.map(JobRun::try_from).transpose()
+    }
+
+    async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
+        let mut transaction = self.writer.begin().await?;
+        let changed = sqlx::query(COMPLETE_JOB_RUN)
+            .bind(id.to_string())
+            .bind(completion.completed_at.timestamp_micros())
+            .bind(completion.outcome.as_str())
+            .bind(&completion.summary)
+            .fetch_optional(&mut *transaction)
+            .await?
+            .is_some();
+        let row: SqliteJobRunRow =
+            sqlx::query_as(SELECT_JOB_RUN).bind(id.to_string()).fetch_one(&mut *transaction).await?;
+        transaction.commit().await?;
+        self.hub.wake([id]);
+        super::settle_completion(changed, JobRun::try_from(row)?, completion)
     }
 
     async fn check_health(&self) -> Result<(), StoreError> {

@@ -10,12 +10,14 @@ use crate::helpers::{Backend, TestServer};
 
 conformance!(health_turns_not_serving_when_the_database_is_gone);
 
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 7] = [
     "",
     "logwell.v1.SystemLogService",
     "logwell.v1.JobLogService",
     "logwell.v1.TaskLogService",
     "logwell.v1.LogQueryService",
+    "logwell.v1.LogStreamService",
+    "logwell.v1.JobRunService",
 ];
 
 async fn statuses(server: &TestServer) -> Vec<ServingStatus> {

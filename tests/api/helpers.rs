@@ -1,18 +1,23 @@
 //! Starts the real server on an ephemeral port against a fresh database of
 //! the chosen backend, and hands out real gRPC clients.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
+use logwell::live::Hub;
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
+use logwell::proto::v1::job_run_service_client::JobRunServiceClient;
 use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
+use logwell::proto::v1::log_stream_service_client::LogStreamServiceClient;
 use logwell::proto::v1::system_log_service_client::SystemLogServiceClient;
 use logwell::proto::v1::task_log_service_client::TaskLogServiceClient;
 use logwell::proto::v1::{self as pb};
-use logwell::server::ServerSettings;
+use logwell::server::{Listeners, ServerSettings};
 use logwell::store::{ConnectOptions, LogStore};
 use sqlx::{Connection, Executor};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
@@ -138,6 +143,19 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Quick health checks and heartbeats, so that tests need not wait long.
+pub fn test_settings() -> ServerSettings {
+    ServerSettings {
+        health_check_interval: Duration::from_millis(50),
+        shutdown_grace: Duration::from_secs(5),
+        stream_heartbeat_interval: Duration::from_millis(200),
+        http2_keepalive_interval: Duration::from_secs(30),
+        http2_keepalive_timeout: Duration::from_secs(20),
+        max_concurrent_streams: 4096,
+        concurrent_stream_reads: 5,
+    }
+}
+
 pub fn connect_options() -> ConnectOptions {
     ConnectOptions { max_connections: 5, acquire_timeout: Duration::from_secs(5) }
 }
@@ -148,24 +166,45 @@ pub struct TestServer {
     /// The server's own store, for tests that check storage directly.
     pub store: Arc<dyn LogStore>,
     pub database: TestDatabase,
+    /// Where the server's Prometheus metrics are.
+    pub metrics_address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
-        init_test_logging();
         let database = TestDatabase::create(backend).await;
-        let store = logwell::store::connect(&database.url, &connect_options()).await.expect("open store");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
+        TestServer::start_on(database).await
+    }
+
+    /// A server on an existing database (a second replica, say).
+    pub async fn start_on(database: TestDatabase) -> TestServer {
+        init_test_logging();
+        let hub = Hub::new();
+        let store = logwell::store::connect(&database.url, &connect_options(), hub.clone()).await.expect("open store");
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = grpc.local_addr().expect("address");
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metrics_address = metrics.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let settings =
-            ServerSettings { health_check_interval: Duration::from_millis(50), shutdown_grace: Duration::from_secs(5) };
-        tokio::spawn(logwell::server::serve(listener, store.clone(), settings, async {
+        let listeners = Listeners { grpc, metrics: Some(metrics) };
+        tokio::spawn(logwell::server::serve(listeners, store.clone(), hub, test_settings(), async {
             let _ = stopped.await;
         }));
         let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");
-        TestServer { channel, store, database, stop: Some(stop) }
+        TestServer { channel, store, database, metrics_address, stop: Some(stop) }
+    }
+
+    /// The value of one metric, read over HTTP from the metrics endpoint.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let mut connection = tokio::net::TcpStream::connect(self.metrics_address).await.expect("connect to metrics");
+        connection.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.expect("request metrics");
+        let mut response = String::new();
+        connection.read_to_string(&mut response).await.expect("read metrics");
+        response
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in {response}"))
     }
 
     pub fn system(&self) -> SystemLogServiceClient<Channel> {
@@ -182,6 +221,14 @@ impl TestServer {
 
     pub fn query(&self) -> LogQueryServiceClient<Channel> {
         LogQueryServiceClient::new(self.channel.clone())
+    }
+
+    pub fn stream(&self) -> LogStreamServiceClient<Channel> {
+        LogStreamServiceClient::new(self.channel.clone())
+    }
+
+    pub fn job_runs(&self) -> JobRunServiceClient<Channel> {
+        JobRunServiceClient::new(self.channel.clone())
     }
 
     pub fn health(&self) -> HealthClient<Channel> {

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use logwell::live::Hub;
 use logwell::store::connect;
 use sqlx::Connection;
 
@@ -52,7 +53,7 @@ impl RawRow {
 
 async fn check_constraints_refuse_raw_sql(backend: Backend) {
     let database = TestDatabase::create(backend).await;
-    connect(&database.url, &connect_options()).await.expect("migrate").close().await;
+    connect(&database.url, &connect_options(), Hub::new()).await.expect("migrate").close().await;
     let row = RawRow::new;
 
     // The statements are sound: with valid values each type is accepted.
@@ -89,7 +90,7 @@ async fn check_constraints_refuse_raw_sql(backend: Backend) {
 #[tokio::test]
 async fn sqlite_file_is_created_with_its_folder_in_wal_mode() {
     let database = TestDatabase::create(Backend::Sqlite).await;
-    connect(&database.url, &connect_options()).await.expect("open").close().await;
+    connect(&database.url, &connect_options(), Hub::new()).await.expect("open").close().await;
     // Without create_if_missing, this connection fails unless the file exists.
     let mut connection = sqlx::SqliteConnection::connect(&database.url).await.expect("the data file exists");
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut connection).await.expect("pragma");
@@ -99,10 +100,11 @@ async fn sqlite_file_is_created_with_its_folder_in_wal_mode() {
 async fn migrations_run_twice_and_concurrently(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     let options = connect_options();
-    let (first, second) = tokio::join!(connect(&database.url, &options), connect(&database.url, &options));
+    let (first, second) =
+        tokio::join!(connect(&database.url, &options, Hub::new()), connect(&database.url, &options, Hub::new()));
     first.expect("first concurrent migration").close().await;
     second.expect("second concurrent migration").close().await;
-    let again = connect(&database.url, &options).await.expect("migrating an up-to-date database");
+    let again = connect(&database.url, &options, Hub::new()).await.expect("migrating an up-to-date database");
     again.check_health().await.expect("healthy after migrations");
     again.close().await;
 }

@@ -1,0 +1,68 @@
+//! JobRunService: completing job runs and reading their state.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+
+use super::convert::{completion_draft, job_run_to_proto};
+use super::error::ApiError;
+use crate::model::{Violations, required_id};
+use crate::proto::v1 as pb;
+use crate::proto::v1::job_run_service_server::JobRunService;
+use crate::store::LogStore;
+
+/// Serves JobRunService.
+#[derive(Clone)]
+pub struct JobRuns {
+    store: Arc<dyn LogStore>,
+}
+
+impl JobRuns {
+    pub fn new(store: Arc<dyn LogStore>) -> Self {
+        JobRuns { store }
+    }
+
+    async fn complete(&self, request: pb::CompleteJobRunRequest) -> Result<pb::JobRun, ApiError> {
+        let mut violations = Violations::default();
+        let draft = completion_draft(request, &mut violations);
+        let (id, completion) = match draft.validate(Utc::now()) {
+            Ok(valid) if violations.is_empty() => valid,
+            Ok(_) => return Err(violations.into()),
+            Err(model) => {
+                violations.append(model);
+                return Err(violations.into());
+            }
+        };
+        let run = self.store.complete_job_run(id, &completion).await?;
+        tracing::info!(job_run_id = %id, outcome = %completion.outcome, "job run completed");
+        Ok(job_run_to_proto(run))
+    }
+
+    async fn get(&self, request: pb::GetJobRunRequest) -> Result<pb::JobRun, ApiError> {
+        let id = required_id("job_run_id", &request.job_run_id)?;
+        match self.store.job_run(id).await? {
+            Some(run) => Ok(job_run_to_proto(run)),
+            None => Err(ApiError::NotFound(format!("job run {id} has neither logged nor been completed"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl JobRunService for JobRuns {
+    async fn complete_job_run(
+        &self,
+        request: Request<pb::CompleteJobRunRequest>,
+    ) -> Result<Response<pb::CompleteJobRunResponse>, Status> {
+        let job_run = self.complete(request.into_inner()).await?;
+        Ok(Response::new(pb::CompleteJobRunResponse { job_run: Some(job_run) }))
+    }
+
+    async fn get_job_run(
+        &self,
+        request: Request<pb::GetJobRunRequest>,
+    ) -> Result<Response<pb::GetJobRunResponse>, Status> {
+        let job_run = self.get(request.into_inner()).await?;
+        Ok(Response::new(pb::GetJobRunResponse { job_run: Some(job_run) }))
+    }
+}

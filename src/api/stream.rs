@@ -1,0 +1,199 @@
+//! LogStreamService: follows a job run, or the system logs, live.
+//!
+//! A follower subscribes to wake-ups first, then reads storage "after my
+//! cursor" in one loop that serves history, live tail and catch-up alike: a
+//! log committed while the stream switches from history to live is read on
+//! the next pass, and a slow follower simply reads more rows next time. Its
+//! memory is one read batch and a small channel, whatever its lag.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{follow_draft, job_run_to_proto, log_to_proto, time_to_proto};
+use super::error::ApiError;
+use crate::live::{Hub, Subscription};
+use crate::model::{Follow, JobRun, Log, LogQuery, SortOrder, Start, Violations};
+use crate::proto::v1 as pb;
+use crate::proto::v1::log_stream_service_server::LogStreamService;
+use crate::proto::v1::stream_logs_response::Event;
+use crate::store::LogStore;
+
+/// Rows one read takes from storage, at most.
+const READ_BATCH: usize = 256;
+/// Messages waiting for a slow client, per follower, at most; when they are
+/// full the follower stops reading until the client catches up.
+const CHANNEL_CAPACITY: usize = 16;
+
+/// Serves LogStreamService.
+#[derive(Clone)]
+pub struct LogStreamer {
+    store: Arc<dyn LogStore>,
+    hub: Arc<Hub>,
+    heartbeat_interval: Duration,
+    /// Followers' reads queue here rather than time out waiting for a
+    /// database connection when thousands of them wake at once.
+    reads: Arc<Semaphore>,
+}
+
+impl LogStreamer {
+    pub fn new(store: Arc<dyn LogStore>, hub: Arc<Hub>, heartbeat_interval: Duration, concurrent_reads: usize) -> Self {
+        LogStreamer { store, hub, heartbeat_interval, reads: Arc::new(Semaphore::new(concurrent_reads.max(1))) }
+    }
+
+    async fn start(&self, request: pb::StreamLogsRequest) -> Result<Follower, ApiError> {
+        let mut violations = Violations::default();
+        let draft = follow_draft(request, &mut violations);
+        let follow = match draft.validate() {
+            Ok(follow) if violations.is_empty() => follow,
+            Ok(_) => return Err(violations.into()),
+            Err(model) => {
+                violations.append(model);
+                return Err(violations.into());
+            }
+        };
+        // Subscribe before the first read, so that no commit falls between.
+        let subscription = self.hub.subscribe(follow.followed.sequence());
+        let cursor = self.start_cursor(&follow).await?;
+        Ok(Follower {
+            store: self.store.clone(),
+            reads: self.reads.clone(),
+            heartbeat_interval: self.heartbeat_interval,
+            follow,
+            cursor,
+            subscription,
+        })
+    }
+
+    /// The seq after which the follower starts.
+    async fn start_cursor(&self, follow: &Follow) -> Result<i64, ApiError> {
+        match follow.start {
+            Start::AfterSeq(seq) => Ok(seq),
+            Start::FromNow => Ok(self.store.job_run(follow.followed.sequence()).await?.map_or(0, |run| run.last_seq)),
+            Start::Last(count) => {
+                let wanted = usize::try_from(count).unwrap_or(0);
+                let query = LogQuery {
+                    filter: follow.filter_after(0),
+                    order: SortOrder::Descending,
+                    after: None,
+                    limit: wanted,
+                };
+                let newest = self.store.list(&query).await?;
+                Ok(match newest.last() {
+                    Some(oldest_wanted) if newest.len() == wanted => oldest_wanted.seq - 1,
+                    _ => 0,
+                })
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl LogStreamService for LogStreamer {
+    type StreamLogsStream = ReceiverStream<Result<pb::StreamLogsResponse, Status>>;
+
+    async fn stream_logs(
+        &self,
+        request: Request<pb::StreamLogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
+        let follower = self.start(request.into_inner()).await?;
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(follower.run(sender));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+struct Follower {
+    store: Arc<dyn LogStore>,
+    reads: Arc<Semaphore>,
+    heartbeat_interval: Duration,
+    follow: Follow,
+    /// Every matching log up to this seq has been delivered.
+    cursor: i64,
+    subscription: Subscription,
+}
+
+type Sender = mpsc::Sender<Result<pb::StreamLogsResponse, Status>>;
+
+impl Follower {
+    async fn run(mut self, sender: Sender) {
+        if let Err(error) = self.follow(&sender).await {
+            let _ = sender.send(Err(error.into())).await;
+        }
+    }
+
+    /// Delivers until the run completes (Ok) or the client leaves (Ok, with
+    /// nobody to tell).
+    async fn follow(&mut self, sender: &Sender) -> Result<(), ApiError> {
+        let mut quiet_since = Instant::now();
+        loop {
+            let (run, logs) = self.read().await?;
+            let more_waiting = logs.len() == READ_BATCH;
+            for log in logs {
+                self.cursor = log.seq;
+                if !send(sender, Event::Log(log_to_proto(log))).await {
+                    return Ok(());
+                }
+                quiet_since = Instant::now();
+            }
+            if more_waiting {
+                continue;
+            }
+            // The read saw everything committed before `run` was read, so the
+            // follower has passed every seq up to its last_seq, matching or not.
+            let last_seq = run.as_ref().map_or(0, |run| run.last_seq);
+            self.cursor = self.cursor.max(last_seq);
+            if let Some(run) = run.filter(|run| run.completion.is_some()) {
+                if self.cursor > run.last_seq {
+                    return Err(ApiError::OutOfRange(format!(
+                        "after_seq {} is beyond the last seq {} of job run {}, which is complete",
+                        self.cursor, run.last_seq, run.id
+                    )));
+                }
+                let completed = pb::StreamCompletion { job_run: Some(job_run_to_proto(run)) };
+                send(sender, Event::Completed(completed)).await;
+                return Ok(());
+            }
+            tokio::select! {
+                () = self.subscription.woken() => {}
+                () = tokio::time::sleep_until(quiet_since + self.heartbeat_interval) => {
+                    let heartbeat = pb::StreamHeartbeat {
+                        delivered_through_seq: self.cursor,
+                        last_seq,
+                        time: Some(time_to_proto(Utc::now())),
+                    };
+                    if !send(sender, Event::Heartbeat(heartbeat)).await {
+                        return Ok(());
+                    }
+                    quiet_since = Instant::now();
+                }
+                () = sender.closed() => return Ok(()),
+            }
+        }
+    }
+
+    /// The followed sequence's state, then the matching logs after the
+    /// cursor, in that order.
+    async fn read(&self) -> Result<(Option<JobRun>, Vec<Log>), ApiError> {
+        let _permit = self.reads.acquire().await.map_err(|_| ApiError::Internal("the read queue closed"))?;
+        let run = self.store.job_run(self.follow.followed.sequence()).await?;
+        let query = LogQuery {
+            filter: self.follow.filter_after(self.cursor),
+            order: SortOrder::Ascending,
+            after: None,
+            limit: READ_BATCH,
+        };
+        let logs = self.store.list(&query).await?;
+        Ok((run, logs))
+    }
+}
+
+/// Sends one event; false once the client has gone.
+async fn send(sender: &Sender, event: Event) -> bool {
+    sender.send(Ok(pb::StreamLogsResponse { event: Some(event) })).await.is_ok()
+}
