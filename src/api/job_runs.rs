@@ -26,14 +26,7 @@ impl JobRuns {
     async fn complete(&self, request: pb::CompleteJobRunRequest) -> Result<pb::JobRun, ApiError> {
         let mut violations = Violations::default();
         let draft = completion_draft(request, &mut violations);
-        let (id, completion) = match draft.validate(Utc::now()) {
-            Ok(valid) if violations.is_empty() => valid,
-            Ok(_) => return Err(violations.into()),
-            Err(model) => {
-                violations.append(model);
-                return Err(violations.into());
-            }
-        };
+        let (id, completion) = violations.judge(draft.validate(Utc::now()))?;
         let run = self.store.complete_job_run(id, &completion).await?;
         tracing::info!(job_run_id = %id, outcome = %completion.outcome, "job run completed");
         Ok(job_run_to_proto(run))

@@ -27,20 +27,14 @@ impl LogReader {
         let mut violations = Violations::default();
         let page_token = std::mem::take(&mut request.page_token);
         let draft = query_draft(request, &mut violations);
-        let (filter, order, page_size) = match draft.validate() {
-            Ok(valid) if violations.is_empty() => valid,
-            Ok(_) => return Err(violations.into()),
-            Err(model) => {
-                violations.append(model);
-                return Err(violations.into());
-            }
-        };
+        let (filter, order, page_size) = violations.judge(draft.validate())?;
         let after = if page_token.is_empty() {
             None
         } else {
             match page_token::decode(&page_token, &filter, order) {
                 Ok(cursor) => Some(cursor),
                 Err(reason) => {
+                    let mut violations = Violations::default();
                     violations.add("page_token", reason);
                     return Err(violations.into());
                 }

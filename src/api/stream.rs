@@ -49,14 +49,7 @@ impl LogStreamer {
     async fn start(&self, request: pb::StreamLogsRequest) -> Result<Follower, ApiError> {
         let mut violations = Violations::default();
         let draft = follow_draft(request, &mut violations);
-        let follow = match draft.validate() {
-            Ok(follow) if violations.is_empty() => follow,
-            Ok(_) => return Err(violations.into()),
-            Err(model) => {
-                violations.append(model);
-                return Err(violations.into());
-            }
-        };
+        let follow = violations.judge(draft.validate())?;
         // Subscribe before the first read, so that no commit falls between.
         let subscription = self.hub.subscribe(follow.followed.sequence());
         let cursor = self.start_cursor(&follow).await?;

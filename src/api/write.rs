@@ -55,8 +55,7 @@ impl LogWriter {
         for (index, entry) in entries.into_iter().enumerate() {
             match validate_entry(entry, log_type, &format!("logs[{index}]")) {
                 Ok(log) => logs.push(log),
-                Err(ApiError::InvalidArgument(entry_violations)) => violations.append(entry_violations),
-                Err(other) => return Err(other),
+                Err(entry_violations) => violations.merge(entry_violations),
             }
         }
         if !violations.is_empty() {
@@ -68,20 +67,10 @@ impl LogWriter {
 }
 
 /// Decodes and validates one entry; violations are named under `prefix`.
-fn validate_entry(entry: pb::LogEntry, log_type: LogType, prefix: &str) -> Result<NewLog, ApiError> {
+fn validate_entry(entry: pb::LogEntry, log_type: LogType, prefix: &str) -> Result<NewLog, Violations> {
     let mut decoding = Violations::default();
     let draft = log_draft(entry, &mut decoding);
-    let checked = draft.validate(log_type, Utc::now());
-    let mut violations = Violations::default();
-    violations.extend_under(prefix, decoding);
-    match checked {
-        Ok(log) if violations.is_empty() => Ok(log),
-        Ok(_) => Err(violations.into()),
-        Err(model) => {
-            violations.extend_under(prefix, model);
-            Err(violations.into())
-        }
-    }
+    decoding.judge(draft.validate(log_type, Utc::now())).map_err(|violations| violations.under(prefix))
 }
 
 #[tonic::async_trait]

@@ -44,16 +44,34 @@ impl Violations {
         self.0.push(FieldViolation { field: field.into(), description: description.into() });
     }
 
-    /// Adds another set of violations whose field names are relative to `prefix`.
-    pub fn extend_under(&mut self, prefix: &str, nested: Violations) {
-        for violation in nested.0 {
-            self.add(format!("{prefix}.{}", violation.field), violation.description);
+    /// The same violations, with field names relative to `prefix`.
+    pub fn under(self, prefix: &str) -> Violations {
+        let nested = self.0.into_iter().map(|violation| FieldViolation {
+            field: format!("{prefix}.{}", violation.field),
+            description: violation.description,
+        });
+        Violations(nested.collect())
+    }
+
+    /// Adds every violation of `other` whose field has none yet: a field
+    /// that could not even be decoded is reported once, as undecodable.
+    pub fn merge(&mut self, other: Violations) {
+        for violation in other.0 {
+            if !self.0.iter().any(|known| known.field == violation.field) {
+                self.0.push(violation);
+            }
         }
     }
 
-    /// Adds every violation of `other`.
-    pub fn append(&mut self, other: Violations) {
-        self.0.extend(other.0);
+    /// The result of validating what was decoded with these violations.
+    pub fn judge<T>(mut self, validated: Result<T, Violations>) -> Result<T, Violations> {
+        match validated {
+            Ok(value) => self.into_result(value),
+            Err(model) => {
+                self.merge(model);
+                Err(self)
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ use logwell::proto::v1::{self as pb};
 use logwell::server::{Listeners, ServerSettings};
 use logwell::store::{ConnectOptions, LogStore};
 use sqlx::{Connection, Executor};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
@@ -295,4 +297,36 @@ pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, tonic::Status>, fiel
     let status = result.expect_err("request should have been refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert_eq!(violated_fields(&status), fields, "{}", status.message());
+}
+
+/// The `logwell` binary, with a clean environment.
+pub fn logwell() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logwell"));
+    command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).kill_on_drop(true);
+    command
+}
+
+/// Starts `logwell serve` on an ephemeral port; returns it and its address,
+/// read from its JSON start-up log line.
+pub async fn start_serving(
+    database_url: &str,
+) -> (Child, String, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
+    let mut child = logwell()
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url, "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn logwell serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            let record: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            if record["fields"]["message"] == "logwell serving" {
+                return record["fields"]["address"].as_str().expect("address").to_string();
+            }
+        }
+        panic!("logwell exited before serving");
+    })
+    .await
+    .expect("logwell started in time");
+    (child, format!("http://{address}"), lines)
 }

@@ -1,25 +1,17 @@
 //! The `logwell` binary itself: `migrate`, and `serve` stopping cleanly on
 //! SIGTERM with everything it acknowledged still there at the next start.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
 use logwell::proto::v1::system_log_service_client::SystemLogServiceClient;
 use logwell::proto::v1::{self as pb};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::conformance;
-use crate::helpers::{Backend, TestDatabase, entry};
+use crate::helpers::{Backend, TestDatabase, entry, logwell, start_serving};
 
 conformance!(migrate_command_is_repeatable, serve_stops_cleanly_on_sigterm);
-
-fn logwell() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logwell"));
-    command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).kill_on_drop(true);
-    command
-}
 
 async fn migrate_command_is_repeatable(backend: Backend) {
     let database = TestDatabase::create(backend).await;
@@ -30,31 +22,6 @@ async fn migrate_command_is_repeatable(backend: Backend) {
         let output = output.expect("run logwell migrate");
         assert!(output.status.success(), "{run} migrate: {}", String::from_utf8_lossy(&output.stderr));
     }
-}
-
-/// Starts `logwell serve` on an ephemeral port; returns it and its address,
-/// read from its JSON start-up log line.
-async fn start_serving(
-    database_url: &str,
-) -> (Child, String, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
-    let mut child = logwell()
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url, "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn logwell serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let address = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("read stderr") {
-            let record: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-            if record["fields"]["message"] == "logwell serving" {
-                return record["fields"]["address"].as_str().expect("address").to_string();
-            }
-        }
-        panic!("logwell exited before serving");
-    })
-    .await
-    .expect("logwell started in time");
-    (child, format!("http://{address}"), lines)
 }
 
 /// SIGTERM while writers are busy: the server stops accepting, finishes what

@@ -6,7 +6,9 @@ mod helpers;
 mod postgres_cluster;
 
 mod health;
+mod job_runs;
 mod lifecycle;
 mod queries;
 mod schema;
+mod streams;
 mod writes;

@@ -1,0 +1,101 @@
+//! Job runs: state, completion, and the logs a completed run refuses.
+
+use logwell::proto::v1::{self as pb};
+use prost_types::Timestamp;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::conformance;
+use crate::helpers::{Backend, TestServer, assert_invalid, job_entry, task_entry};
+
+conformance!(state_follows_the_logs, completion_rules, a_completed_run_takes_no_more_logs);
+
+fn completion(run: Uuid, outcome: pb::JobRunOutcome, summary: &str) -> pb::CompleteJobRunRequest {
+    pb::CompleteJobRunRequest { job_run_id: run.to_string(), outcome: outcome.into(), summary: summary.into() }
+}
+
+async fn state_follows_the_logs(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let get = |run: String| {
+        let mut client = server.job_runs();
+        async move { client.get_job_run(pb::GetJobRunRequest { job_run_id: run }).await }
+    };
+    assert_eq!(get(run.to_string()).await.expect_err("unknown").code(), Code::NotFound);
+    assert_invalid(get("nope".into()).await, &["job_run_id"]);
+
+    let at = |seconds| Some(Timestamp { seconds, nanos: 0 });
+    let logs = [
+        pb::LogEntry { time: at(2_000), ..job_entry(run, "b") },
+        pb::LogEntry { time: at(1_000), ..job_entry(run, "a") },
+        pb::LogEntry { time: at(3_000), ..task_entry(run, Uuid::now_v7(), "c") },
+    ];
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs: logs[..2].to_vec() }).await.expect("write");
+    let task_log = pb::WriteTaskLogRequest { log: Some(logs[2].clone()) };
+    server.task().write_task_log(task_log).await.expect("write");
+
+    let state = get(run.to_string()).await.expect("state").into_inner().job_run.expect("run");
+    assert_eq!(state.state(), pb::JobRunState::Open);
+    assert_eq!(state.outcome(), pb::JobRunOutcome::Unspecified);
+    assert_eq!((state.log_count, state.last_seq), (3, 3));
+    assert_eq!((state.first_log_time, state.last_log_time), (at(1_000), at(3_000)));
+    assert_eq!(state.completed_at, None);
+}
+
+async fn completion_rules(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let complete = |request: pb::CompleteJobRunRequest| {
+        let mut client = server.job_runs();
+        async move { client.complete_job_run(request).await }
+    };
+    assert_invalid(complete(completion(run, pb::JobRunOutcome::Unspecified, "")).await, &["outcome"]);
+    assert_invalid(
+        complete(pb::CompleteJobRunRequest { outcome: 9, ..completion(run, pb::JobRunOutcome::Failed, "") }).await,
+        &["outcome"],
+    );
+    assert_invalid(complete(completion(run, pb::JobRunOutcome::Failed, "a\0b")).await, &["summary"]);
+    assert_invalid(complete(completion(Uuid::nil(), pb::JobRunOutcome::Failed, "")).await, &["job_run_id"]);
+
+    let first = complete(completion(run, pb::JobRunOutcome::Failed, "3 tests failed")).await.expect("complete");
+    let first = first.into_inner().job_run.expect("run");
+    assert_eq!(
+        (first.state(), first.outcome(), first.log_count),
+        (pb::JobRunState::Complete, pb::JobRunOutcome::Failed, 0)
+    );
+    assert!(first.completed_at.is_some(), "a run that never logged can be completed");
+
+    let retry = complete(completion(run, pb::JobRunOutcome::Failed, "3 tests failed")).await.expect("a retry is fine");
+    assert_eq!(retry.into_inner().job_run.expect("run"), first, "and changes nothing");
+    let other = complete(completion(run, pb::JobRunOutcome::Succeeded, "3 tests failed")).await;
+    assert_eq!(other.expect_err("another outcome").code(), Code::FailedPrecondition);
+    let other = complete(completion(run, pb::JobRunOutcome::Failed, "another summary")).await;
+    assert_eq!(other.expect_err("another summary").code(), Code::FailedPrecondition);
+}
+
+async fn a_completed_run_takes_no_more_logs(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (done, open) = (Uuid::now_v7(), Uuid::now_v7());
+    server
+        .job()
+        .write_job_log(pb::WriteJobLogRequest { log: Some(job_entry(done, "only line")) })
+        .await
+        .expect("write");
+    server.job_runs().complete_job_run(completion(done, pb::JobRunOutcome::Succeeded, "")).await.expect("complete");
+
+    let job = server.job().write_job_log(pb::WriteJobLogRequest { log: Some(job_entry(done, "late")) }).await;
+    assert_eq!(job.expect_err("late job log").code(), Code::FailedPrecondition);
+    let task = pb::WriteTaskLogRequest { log: Some(task_entry(done, Uuid::now_v7(), "late")) };
+    assert_eq!(server.task().write_task_log(task).await.expect_err("late task log").code(), Code::FailedPrecondition);
+    let mixed = pb::WriteJobLogsRequest { logs: vec![job_entry(open, "fine"), job_entry(done, "late")] };
+    let status = server.job().write_job_logs(mixed).await.expect_err("a batch with a late log");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains(&done.to_string()), "{}", status.message());
+
+    let open_logs = pb::ListLogsRequest { job_run_id: open.to_string(), ..Default::default() };
+    assert!(server.list_all(open_logs).await.is_empty(), "nothing of the refused batch was stored");
+    let done_logs = server.list_all(pb::ListLogsRequest { job_run_id: done.to_string(), ..Default::default() }).await;
+    assert_eq!(done_logs.len(), 1);
+    let state = server.job_runs().get_job_run(pb::GetJobRunRequest { job_run_id: done.to_string() }).await;
+    assert_eq!(state.expect("state").into_inner().job_run.expect("run").last_seq, 1, "refused writes left no seqs");
+}
