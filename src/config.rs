@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// Concurrent streams (RPCs, followers included) per HTTP/2 connection, at most.
     #[arg(long, env = "LOGWELL_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
     pub max_concurrent_streams: u32,
+    /// Logs waiting to be committed, at most; writes beyond it get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LOGWELL_WRITE_QUEUE_LOGS", default_value_t = 100_000)]
+    pub write_queue_logs: usize,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +114,7 @@ impl ServeArgs {
             http2_keepalive_timeout: self.http2_keepalive_timeout,
             max_concurrent_streams: self.max_concurrent_streams,
             concurrent_stream_reads: usize::try_from(self.database.database_max_connections).unwrap_or(1),
+            write_queue_logs: self.write_queue_logs,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 mod health;
+pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod model;

@@ -3,34 +3,60 @@
 
 use std::fmt::Write;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::ingest::Ingest;
 use crate::live::Hub;
 
+/// What the metrics are read from. The writer pipeline is held weakly, so
+/// that the metrics endpoint does not keep it open at shutdown.
+pub struct Sources {
+    pub hub: Arc<Hub>,
+    pub ingest: Weak<Ingest>,
+}
+
 /// The text exposition of every metric.
-pub fn render(hub: &Hub) -> String {
+pub fn render(sources: &Sources) -> String {
     let mut text = String::new();
-    let mut gauge = |name: &str, help: &str, value: usize| {
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    let mut metric = |kind: &str, name: &str, help: &str, value: u64| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
-    gauge("logwell_stream_followers", "StreamLogs followers connected now.", hub.followers());
-    gauge(
+    let count = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+    let hub = &sources.hub;
+    metric("gauge", "logwell_stream_followers", "StreamLogs followers connected now.", count(hub.followers()));
+    metric(
+        "gauge",
         "logwell_followed_sequences",
         "Job runs (and the system log sequence) with at least one follower now.",
-        hub.followed_sequences(),
+        count(hub.followed_sequences()),
     );
+    if let Some(ingest) = sources.ingest.upgrade() {
+        let stats = ingest.stats();
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        metric("gauge", "logwell_write_queue_logs", "Logs queued or being committed now.", count(ingest.queued_logs()));
+        metric("counter", "logwell_commits_total", "Write transactions committed.", load(&stats.commits));
+        metric("counter", "logwell_committed_logs_total", "Logs committed.", load(&stats.committed_logs));
+        metric(
+            "counter",
+            "logwell_overloaded_writes_total",
+            "Writes refused with RESOURCE_EXHAUSTED because the queue was full.",
+            load(&stats.overloaded_writes),
+        );
+    }
     text
 }
 
 pub async fn serve(
     listener: TcpListener,
-    hub: Arc<Hub>,
+    sources: Sources,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new().route("/metrics", get(move || std::future::ready(render(&hub))));
+    let sources = Arc::new(sources);
+    let app = Router::new().route("/metrics", get(move || std::future::ready(render(&sources))));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

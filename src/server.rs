@@ -12,6 +12,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::api::{JobRuns, LogReader, LogStreamer, LogWriter};
+use crate::ingest::Ingest;
 use crate::live::Hub;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
@@ -42,6 +43,9 @@ pub struct ServerSettings {
     pub max_concurrent_streams: u32,
     /// Followers' storage reads running at once, at most (the others queue).
     pub concurrent_stream_reads: usize,
+    /// Logs waiting to be committed, at most; writes beyond are refused
+    /// with RESOURCE_EXHAUSTED.
+    pub write_queue_logs: usize,
 }
 
 /// Where the server listens.
@@ -83,7 +87,9 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
     };
-    let writer = LogWriter::new(store.clone());
+    let (ingest, committer) = Ingest::start(store.clone(), settings.write_queue_logs);
+    let ingest = Arc::new(ingest);
+    let writer = LogWriter::new(ingest.clone());
     let reader = LogReader::new(store.clone());
     let streamer = LogStreamer::new(
         store.clone(),
@@ -125,8 +131,9 @@ pub async fn serve(
     };
     if let Some(listener) = listeners.metrics {
         let stopped = stopped(stopping.clone());
+        let sources = metrics::Sources { hub, ingest: Arc::downgrade(&ingest) };
         tokio::spawn(async move {
-            if let Err(error) = metrics::serve(listener, hub, stopped).await {
+            if let Err(error) = metrics::serve(listener, sources, stopped).await {
                 tracing::error!(%error, "the metrics endpoint failed");
             }
         });
@@ -148,6 +155,12 @@ pub async fn serve(
         }
     };
     stopping_sender.send_replace(true);
+    // The services are gone with the server; the last handle closes the
+    // queue, and the committer finishes what it holds.
+    drop(ingest);
+    if let Err(error) = committer.await {
+        tracing::error!(%error, "the committer failed");
+    }
     if let Err(error) = health_task.await {
         tracing::error!(%error, "health task failed");
     }

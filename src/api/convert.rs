@@ -59,7 +59,7 @@ pub(super) fn follow_draft(request: pb::StreamLogsRequest, violations: &mut Viol
         stream: stream_from_proto(violations, "stream", request.stream),
         start: request.start.map(|start| match start {
             ProtoStart::AfterSeq(seq) => Start::AfterSeq(seq),
-            ProtoStart::FromNow(true) | ProtoStart::Last(0) => Start::FromNow,
+            ProtoStart::FromNow(true) => Start::FromNow,
             ProtoStart::Last(count) => Start::Last(count),
             ProtoStart::FromNow(false) => Start::AfterSeq(0),
         }),

@@ -1,8 +1,12 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::ingest::IngestError;
 use crate::model::Violations;
 use crate::store::StoreError;
+
+/// How long an overloaded writer is told to wait before retrying.
+const OVERLOAD_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Why a request failed, as the services see it.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +20,8 @@ pub enum ApiError {
     OutOfRange(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
     /// logwell broke one of its own promises: a bug, not the client's fault.
     #[error("{0}")]
     Internal(&'static str),
@@ -56,6 +62,16 @@ impl From<ApiError> for Status {
                 ))
             }
             ApiError::OutOfRange(what) => Status::out_of_range(what),
+            ApiError::Ingest(IngestError::Store(error)) => ApiError::Store(error).into(),
+            ApiError::Ingest(overloaded @ IngestError::Overloaded { .. }) => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(OVERLOAD_RETRY_DELAY));
+                details.set_resource_info("write queue", "logwell", "", "full; nothing was stored");
+                Status::with_error_details(Code::ResourceExhausted, overloaded.to_string(), details)
+            }
+            ApiError::Ingest(IngestError::Stopped) => {
+                Status::unavailable("the server is shutting down; retry elsewhere")
+            }
             ApiError::Internal(what) => {
                 tracing::error!(what, "internal error");
                 Status::internal("internal error; see the server log")

@@ -8,22 +8,22 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{log_draft, receipt_to_proto};
 use super::error::ApiError;
+use crate::ingest::Ingest;
 use crate::model::{LogType, MAX_BATCH_LOGS, NewLog, Violations};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_log_service_server::JobLogService;
 use crate::proto::v1::system_log_service_server::SystemLogService;
 use crate::proto::v1::task_log_service_server::TaskLogService;
-use crate::store::LogStore;
 
 /// Serves SystemLogService, JobLogService and TaskLogService.
 #[derive(Clone)]
 pub struct LogWriter {
-    store: Arc<dyn LogStore>,
+    ingest: Arc<Ingest>,
 }
 
 impl LogWriter {
-    pub fn new(store: Arc<dyn LogStore>) -> Self {
-        LogWriter { store }
+    pub fn new(ingest: Arc<Ingest>) -> Self {
+        LogWriter { ingest }
     }
 
     async fn write_one(&self, log_type: LogType, entry: Option<pb::LogEntry>) -> Result<pb::LogReceipt, ApiError> {
@@ -33,7 +33,7 @@ impl LogWriter {
             return Err(violations.into());
         };
         let log = validate_entry(entry, log_type, "log")?;
-        let receipts = self.store.append(std::slice::from_ref(&log)).await?;
+        let receipts = self.ingest.write(vec![log]).await?;
         receipts.into_iter().next().map(receipt_to_proto).ok_or(ApiError::Internal("the store acknowledged no log"))
     }
 
@@ -61,7 +61,7 @@ impl LogWriter {
         if !violations.is_empty() {
             return Err(violations.into());
         }
-        let receipts = self.store.append(&logs).await?;
+        let receipts = self.ingest.write(logs).await?;
         Ok(receipts.into_iter().map(receipt_to_proto).collect())
     }
 }

@@ -67,7 +67,11 @@ impl FollowDraft {
             required_uuid(&mut violations, "job_run_id", &self.job_run_id).map(Followed::JobRun)
         };
         let task_run_id = optional_uuid(&mut violations, "task_run_id", &self.task_run_id);
-        let start = self.start.unwrap_or(Start::AfterSeq(0));
+        let start = match self.start {
+            None => Start::AfterSeq(0),
+            Some(Start::Last(0)) => Start::FromNow,
+            Some(start) => start,
+        };
         match start {
             Start::AfterSeq(seq) if seq < 0 => violations.add("after_seq", format!("{seq} must not be negative")),
             Start::Last(count) if !(0..=MAX_LAST).contains(&count) => {

@@ -26,6 +26,9 @@ pub enum StoreError {
     /// A completion of a run that was already completed differently.
     #[error("job run {} was already completed", .0.id)]
     JobRunAlreadyComplete(Box<JobRun>),
+    /// logwell broke one of its own promises: a bug.
+    #[error("internal storage error: {0}")]
+    Internal(&'static str),
     #[error("stored row is invalid: {what}")]
     CorruptJobRun { what: String },
     #[error("stored log {id} is invalid: {what}")]

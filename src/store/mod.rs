@@ -19,14 +19,20 @@ use crate::model::{Completion, JobRun, Log, LogQuery, LogType, NewLog, Owner, Re
 
 pub use error::StoreError;
 
+/// One batch's answer within a group commit.
+pub type BatchResult = Result<Vec<Receipt>, StoreError>;
+
 /// Where logs live. Every implementation passes the same conformance suite
 /// (`tests/api`).
 #[async_trait::async_trait]
 pub trait LogStore: Send + Sync + 'static {
-    /// Stores `logs` in one transaction, in order: all of them or none. Each
-    /// log gets the next seq of its job run (or of the system sequence),
-    /// allocated inside the transaction so that seq order is commit order.
-    async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError>;
+    /// Stores independent batches in one transaction (group commit). Each
+    /// batch is stored whole, in order, or not at all: one that writes to a
+    /// completed job run is refused with `JobRunComplete` while the others
+    /// are stored. Each log gets the next seq of its job run (or of the
+    /// system sequence), allocated inside the transaction so that seq order
+    /// is commit order. Any other failure fails the whole group.
+    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError>;
 
     /// Runs one page of a listing.
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError>;

@@ -1,7 +1,7 @@
 //! PostgreSQL, for production: one pool; batches go in as arrays through a
 //! single `INSERT … SELECT FROM unnest(…)`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +10,9 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
-use super::{JobRunRow, LogStore, StoreError, StoredRow, sequence};
+use super::{BatchResult, JobRunRow, LogStore, StoreError, StoredRow, sequence};
 use crate::live::Hub;
-use crate::model::{Completion, JobRun, Log, LogQuery, NewLog, Receipt};
+use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 
 /// sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
 /// replicas that start together migrate one after the other.
@@ -92,8 +92,14 @@ impl PostgresStore {
         mut transaction: sqlx::Transaction<'_, sqlx::Postgres>,
         sequences: Vec<Uuid>,
     ) -> Result<(), StoreError> {
-        let payload = sequence::notification_payload(sequences.iter().copied());
-        sqlx::query("SELECT pg_notify($1, $2)").bind(COMMITS_CHANNEL).bind(payload).execute(&mut *transaction).await?;
+        if !sequences.is_empty() {
+            let payload = sequence::notification_payload(sequences.iter().copied());
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(COMMITS_CHANNEL)
+                .bind(payload)
+                .execute(&mut *transaction)
+                .await?;
+        }
         transaction.commit().await?;
         // This replica's followers need not wait for the round trip.
         self.hub.wake(sequences);
@@ -139,10 +145,19 @@ async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<
 
 #[async_trait::async_trait]
 impl LogStore for PostgresStore {
-    async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
-        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
-        let demand = sequence::demand(logs);
+    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
         let mut transaction = self.pool.begin().await?;
+        let sequences: Vec<Uuid> = sequence::sequences(batches).into_iter().collect();
+        let completed: BTreeSet<Uuid> =
+            sqlx::query_scalar("SELECT id FROM job_runs WHERE completed_at IS NOT NULL AND id = ANY($1)")
+                .bind(&sequences)
+                .fetch_all(&mut *transaction)
+                .await?
+                .into_iter()
+                .collect();
+        let (logs, plans) = sequence::plan(batches, &completed);
+        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
+        let demand = sequence::demand(&logs);
         let mut starts = BTreeMap::new();
         for (&sequence, wanted) in &demand {
             let (next, completed): (i64, bool) = sqlx::query_as(ALLOCATE_SEQS)
@@ -157,7 +172,7 @@ impl LogStore for PostgresStore {
             }
             starts.insert(sequence, next - wanted.count);
         }
-        let seqs = sequence::assign(logs, starts);
+        let seqs = sequence::assign(&logs, starts);
         sqlx::query(INSERT_LOGS)
             .bind(logs.iter().map(|log| log.id).collect::<Vec<Uuid>>())
             .bind(logs.iter().map(|log| log.owner.log_type().as_str()).collect::<Vec<&str>>())
@@ -174,7 +189,7 @@ impl LogStore for PostgresStore {
             .execute(&mut *transaction)
             .await?;
         self.commit_and_wake(transaction, demand.into_keys().collect()).await?;
-        Ok(sequence::receipts(logs, seqs))
+        Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {

@@ -1,11 +1,12 @@
 //! Seq allocation shared by the backends: which sequences a write needs, in
 //! which order to lock them, and which seq each log gets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::StoreError;
 use crate::model::{NewLog, Receipt, SYSTEM_SEQUENCE};
 
 /// What one write needs of one sequence.
@@ -20,9 +21,52 @@ fn sequence_of(log: &NewLog) -> Uuid {
     log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE)
 }
 
+/// Every sequence the batches write to.
+pub(super) fn sequences(batches: &[&[NewLog]]) -> BTreeSet<Uuid> {
+    batches.iter().flat_map(|batch| batch.iter().map(sequence_of)).collect()
+}
+
+/// How one batch of a group fares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum BatchPlan {
+    /// Stored: its logs are `accepted[first..first + count]`.
+    Accepted { first: usize, count: usize },
+    /// Refused whole: it writes to this completed job run.
+    Refused(Uuid),
+}
+
+/// Which batches of a group go in, given the runs that are complete.
+pub(super) fn plan<'a>(batches: &[&'a [NewLog]], completed: &BTreeSet<Uuid>) -> (Vec<&'a NewLog>, Vec<BatchPlan>) {
+    let mut accepted = Vec::new();
+    let plans = batches
+        .iter()
+        .map(|batch| match batch.iter().map(sequence_of).find(|sequence| completed.contains(sequence)) {
+            Some(run) => BatchPlan::Refused(run),
+            None => {
+                let first = accepted.len();
+                accepted.extend(batch.iter());
+                BatchPlan::Accepted { first, count: batch.len() }
+            }
+        })
+        .collect();
+    (accepted, plans)
+}
+
+/// Each batch's answer, from its plan and the receipts of the accepted logs.
+pub(super) fn answers(plans: Vec<BatchPlan>, receipts: &[Receipt]) -> Vec<Result<Vec<Receipt>, StoreError>> {
+    plans
+        .into_iter()
+        .map(|plan| match plan {
+            BatchPlan::Accepted { first, count } => Ok(receipts[first..first + count].to_vec()),
+            BatchPlan::Refused(run) => Err(StoreError::JobRunComplete(run)),
+        })
+        .collect()
+}
+
 /// What each sequence needs. Sorted by key: every writer locks sequences in
-/// the same order, so two batches that touch the same runs cannot deadlock.
-pub(super) fn demand(logs: &[NewLog]) -> BTreeMap<Uuid, Demand> {
+/// the same order, so two transactions that touch the same runs cannot
+/// deadlock.
+pub(super) fn demand(logs: &[&NewLog]) -> BTreeMap<Uuid, Demand> {
     let mut demand = BTreeMap::new();
     for log in logs {
         demand
@@ -39,7 +83,7 @@ pub(super) fn demand(logs: &[NewLog]) -> BTreeMap<Uuid, Demand> {
 
 /// The seq of each log, in order, given the first seq allocated to each
 /// sequence (consumed as the logs take them).
-pub(super) fn assign(logs: &[NewLog], mut next: BTreeMap<Uuid, i64>) -> Vec<i64> {
+pub(super) fn assign(logs: &[&NewLog], mut next: BTreeMap<Uuid, i64>) -> Vec<i64> {
     logs.iter()
         .map(|log| {
             let slot = next.entry(sequence_of(log)).or_insert(1);
@@ -51,7 +95,7 @@ pub(super) fn assign(logs: &[NewLog], mut next: BTreeMap<Uuid, i64>) -> Vec<i64>
 }
 
 /// What the store tells the writer of each log, once committed.
-pub(super) fn receipts(logs: &[NewLog], seqs: Vec<i64>) -> Vec<Receipt> {
+pub(super) fn receipts(logs: &[&NewLog], seqs: Vec<i64>) -> Vec<Receipt> {
     logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect()
 }
 
@@ -93,12 +137,38 @@ mod tests {
     fn seqs_follow_request_order_within_each_sequence() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let logs = [log(Some(a), 5), log(Some(b), 1), log(None, 1), log(Some(a), 3), log(Some(b), 9)];
+        let logs: Vec<&NewLog> = logs.iter().collect();
         let wanted = demand(&logs);
         let counts: Vec<(Uuid, i64)> = wanted.iter().map(|(id, demand)| (*id, demand.count)).collect();
         assert_eq!(counts, [(SYSTEM_SEQUENCE, 1), (a, 2), (b, 2)]);
         assert_eq!((wanted[&a].earliest.timestamp(), wanted[&a].latest.timestamp()), (3, 5));
         let starts = BTreeMap::from([(SYSTEM_SEQUENCE, 7), (a, 1), (b, 40)]);
         assert_eq!(assign(&logs, starts), [1, 40, 7, 2, 41]);
+    }
+
+    #[test]
+    fn batches_touching_a_completed_run_are_refused_whole() {
+        let (open, done) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = [log(Some(open), 1), log(Some(open), 2)];
+        let second = [log(Some(open), 3), log(Some(done), 4)];
+        let third = [log(None, 5)];
+        let batches: [&[NewLog]; 3] = [&first, &second, &third];
+        assert_eq!(sequences(&batches), BTreeSet::from([SYSTEM_SEQUENCE, open, done]));
+        let (accepted, plans) = plan(&batches, &BTreeSet::from([done]));
+        assert_eq!(accepted.len(), 3);
+        assert_eq!(
+            plans,
+            [
+                BatchPlan::Accepted { first: 0, count: 2 },
+                BatchPlan::Refused(done),
+                BatchPlan::Accepted { first: 2, count: 1 }
+            ]
+        );
+        let receipts = receipts(&accepted, vec![1, 2, 1]);
+        let answers = answers(plans, &receipts);
+        assert_eq!(answers[0].as_ref().map(Vec::len).ok(), Some(2));
+        assert!(matches!(answers[1], Err(StoreError::JobRunComplete(run)) if run == done));
+        assert_eq!(answers[2].as_ref().map(|receipts| receipts[0].seq).ok(), Some(1));
     }
 
     #[test]

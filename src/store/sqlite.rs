@@ -2,7 +2,7 @@
 //! (SQLite has one writer at a time anyway, and a single connection never
 //! waits on its own lock) and a pool of readers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use sqlx::{Executor, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
-use super::{JobRunRow, LogStore, StoreError, StoredRow, sequence};
+use super::{BatchResult, JobRunRow, LogStore, StoreError, StoredRow, sequence};
 use crate::live::Hub;
-use crate::model::{Completion, JobRun, Log, LogQuery, NewLog, Receipt};
+use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -257,10 +257,26 @@ impl TryFrom<SqliteJobRunRow> for JobRun {
 
 #[async_trait::async_trait]
 impl LogStore for SqliteStore {
-    async fn append(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
-        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
-        let demand = sequence::demand(logs);
+    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
         let mut transaction = self.writer.begin().await?;
+        let sequences = sequence::sequences(batches);
+        let mut completed =
+            QueryBuilder::<Sqlite>::new("SELECT id FROM job_runs WHERE completed_at IS NOT NULL AND id IN (");
+        let mut ids = completed.separated(", ");
+        for sequence in &sequences {
+            ids.push_bind(sequence.to_string());
+        }
+        completed.push(")");
+        let completed: BTreeSet<Uuid> = completed
+            .build_query_scalar::<String>()
+            .fetch_all(&mut *transaction)
+            .await?
+            .iter()
+            .filter_map(|id| Uuid::try_parse(id).ok())
+            .collect();
+        let (logs, plans) = sequence::plan(batches, &completed);
+        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
+        let demand = sequence::demand(&logs);
         let mut starts = BTreeMap::new();
         for (&sequence, wanted) in &demand {
             let (next, completed): (i64, bool) = sqlx::query_as(ALLOCATE_SEQS)
@@ -275,7 +291,7 @@ impl LogStore for SqliteStore {
             }
             starts.insert(sequence, next - wanted.count);
         }
-        let seqs = sequence::assign(logs, starts);
+        let seqs = sequence::assign(&logs, starts);
         let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO logs ({LOG_COLUMNS}) "));
@@ -297,7 +313,7 @@ impl LogStore for SqliteStore {
         }
         transaction.commit().await?;
         self.hub.wake(demand.into_keys());
-        Ok(sequence::receipts(logs, seqs))
+        Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {

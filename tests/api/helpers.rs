@@ -155,6 +155,7 @@ pub fn test_settings() -> ServerSettings {
         http2_keepalive_timeout: Duration::from_secs(20),
         max_concurrent_streams: 4096,
         concurrent_stream_reads: 5,
+        write_queue_logs: 100_000,
     }
 }
 
@@ -176,11 +177,11 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
         let database = TestDatabase::create(backend).await;
-        TestServer::start_on(database).await
+        TestServer::start_with(database, test_settings()).await
     }
 
-    /// A server on an existing database (a second replica, say).
-    pub async fn start_on(database: TestDatabase) -> TestServer {
+    /// A server with its own settings on a database of the caller's.
+    pub async fn start_with(database: TestDatabase, settings: ServerSettings) -> TestServer {
         init_test_logging();
         let hub = Hub::new();
         let store = logwell::store::connect(&database.url, &connect_options(), hub.clone()).await.expect("open store");
@@ -190,7 +191,7 @@ impl TestServer {
         let metrics_address = metrics.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
         let listeners = Listeners { grpc, metrics: Some(metrics) };
-        tokio::spawn(logwell::server::serve(listeners, store.clone(), hub, test_settings(), async {
+        tokio::spawn(logwell::server::serve(listeners, store.clone(), hub, settings, async {
             let _ = stopped.await;
         }));
         let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use logwell::model::{LogDraft, LogType, NewLog};
 use logwell::proto::v1::{self as pb};
+use logwell::server::ServerSettings;
 use prost_types::Timestamp;
 use tonic::Code;
 use uuid::Uuid;
@@ -13,6 +14,8 @@ use crate::conformance;
 use crate::helpers::{Backend, TestServer, assert_invalid, entry, job_entry, task_entry};
 
 conformance!(
+    a_full_write_queue_answers_resource_exhausted,
+    one_group_commit_stores_each_batch_whole_or_not_at_all,
     each_type_round_trips,
     forbidden_combinations_name_the_field,
     bad_values_name_the_field,
@@ -178,13 +181,65 @@ async fn a_failing_transaction_stores_nothing_and_leaves_no_gap(backend: Backend
     let mut broken = valid("broken");
     broken.message.clear();
     let batch = [valid("first"), valid("second"), broken, valid("fourth")];
-    let error = server.store.append(&batch).await.expect_err("the database refuses the batch");
+    let error = server.store.append_batches(&[&batch]).await.expect_err("the database refuses the batch");
     assert!(error.to_string().contains("message"), "{error}");
 
     let run_logs = pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() };
     assert!(server.list_all(run_logs.clone()).await.is_empty(), "no part of the batch was stored");
-    let receipts = server.store.append(&[valid("after")]).await.expect("next write");
+    let results = server.store.append_batches(&[&[valid("after")]]).await.expect("next write");
+    let receipts = results.into_iter().next().expect("one batch").expect("stored");
     assert_eq!(receipts[0].seq, 1, "the failed batch's seqs were rolled back with it");
+}
+
+/// Batches committed together (group commit) still succeed or fail alone: a
+/// batch that writes to a completed run is refused, the others are stored.
+async fn one_group_commit_stores_each_batch_whole_or_not_at_all(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (open, done) = (Uuid::now_v7(), Uuid::now_v7());
+    let log = |run: Uuid, message: &str| -> NewLog {
+        LogDraft { job_run_id: run.to_string(), message: message.into(), ..LogDraft::default() }
+            .validate(LogType::Job, chrono::Utc::now())
+            .expect("valid log")
+    };
+    let request = pb::CompleteJobRunRequest {
+        job_run_id: done.to_string(),
+        outcome: pb::JobRunOutcome::Succeeded.into(),
+        summary: String::new(),
+    };
+    server.job_runs().complete_job_run(request).await.expect("complete");
+    let first = [log(open, "a"), log(open, "b")];
+    let second = [log(open, "c"), log(done, "late")];
+    let third = [log(open, "d")];
+    let results = server.store.append_batches(&[&first, &second, &third]).await.expect("the group commits");
+    let seqs: Vec<Option<Vec<i64>>> = results
+        .iter()
+        .map(|result| result.as_ref().ok().map(|receipts| receipts.iter().map(|r| r.seq).collect()))
+        .collect();
+    assert_eq!(seqs, [Some(vec![1, 2]), None, Some(vec![3])]);
+    assert!(matches!(results[1], Err(logwell::store::StoreError::JobRunComplete(run)) if run == done));
+    let stored = server.list_all(pb::ListLogsRequest { job_run_id: open.to_string(), ..Default::default() }).await;
+    assert_eq!(stored.iter().map(|log| log.message.as_str()).collect::<Vec<_>>(), ["a", "b", "d"]);
+}
+
+async fn a_full_write_queue_answers_resource_exhausted(backend: Backend) {
+    use tonic_types::StatusExt;
+    let database = crate::helpers::TestDatabase::create(backend).await;
+    let settings = ServerSettings { write_queue_logs: 5, ..crate::helpers::test_settings() };
+    let server = TestServer::start_with(database, settings).await;
+    let run = Uuid::now_v7();
+    let batch =
+        |size: usize| pb::WriteJobLogsRequest { logs: (0..size).map(|i| job_entry(run, &format!("{i}"))).collect() };
+    let status = server.job().write_job_logs(batch(6)).await.expect_err("more than the queue holds");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let retry = status.get_details_retry_info().expect("a retry hint");
+    assert!(retry.retry_delay.is_some_and(|delay| delay > std::time::Duration::ZERO));
+    assert_eq!(server.metric("logwell_overloaded_writes_total").await, 1.0);
+    assert!(
+        server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await.is_empty()
+    );
+    server.job().write_job_logs(batch(5)).await.expect("what fits is taken");
+    assert_eq!(server.metric("logwell_committed_logs_total").await, 5.0);
+    assert_eq!(server.metric("logwell_write_queue_logs").await, 0.0);
 }
 
 async fn seqs_have_no_gaps_under_concurrent_writers(backend: Backend) {

@@ -1,0 +1,346 @@
+//! Streaming benchmark: how fast a committed log reaches followers, and what
+//! thousands of followers cost. Starts real `logwell serve` processes (the
+//! release binary) and drives them with real gRPC clients.
+//!
+//!     cargo bench --bench streaming                      # every scenario
+//!     cargo bench --bench streaming -- --scenario fanout --followers 10000
+//!
+//! PostgreSQL comes from LOGWELL_TEST_DATABASE_URL, or a throwaway cluster
+//! started like the tests' one.
+
+#[path = "../tests/api/postgres_cluster.rs"]
+#[allow(dead_code)]
+mod postgres_cluster;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
+use logwell::proto::v1::job_run_service_client::JobRunServiceClient;
+use logwell::proto::v1::log_stream_service_client::LogStreamServiceClient;
+use logwell::proto::v1::stream_logs_request::Start;
+use logwell::proto::v1::stream_logs_response::Event;
+use logwell::proto::v1::{self as pb};
+use sqlx::{Connection, Executor};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// Followers in the latency scenarios.
+    #[arg(long, default_value_t = 10)]
+    latency_followers: usize,
+    /// Followers in the fan-out scenario.
+    #[arg(long, default_value_t = 10_000)]
+    followers: usize,
+    /// Client connections the fan-out followers share.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Logs per second the writer sends.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// Logs per write RPC (a batch when more than one).
+    #[arg(long, default_value_t = 1)]
+    logs_per_write: u64,
+    /// How long the writer writes, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    All,
+    Latency,
+    Replicas,
+    Fanout,
+}
+
+/// A `logwell serve` process.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    async fn start(database_url: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logwell"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-filter", "warn,logwell=info"])
+            .args(["--database-url", database_url, "--max-concurrent-streams", "2048"])
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn logwell serve");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let address = loop {
+            let line = lines.next_line().await.expect("read stderr").expect("logwell exited before serving");
+            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if record["fields"]["message"] == "logwell serving" {
+                break record["fields"]["address"].as_str().expect("address").to_string();
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server { child, address: format!("http://{address}") }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.address.clone()).expect("uri").connect().await.expect("connect")
+    }
+
+    /// Resident memory now and at its peak, in bytes, from /proc.
+    fn memory(&self) -> (u64, u64) {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+                .map_or(0, |kib| kib * 1024)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+/// When each seq was sent and acknowledged.
+type Writes = Arc<Mutex<Vec<(i64, Instant, Instant)>>>;
+
+/// Writes `rate` logs per second for `seconds`, `per_write` logs per RPC,
+/// each RPC on its own task so that a slow answer does not delay the next;
+/// then completes the run. Returns every log's seq and times.
+async fn write_paced(channel: Channel, run: Uuid, args: &Args) -> Vec<(i64, Instant, Instant)> {
+    let writes: Writes = Arc::default();
+    let per_write = args.logs_per_write.max(1);
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 * per_write / args.rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut in_flight = Vec::new();
+    for write in 0..args.rate * args.seconds / per_write {
+        ticker.tick().await;
+        let mut client = JobLogServiceClient::new(channel.clone());
+        let writes = writes.clone();
+        in_flight.push(tokio::spawn(async move {
+            let logs = (0..per_write)
+                .map(|index| pb::LogEntry {
+                    job_run_id: run.to_string(),
+                    message: format!("benchmark write {write} line {index} {}", "x".repeat(150)),
+                    ..Default::default()
+                })
+                .collect();
+            let sent = Instant::now();
+            let receipts = client.write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+            let acknowledged = Instant::now();
+            let mut writes = writes.lock().expect("writes");
+            writes.extend(receipts.into_inner().receipts.iter().map(|receipt| (receipt.seq, sent, acknowledged)));
+        }));
+    }
+    for write in in_flight {
+        write.await.expect("writer");
+    }
+    let request = pb::CompleteJobRunRequest {
+        job_run_id: run.to_string(),
+        outcome: pb::JobRunOutcome::Succeeded.into(),
+        summary: String::new(),
+    };
+    JobRunServiceClient::new(channel).complete_job_run(request).await.expect("complete");
+    let mut writes = std::mem::take(&mut *writes.lock().expect("writes"));
+    writes.sort_by_key(|(seq, _, _)| *seq);
+    writes
+}
+
+/// Opens a follower of `run` from now on; returns once the server has
+/// registered it.
+async fn open_follower(channel: Channel, run: Uuid) -> tonic::Streaming<pb::StreamLogsResponse> {
+    let request =
+        pb::StreamLogsRequest { job_run_id: run.to_string(), start: Some(Start::FromNow(true)), ..Default::default() };
+    LogStreamServiceClient::new(channel).stream_logs(request).await.expect("follow").into_inner()
+}
+
+/// Reads a follower to the run's completion; returns when each seq arrived
+/// (or, if `timed` is false, only how many arrived).
+async fn drain(mut stream: tonic::Streaming<pb::StreamLogsResponse>, timed: bool) -> (usize, Vec<(i64, Instant)>) {
+    let mut count = 0;
+    let mut arrivals = Vec::new();
+    while let Some(response) = stream.message().await.expect("stream") {
+        match response.event {
+            Some(Event::Log(log)) => {
+                count += 1;
+                if timed {
+                    arrivals.push((log.seq, Instant::now()));
+                }
+            }
+            Some(Event::Completed(_)) => break,
+            _ => {}
+        }
+    }
+    (count, arrivals)
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+    sorted[index]
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+/// Latency from acknowledgement (and from sending) to each follower's
+/// receipt, with the write round trip measured in the same run as baseline.
+async fn latency(title: &str, writer: Channel, follower_channel: Channel, args: &Args) {
+    let run = Uuid::now_v7();
+    let mut followers = Vec::new();
+    for _ in 0..args.latency_followers {
+        followers.push(tokio::spawn(drain(open_follower(follower_channel.clone(), run).await, true)));
+    }
+    let writes = write_paced(writer, run, args).await;
+    let mut after_ack = Vec::new();
+    let mut after_send = Vec::new();
+    let mut before_ack = 0usize;
+    for follower in followers {
+        let (count, arrivals) = follower.await.expect("follower");
+        assert_eq!(count, writes.len(), "a follower missed lines");
+        for ((seq, arrived), (written_seq, sent, acknowledged)) in arrivals.into_iter().zip(&writes) {
+            assert_eq!(seq, *written_seq, "out of order");
+            after_send.push(millis(arrived.duration_since(*sent)));
+            if arrived < *acknowledged {
+                before_ack += 1;
+            }
+            after_ack.push(millis(arrived.saturating_duration_since(*acknowledged)));
+        }
+    }
+    let mut round_trips: Vec<f64> = writes.iter().map(|(_, sent, acked)| millis(acked.duration_since(*sent))).collect();
+    for samples in [&mut after_ack, &mut after_send, &mut round_trips] {
+        samples.sort_by(f64::total_cmp);
+    }
+    println!(
+        "{title}: {} followers, {} logs/s ({} per write) for {} s ({} logs, every follower got every line in order)",
+        args.latency_followers,
+        args.rate,
+        args.logs_per_write,
+        args.seconds,
+        writes.len()
+    );
+    let row = |name: &str, samples: &[f64]| {
+        println!(
+            "  {name:<34} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms",
+            percentile(samples, 0.5),
+            percentile(samples, 0.99),
+            percentile(samples, 1.0)
+        );
+    };
+    row("write round trip (baseline)", &round_trips);
+    row("acknowledged -> follower received", &after_ack);
+    row("sent -> follower received", &after_send);
+    println!(
+        "  ratio, sent->received p99 / write round trip p99: {:.2}; {:.1}% of deliveries arrived before the writer's ack",
+        percentile(&after_send, 0.99) / percentile(&round_trips, 0.99),
+        100.0 * before_ack as f64 / after_ack.len().max(1) as f64
+    );
+}
+
+/// Thousands of followers of one run on one process: every follower must get
+/// every line; prints the server's memory, idle (baseline) and at its peak.
+async fn fanout(server: &Server, args: &Args) {
+    let run = Uuid::now_v7();
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        channels.push(server.channel().await);
+    }
+    let (idle, _) = server.memory();
+    let opening = Instant::now();
+    let mut followers = Vec::new();
+    for index in 0..args.followers {
+        let stream = open_follower(channels[index % channels.len()].clone(), run).await;
+        followers.push(tokio::spawn(drain(stream, false)));
+    }
+    let opened = opening.elapsed();
+    let (connected, _) = server.memory();
+    let writing = Instant::now();
+    let writes = write_paced(channels[0].clone(), run, args).await;
+    let written = writing.elapsed();
+    let mut complete = 0;
+    for follower in followers {
+        let (count, _) = follower.await.expect("follower");
+        assert_eq!(count, writes.len(), "a follower missed lines");
+        complete += 1;
+    }
+    let drained = writing.elapsed();
+    let (_, peak) = server.memory();
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let per_follower = |bytes: u64| bytes.saturating_sub(idle) as f64 / args.followers as f64 / 1024.0;
+    println!(
+        "fan-out, SQLite, one process: {} followers over {} connections, {} logs/s ({} per write) for {} s ({} logs)",
+        args.followers,
+        args.connections,
+        args.rate,
+        args.logs_per_write,
+        args.seconds,
+        writes.len()
+    );
+    println!(
+        "  followers opened in {:.1} s; every one of {complete} got all {} lines",
+        opened.as_secs_f64(),
+        writes.len()
+    );
+    println!(
+        "  writing took {:.1} s; the last follower had every line {:.1} s after writing began ({} deliveries)",
+        written.as_secs_f64(),
+        drained.as_secs_f64(),
+        writes.len() * args.followers
+    );
+    println!(
+        "  server memory: idle {:.1} MiB (baseline), followers connected {:.1} MiB, peak {:.1} MiB (target < 1024)",
+        mib(idle),
+        mib(connected),
+        mib(peak)
+    );
+    println!(
+        "  per follower over baseline: {:.1} KiB connected, {:.1} KiB at peak",
+        per_follower(connected),
+        per_follower(peak)
+    );
+}
+
+async fn postgres_database() -> String {
+    let admin_url = postgres_cluster::admin_url();
+    let name = format!("logwell_bench_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect as admin");
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+    postgres_cluster::with_database(&admin_url, &name)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let sqlite_url = format!("sqlite:{}", folder.path().join("bench.db").display());
+    let wanted = |scenario| args.scenario == Scenario::All || args.scenario == scenario;
+    if wanted(Scenario::Latency) {
+        let server = Server::start(&sqlite_url).await;
+        latency("latency, SQLite, one process", server.channel().await, server.channel().await, &args).await;
+    }
+    if wanted(Scenario::Replicas) {
+        let url = postgres_database().await;
+        let (writer, reader) = (Server::start(&url).await, Server::start(&url).await);
+        let title = "latency, PostgreSQL, two replicas (written through one, followed on the other)";
+        latency(title, writer.channel().await, reader.channel().await, &args).await;
+    }
+    if wanted(Scenario::Fanout) {
+        let server = Server::start(&sqlite_url).await;
+        let fanout_args = Args { seconds: args.seconds.min(5), ..args };
+        fanout(&server, &fanout_args).await;
+    }
+}

@@ -1,0 +1,151 @@
+//! The writer pipeline: callers queue their batches; one committer per
+//! process drains the queue into shared transactions (group commit), so that
+//! a thousand one-log writes cost a few commits, not a thousand; each caller
+//! is answered once its part has committed.
+//!
+//! No artificial wait is needed to form groups: while one group commits, the
+//! next accumulates. The queue is bounded in logs; a write that does not fit
+//! is refused at once (the caller retries) rather than accepted and dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::model::{NewLog, Receipt};
+use crate::store::{LogStore, StoreError};
+
+/// Logs committed in one transaction, at most.
+const MAX_GROUP_LOGS: usize = 10_000;
+
+/// Why a write was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The queue is full; nothing was stored; retry after a short pause.
+    #[error("the write queue is full ({queued} logs waiting); retry shortly")]
+    Overloaded { queued: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the writer pipeline stopped")]
+    Stopped,
+}
+
+/// Counters of the pipeline, for metrics.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub commits: AtomicU64,
+    pub committed_logs: AtomicU64,
+    pub overloaded_writes: AtomicU64,
+}
+
+/// A caller's batch, waiting in the queue with its share of the capacity.
+struct Pending {
+    logs: Vec<NewLog>,
+    reply: oneshot::Sender<Result<Vec<Receipt>, StoreError>>,
+    _capacity: OwnedSemaphorePermit,
+}
+
+/// The handle writers use.
+pub struct Ingest {
+    queue: mpsc::UnboundedSender<Pending>,
+    capacity: Arc<Semaphore>,
+    queue_logs: usize,
+    stats: Arc<IngestStats>,
+}
+
+impl Ingest {
+    /// Starts the committer. It runs until every `Ingest` handle is dropped
+    /// and the queue is drained; await the handle to know it has finished.
+    pub fn start(store: Arc<dyn LogStore>, queue_logs: usize) -> (Ingest, JoinHandle<()>) {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let stats = Arc::new(IngestStats::default());
+        let committer = tokio::spawn(commit_forever(store, receiver, stats.clone()));
+        let capacity = Arc::new(Semaphore::new(queue_logs));
+        (Ingest { queue, capacity, queue_logs, stats }, committer)
+    }
+
+    /// Stores `logs` atomically, in order; answers once they are committed.
+    pub async fn write(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, IngestError> {
+        let wanted = u32::try_from(logs.len()).unwrap_or(u32::MAX);
+        let Ok(capacity) = self.capacity.clone().try_acquire_many_owned(wanted) else {
+            self.stats.overloaded_writes.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestError::Overloaded { queued: self.queued_logs() });
+        };
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Pending { logs, reply, _capacity: capacity }).map_err(|_| IngestError::Stopped)?;
+        Ok(answer.await.map_err(|_| IngestError::Stopped)??)
+    }
+
+    /// Logs queued or being committed now.
+    pub fn queued_logs(&self) -> usize {
+        self.queue_logs - self.capacity.available_permits()
+    }
+
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+}
+
+async fn commit_forever(
+    store: Arc<dyn LogStore>,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    stats: Arc<IngestStats>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut logs = first.logs.len();
+        let mut group = vec![first];
+        while logs < MAX_GROUP_LOGS {
+            let Ok(next) = queue.try_recv() else { break };
+            logs += next.logs.len();
+            group.push(next);
+        }
+        commit(store.as_ref(), group, &stats).await;
+    }
+}
+
+/// Commits a group and answers its callers. If the group as a whole fails
+/// for a reason that is not the database being away, one caller's batch may
+/// be to blame: each batch is then retried alone, so that only its own
+/// caller gets the error.
+async fn commit(store: &dyn LogStore, group: Vec<Pending>, stats: &IngestStats) {
+    let batches: Vec<&[NewLog]> = group.iter().map(|pending| pending.logs.as_slice()).collect();
+    match store.append_batches(&batches).await {
+        Ok(results) => {
+            record(stats, &results);
+            for (pending, result) in group.into_iter().zip(results) {
+                let _ = pending.reply.send(result);
+            }
+        }
+        Err(error) if group.len() == 1 => {
+            if let Some(pending) = group.into_iter().next() {
+                let _ = pending.reply.send(Err(error));
+            }
+        }
+        Err(StoreError::Unavailable(reason)) => {
+            for pending in group {
+                let _ = pending.reply.send(Err(StoreError::Unavailable(reason.clone())));
+            }
+        }
+        Err(_) => {
+            for pending in group {
+                let result = append_alone(store, &pending.logs).await;
+                record(stats, std::slice::from_ref(&result));
+                let _ = pending.reply.send(result);
+            }
+        }
+    }
+}
+
+async fn append_alone(store: &dyn LogStore, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
+    let mut results = store.append_batches(&[logs]).await?;
+    results.pop().unwrap_or(Err(StoreError::Internal("the store answered no batch")))
+}
+
+fn record(stats: &IngestStats, results: &[Result<Vec<Receipt>, StoreError>]) {
+    let logs: usize = results.iter().filter_map(|result| result.as_ref().ok()).map(Vec::len).sum();
+    if logs > 0 {
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.committed_logs.fetch_add(logs as u64, Ordering::Relaxed);
+    }
+}
