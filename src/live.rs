@@ -1,30 +1,73 @@
-//! The subscription hub: who follows which sequence, and wake-ups when a
-//! sequence has new commits. A wake-up carries no logs, only "look again":
-//! followers always read storage after their own cursor, so a slow follower
-//! reads more next time instead of holding a buffer or losing lines, and a
-//! burst of commits costs each follower one wake-up.
+//! The subscription hub: who follows which sequence, wake-ups when it has new
+//! commits, and a shared tail of its most recent committed logs.
+//!
+//! A wake-up carries no logs, only "look again". Followers read "after my
+//! cursor": from the shared tail when it holds the next seq, else from
+//! storage, which stays the only authority. The tail only ever holds logs
+//! this process committed, contiguous in seq order; a commit it did not see
+//! (another replica's) leaves a gap, and a follower facing a gap reads
+//! storage. So thousands of followers of one run share one copy of its tail
+//! instead of each querying the database, and a slow follower simply reads
+//! more on its next pass, from the tail or from storage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::model::{Log, NewLog, SYSTEM_SEQUENCE};
+
+/// Logs kept per followed sequence: enough for followers that lag a little
+/// to catch up from memory; those further behind read storage.
+const TAIL_LOGS: usize = 4_096;
+
+/// What changed in a sequence, as counters a follower compares with what it
+/// saw last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signal {
+    /// Commits of this process, already in the shared tail.
+    pub local: u64,
+    /// Anything the tail cannot show: another replica's commits, a lost
+    /// connection's missed notifications, a completion. Followers read
+    /// storage when it moves.
+    pub storage: u64,
+}
+
+#[derive(Debug)]
+struct Sequence {
+    signal: watch::Sender<Signal>,
+    tail: RwLock<VecDeque<Arc<Log>>>,
+}
+
 #[derive(Debug, Default)]
 pub struct Hub {
-    /// One channel per followed sequence; its value only counts wake-ups.
-    sequences: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
+    sequences: Mutex<HashMap<Uuid, Arc<Sequence>>>,
     followers: AtomicUsize,
 }
 
 /// A follower's registration. Dropping it unregisters the follower, and the
-/// sequence's channel with its last follower.
+/// sequence with its last follower.
 #[derive(Debug)]
 pub struct Subscription {
     hub: Arc<Hub>,
-    sequence: Uuid,
-    receiver: Option<watch::Receiver<u64>>,
+    sequence_id: Uuid,
+    sequence: Arc<Sequence>,
+    receiver: Option<watch::Receiver<Signal>>,
+    /// The signal as of the last wake-up handled.
+    seen: Signal,
+}
+
+/// What the shared tail says about the logs after a cursor.
+#[derive(Debug, PartialEq)]
+pub enum Tail {
+    /// The next logs after the cursor, in seq order.
+    Next(Vec<Arc<Log>>),
+    /// The cursor is the last log this process committed.
+    AtEnd,
+    /// The tail does not reach the cursor: read storage.
+    Unknown,
 }
 
 impl Hub {
@@ -32,34 +75,81 @@ impl Hub {
         Arc::new(Hub::default())
     }
 
-    fn sequences(&self) -> MutexGuard<'_, HashMap<Uuid, watch::Sender<u64>>> {
+    fn sequences(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Sequence>>> {
         // The map stays consistent whatever panicked while holding it.
         self.sequences.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers a follower of `sequence`. Subscribe before reading storage:
     /// a commit after this point is then either read or signalled.
-    pub fn subscribe(self: &Arc<Self>, sequence: Uuid) -> Subscription {
-        let receiver = self.sequences().entry(sequence).or_insert_with(|| watch::channel(0).0).subscribe();
+    pub fn subscribe(self: &Arc<Self>, sequence_id: Uuid) -> Subscription {
+        let sequence = self
+            .sequences()
+            .entry(sequence_id)
+            .or_insert_with(|| {
+                Arc::new(Sequence { signal: watch::channel(Signal::default()).0, tail: RwLock::default() })
+            })
+            .clone();
+        let mut receiver = sequence.signal.subscribe();
+        let seen = *receiver.borrow_and_update();
         self.followers.fetch_add(1, Ordering::Relaxed);
-        Subscription { hub: self.clone(), sequence, receiver: Some(receiver) }
+        Subscription { hub: self.clone(), sequence_id, sequence, receiver: Some(receiver), seen }
     }
 
-    /// Wakes the followers of each sequence that has new commits.
-    pub fn wake(&self, sequences: impl IntoIterator<Item = Uuid>) {
+    /// Publishes logs this process committed (`seqs[i]` is the seq of
+    /// `logs[i]`) to the followers of their sequences. Call in commit order.
+    pub fn committed(&self, logs: &[&NewLog], seqs: &[i64]) {
+        let followed: Vec<(Uuid, Arc<Sequence>)> = {
+            let sequences = self.sequences();
+            if sequences.is_empty() {
+                return;
+            }
+            let mut followed: Vec<(Uuid, Arc<Sequence>)> = Vec::new();
+            for log in logs {
+                let id = log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE);
+                if let Some(sequence) = sequences.get(&id)
+                    && !followed.iter().any(|(known, _)| *known == id)
+                {
+                    followed.push((id, sequence.clone()));
+                }
+            }
+            followed
+        };
+        for (id, sequence) in followed {
+            let committed =
+                logs.iter().zip(seqs).filter(|(log, _)| log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE) == id);
+            let mut tail = sequence.tail.write().unwrap_or_else(PoisonError::into_inner);
+            for (log, &seq) in committed {
+                if tail.back().is_some_and(|last| last.seq + 1 != seq) {
+                    // A gap (another replica committed in between): start afresh.
+                    tail.clear();
+                }
+                tail.push_back(Arc::new(Log::committed((*log).clone(), seq)));
+                if tail.len() > TAIL_LOGS {
+                    tail.pop_front();
+                }
+            }
+            drop(tail);
+            sequence.signal.send_modify(|signal| signal.local = signal.local.wrapping_add(1));
+        }
+    }
+
+    /// Tells the followers of each sequence to read storage: it changed in a
+    /// way the tail does not show.
+    pub fn storage_changed(&self, sequences: impl IntoIterator<Item = Uuid>) {
         let registered = self.sequences();
-        for sequence in sequences {
-            if let Some(sender) = registered.get(&sequence) {
-                sender.send_modify(|wake_ups| *wake_ups = wake_ups.wrapping_add(1));
+        for id in sequences {
+            if let Some(sequence) = registered.get(&id) {
+                sequence.signal.send_modify(|signal| signal.storage = signal.storage.wrapping_add(1));
             }
         }
     }
 
-    /// Wakes every follower: after wake-ups may have been lost (a replica's
-    /// listening connection dropped), each re-reads from its cursor.
-    pub fn wake_all(&self) {
-        for sender in self.sequences().values() {
-            sender.send_modify(|wake_ups| *wake_ups = wake_ups.wrapping_add(1));
+    /// Tells every follower to read storage: wake-ups may have been lost
+    /// (a replica's listening connection dropped).
+    pub fn storage_changed_everywhere(&self) {
+        for sequence in self.sequences().values() {
+            sequence.signal.send_modify(|signal| signal.storage = signal.storage.wrapping_add(1));
         }
     }
 
@@ -75,16 +165,32 @@ impl Hub {
 }
 
 impl Subscription {
-    /// Resolves at the next wake-up since the last call (at once if one
-    /// came in between).
-    pub async fn woken(&mut self) {
-        if let Some(receiver) = &mut self.receiver
-            && receiver.changed().await.is_err()
-        {
-            // The hub dropped the channel, which it never does while a
-            // receiver exists; wait for nothing rather than spin.
+    /// Resolves at the next signal since the last call (at once if one came
+    /// in between), with whether storage must be read.
+    pub async fn woken(&mut self) -> bool {
+        let Some(receiver) = &mut self.receiver else { return true };
+        if receiver.changed().await.is_err() {
+            // The hub never drops a sequence while a receiver exists.
             std::future::pending::<()>().await;
         }
+        let now = *receiver.borrow_and_update();
+        let storage_changed = now.storage != self.seen.storage;
+        self.seen = now;
+        storage_changed
+    }
+
+    /// The shared tail's logs after `cursor`, at most `limit` of them.
+    pub fn tail_after(&self, cursor: i64, limit: usize) -> Tail {
+        let tail = self.sequence.tail.read().unwrap_or_else(PoisonError::into_inner);
+        let (Some(first), Some(last)) = (tail.front(), tail.back()) else { return Tail::Unknown };
+        if cursor == last.seq {
+            return Tail::AtEnd;
+        }
+        if cursor < first.seq - 1 || cursor > last.seq {
+            return Tail::Unknown;
+        }
+        let start = usize::try_from(cursor + 1 - first.seq).unwrap_or(usize::MAX);
+        Tail::Next(tail.iter().skip(start).take(limit).cloned().collect())
     }
 }
 
@@ -92,8 +198,8 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.receiver.take());
         let mut sequences = self.hub.sequences();
-        if sequences.get(&self.sequence).is_some_and(|sender| sender.receiver_count() == 0) {
-            sequences.remove(&self.sequence);
+        if self.sequence.signal.receiver_count() == 0 {
+            sequences.remove(&self.sequence_id);
         }
         drop(sequences);
         self.hub.followers.fetch_sub(1, Ordering::Relaxed);
@@ -104,28 +210,60 @@ impl Drop for Subscription {
 mod tests {
     use std::time::Duration;
 
-    use super::*;
+    use chrono::Utc;
 
-    #[tokio::test]
-    async fn a_wake_up_between_subscribe_and_wait_is_not_lost() {
-        let hub = Hub::new();
-        let run = Uuid::now_v7();
-        let mut subscription = hub.subscribe(run);
-        hub.wake([run]);
-        tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken");
-        let other = Uuid::now_v7();
-        hub.wake([other]);
-        assert!(tokio::time::timeout(Duration::from_millis(50), subscription.woken()).await.is_err());
-        hub.wake_all();
-        tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken by wake_all");
+    use super::*;
+    use crate::model::{LogDraft, LogType};
+
+    fn new_log(run: Uuid) -> NewLog {
+        LogDraft { job_run_id: run.to_string(), message: "m".into(), ..LogDraft::default() }
+            .validate(LogType::Job, Utc::now())
+            .unwrap()
+    }
+
+    fn seqs(tail: Tail) -> Vec<i64> {
+        match tail {
+            Tail::Next(logs) => logs.iter().map(|log| log.seq).collect(),
+            other => panic!("expected logs, got {other:?}"),
+        }
     }
 
     #[tokio::test]
-    async fn dropping_the_last_subscription_releases_its_sequence() {
+    async fn commits_reach_the_tail_and_wake_followers() {
         let hub = Hub::new();
         let run = Uuid::now_v7();
+        let mut subscription = hub.subscribe(run);
+        assert_eq!(subscription.tail_after(0, 10), Tail::Unknown);
+        let logs = [new_log(run), new_log(run), new_log(run)];
+        let refs: Vec<&NewLog> = logs.iter().collect();
+        hub.committed(&refs, &[1, 2, 3]);
+        let storage = tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken");
+        assert!(!storage, "the tail shows local commits");
+        assert_eq!(seqs(subscription.tail_after(0, 10)), [1, 2, 3]);
+        assert_eq!(seqs(subscription.tail_after(1, 1)), [2]);
+        assert_eq!(subscription.tail_after(3, 10), Tail::AtEnd);
+        assert_eq!(subscription.tail_after(7, 10), Tail::Unknown);
+
+        hub.committed(&refs[..1], &[9]);
+        assert_eq!(subscription.tail_after(3, 10), Tail::Unknown, "a gap sends followers to storage");
+        assert_eq!(seqs(subscription.tail_after(8, 10)), [9]);
+
+        hub.storage_changed([run]);
+        let storage = tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken");
+        assert!(storage);
+        hub.storage_changed_everywhere();
+        assert!(tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken"));
+    }
+
+    #[tokio::test]
+    async fn unfollowed_sequences_cost_nothing_and_the_last_follower_releases_its_sequence() {
+        let hub = Hub::new();
+        let (run, other) = (Uuid::now_v7(), Uuid::now_v7());
         let first = hub.subscribe(run);
         let second = hub.subscribe(run);
+        let logs = [new_log(other)];
+        hub.committed(&[&logs[0]], &[1]);
+        assert_eq!(first.tail_after(0, 10), Tail::Unknown, "another run's commit is not in this tail");
         assert_eq!((hub.followers(), hub.followed_sequences()), (2, 1));
         drop(first);
         assert_eq!((hub.followers(), hub.followed_sequences()), (1, 1));

@@ -1,10 +1,12 @@
 //! LogStreamService: follows a job run, or the system logs, live.
 //!
-//! A follower subscribes to wake-ups first, then reads storage "after my
-//! cursor" in one loop that serves history, live tail and catch-up alike: a
-//! log committed while the stream switches from history to live is read on
-//! the next pass, and a slow follower simply reads more rows next time. Its
-//! memory is one read batch and a small channel, whatever its lag.
+//! A follower subscribes to wake-ups first, then reads "after my cursor" in
+//! one loop that serves history, live tail and catch-up alike: a log
+//! committed while the stream switches from history to live is read on the
+//! next pass, and a slow follower simply reads more next time. Reads come
+//! from the hub's shared tail when it holds the next seq, else from storage.
+//! A follower's memory is one read batch and a small channel, whatever its
+//! lag.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{follow_draft, job_run_to_proto, log_to_proto, time_to_proto};
 use super::error::ApiError;
-use crate::live::{Hub, Subscription};
+use crate::live::{Hub, Subscription, Tail};
 use crate::model::{Follow, JobRun, Log, LogQuery, SortOrder, Start, Violations};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_stream_service_server::LogStreamService;
@@ -121,39 +123,67 @@ impl Follower {
     }
 
     /// Delivers until the run completes (Ok) or the client leaves (Ok, with
-    /// nobody to tell).
+    /// nobody to tell). Reads the shared tail when it holds the next seq, and
+    /// storage at the start, on a gap, when storage changed in a way the tail
+    /// cannot show (other replicas' commits, completion), and at each
+    /// heartbeat as a backstop.
     async fn follow(&mut self, sender: &Sender) -> Result<(), ApiError> {
         let mut quiet_since = Instant::now();
+        let mut read_storage = true;
+        // The highest seq known to be committed in the run.
+        let mut last_seq = 0;
         loop {
-            let (run, logs) = self.read().await?;
-            let more_waiting = logs.len() == READ_BATCH;
-            for log in logs {
-                self.cursor = log.seq;
-                if !send(sender, Event::Log(log_to_proto(log))).await {
+            if !read_storage {
+                match self.subscription.tail_after(self.cursor, READ_BATCH) {
+                    Tail::Next(logs) => {
+                        for log in logs {
+                            self.cursor = log.seq;
+                            if self.follow.matches(&log) {
+                                if !send(sender, Event::Log(log_to_proto(Log::clone(&log)))).await {
+                                    return Ok(());
+                                }
+                                quiet_since = Instant::now();
+                            }
+                        }
+                        last_seq = last_seq.max(self.cursor);
+                        continue;
+                    }
+                    Tail::AtEnd => {}
+                    Tail::Unknown => read_storage = true,
+                }
+            }
+            if read_storage {
+                let (run, logs) = self.read().await?;
+                let more_waiting = logs.len() == READ_BATCH;
+                for log in logs {
+                    self.cursor = log.seq;
+                    if !send(sender, Event::Log(log_to_proto(log))).await {
+                        return Ok(());
+                    }
+                    quiet_since = Instant::now();
+                }
+                if more_waiting {
+                    continue;
+                }
+                // The read saw everything committed before `run` was read, so
+                // the follower has passed every seq up to its last, matching
+                // or not.
+                last_seq = last_seq.max(run.as_ref().map_or(0, |run| run.last_seq));
+                self.cursor = self.cursor.max(run.as_ref().map_or(0, |run| run.last_seq));
+                if let Some(run) = run.filter(|run| run.completion.is_some()) {
+                    if self.cursor > run.last_seq {
+                        return Err(ApiError::OutOfRange(format!(
+                            "after_seq {} is beyond the last seq {} of job run {}, which is complete",
+                            self.cursor, run.last_seq, run.id
+                        )));
+                    }
+                    let completed = pb::StreamCompletion { job_run: Some(job_run_to_proto(run)) };
+                    send(sender, Event::Completed(completed)).await;
                     return Ok(());
                 }
-                quiet_since = Instant::now();
-            }
-            if more_waiting {
-                continue;
-            }
-            // The read saw everything committed before `run` was read, so the
-            // follower has passed every seq up to its last_seq, matching or not.
-            let last_seq = run.as_ref().map_or(0, |run| run.last_seq);
-            self.cursor = self.cursor.max(last_seq);
-            if let Some(run) = run.filter(|run| run.completion.is_some()) {
-                if self.cursor > run.last_seq {
-                    return Err(ApiError::OutOfRange(format!(
-                        "after_seq {} is beyond the last seq {} of job run {}, which is complete",
-                        self.cursor, run.last_seq, run.id
-                    )));
-                }
-                let completed = pb::StreamCompletion { job_run: Some(job_run_to_proto(run)) };
-                send(sender, Event::Completed(completed)).await;
-                return Ok(());
             }
             tokio::select! {
-                () = self.subscription.woken() => {}
+                storage_changed = self.subscription.woken() => read_storage = storage_changed,
                 () = tokio::time::sleep_until(quiet_since + self.heartbeat_interval) => {
                     let heartbeat = pb::StreamHeartbeat {
                         delivered_through_seq: self.cursor,
@@ -164,6 +194,7 @@ impl Follower {
                         return Ok(());
                     }
                     quiet_since = Instant::now();
+                    read_storage = true;
                 }
                 () = sender.closed() => return Ok(()),
             }

@@ -1,6 +1,7 @@
 use uuid::Uuid;
 
 use super::kinds::{Level, LogType, Stream};
+use super::log::Log;
 use super::query::LogFilter;
 use super::validation::{Violations, optional_uuid, required_uuid};
 
@@ -99,6 +100,14 @@ impl Followed {
 }
 
 impl Follow {
+    /// Whether a log of the followed sequence matches the follower's
+    /// filters: the same rule as `filter_after`, in memory.
+    pub fn matches(&self, log: &Log) -> bool {
+        self.task_run_id.is_none_or(|task| log.owner.task_run_id() == Some(task))
+            && self.min_level.is_none_or(|level| log.level >= level)
+            && self.stream.is_none_or(|stream| log.stream == stream)
+    }
+
     /// The listing filter for "matching logs after `cursor`".
     pub fn filter_after(&self, cursor: i64) -> LogFilter {
         let (log_type, job_run_id) = match self.followed {

@@ -58,6 +58,14 @@ pub struct Receipt {
     pub received_at: DateTime<Utc>,
 }
 
+impl Log {
+    /// The stored form of `log`, committed with `seq`.
+    pub fn committed(log: NewLog, seq: i64) -> Log {
+        let NewLog { id, owner, time, received_at, level, stream, source, message, metadata } = log;
+        Log { id, owner, seq, time, received_at, level, stream, source, message, metadata }
+    }
+}
+
 impl LogDraft {
     /// Validates the draft as a log of `log_type`, received at `received_at`.
     /// Every broken rule is reported, each under the field that breaks it.

@@ -56,6 +56,8 @@ pub(super) struct PostgresStore {
     pool: PgPool,
     hub: Arc<Hub>,
     listener: tokio::task::AbortHandle,
+    /// Names this process in its notifications, so that it can skip its own.
+    replica: Uuid,
 }
 
 struct PostgresDialect;
@@ -78,22 +80,23 @@ impl PostgresStore {
             .connect(url)
             .await?;
         MIGRATIONS.run(&pool).await?;
+        let replica = Uuid::new_v4();
         let listener = listen(&pool).await?;
-        let listener = tokio::spawn(forward_notifications(pool.clone(), listener, hub.clone())).abort_handle();
-        Ok(PostgresStore { pool, hub, listener })
+        let listener = tokio::spawn(forward_notifications(pool.clone(), listener, hub.clone(), replica)).abort_handle();
+        Ok(PostgresStore { pool, hub, listener, replica })
     }
 
-    /// Commits `transaction`, telling every replica (this one included,
-    /// through its listener) which sequences it wrote to: one notification
-    /// per transaction, since PostgreSQL serializes the commits of
-    /// transactions that notified.
-    async fn commit_and_wake(
+    /// Commits `transaction`, telling the other replicas which sequences it
+    /// wrote to: one notification per transaction, since PostgreSQL
+    /// serializes the commits of transactions that notified. (This
+    /// replica's followers learn of it from the hub, without the round trip.)
+    async fn commit_and_notify(
         &self,
         mut transaction: sqlx::Transaction<'_, sqlx::Postgres>,
         sequences: Vec<Uuid>,
     ) -> Result<(), StoreError> {
         if !sequences.is_empty() {
-            let payload = sequence::notification_payload(sequences.iter().copied());
+            let payload = sequence::notification_payload(self.replica, sequences.into_iter());
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(COMMITS_CHANNEL)
                 .bind(payload)
@@ -101,8 +104,6 @@ impl PostgresStore {
                 .await?;
         }
         transaction.commit().await?;
-        // This replica's followers need not wait for the round trip.
-        self.hub.wake(sequences);
         Ok(())
     }
 }
@@ -114,15 +115,18 @@ async fn listen(pool: &PgPool) -> Result<PgListener, StoreError> {
     Ok(listener)
 }
 
-/// Turns notifications into wake-ups. While the listening connection is
-/// down, notifications are lost; so once it is back, every follower is woken
-/// to re-read from its cursor.
-async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<Hub>) {
+/// Turns other replicas' notifications into wake-ups. While the listening
+/// connection is down, notifications are lost; so once it is back, every
+/// follower is told to re-read storage from its cursor.
+async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<Hub>, replica: Uuid) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => match sequence::parse_notification(notification.payload()) {
-                Some(sequences) => hub.wake(sequences),
-                None => hub.wake_all(),
+                sequence::Notification::From { replica: sender, .. } if sender == replica => {}
+                sequence::Notification::From { sequences: Some(sequences), .. } => hub.storage_changed(sequences),
+                sequence::Notification::From { sequences: None, .. } | sequence::Notification::Unreadable => {
+                    hub.storage_changed_everywhere();
+                }
             },
             result => {
                 if let Err(error) = result {
@@ -137,7 +141,7 @@ async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<
                         }
                     }
                 };
-                hub.wake_all();
+                hub.storage_changed_everywhere();
             }
         }
     }
@@ -188,7 +192,8 @@ impl LogStore for PostgresStore {
             .bind(&metadata)
             .execute(&mut *transaction)
             .await?;
-        self.commit_and_wake(transaction, demand.into_keys().collect()).await?;
+        self.commit_and_notify(transaction, demand.into_keys().collect()).await?;
+        self.hub.committed(&logs, &seqs);
         Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
     }
 
@@ -231,7 +236,8 @@ impl LogStore for PostgresStore {
             .await?
             .is_some();
         let row: JobRunRow = sqlx::query_as(SELECT_JOB_RUN).bind(id).fetch_one(&mut *transaction).await?;
-        self.commit_and_wake(transaction, vec![id]).await?;
+        self.commit_and_notify(transaction, vec![id]).await?;
+        self.hub.storage_changed([id]);
         super::settle_completion(changed, JobRun::try_from(row)?, completion)
     }
 

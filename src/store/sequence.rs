@@ -99,22 +99,35 @@ pub(super) fn receipts(logs: &[&NewLog], seqs: Vec<i64>) -> Vec<Receipt> {
     logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect()
 }
 
-/// The payload of the PostgreSQL notification for committed sequences: their
-/// ids, or "*" (everyone look again) when they would not fit.
-pub(super) fn notification_payload(sequences: impl Iterator<Item = Uuid>) -> String {
+/// What a notification on the commits channel says.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Notification {
+    /// This replica committed to these sequences (`None`: too many to name).
+    From { replica: Uuid, sequences: Option<Vec<Uuid>> },
+    /// Not a notification logwell sent; treat it as "anything may have changed".
+    Unreadable,
+}
+
+/// The payload of the PostgreSQL notification for committed sequences:
+/// `replica:id,id,…`, or `replica:*` (all of them) when the ids would not fit.
+pub(super) fn notification_payload(replica: Uuid, sequences: impl Iterator<Item = Uuid>) -> String {
     // PostgreSQL refuses payloads of 8,000 bytes or more.
     const MAX_PAYLOAD: usize = 7_900;
     let ids: Vec<String> = sequences.map(|id| id.to_string()).collect();
-    let payload = ids.join(",");
-    if payload.len() > MAX_PAYLOAD { "*".into() } else { payload }
+    let payload = format!("{replica}:{}", ids.join(","));
+    if payload.len() > MAX_PAYLOAD { format!("{replica}:*") } else { payload }
 }
 
-/// The sequences a notification names; `None` means all of them.
-pub(super) fn parse_notification(payload: &str) -> Option<Vec<Uuid>> {
-    if payload == "*" {
-        return None;
-    }
-    payload.split(',').map(|id| Uuid::try_parse(id).ok()).collect()
+pub(super) fn parse_notification(payload: &str) -> Notification {
+    let parsed = payload.split_once(':').and_then(|(replica, ids)| {
+        let replica = Uuid::try_parse(replica).ok()?;
+        if ids == "*" {
+            return Some(Notification::From { replica, sequences: None });
+        }
+        let ids: Option<Vec<Uuid>> = ids.split(',').map(|id| Uuid::try_parse(id).ok()).collect();
+        Some(Notification::From { replica, sequences: Some(ids?) })
+    });
+    parsed.unwrap_or(Notification::Unreadable)
 }
 
 #[cfg(test)]
@@ -172,12 +185,14 @@ mod tests {
     }
 
     #[test]
-    fn notifications_name_sequences_or_everyone() {
+    fn notifications_name_their_replica_and_sequences() {
+        let replica = Uuid::new_v4();
         let ids = [Uuid::now_v7(), Uuid::now_v7()];
-        assert_eq!(parse_notification(&notification_payload(ids.into_iter())), Some(ids.to_vec()));
-        let many = (0..300).map(|_| Uuid::now_v7());
-        assert_eq!(notification_payload(many), "*");
-        assert_eq!(parse_notification("*"), None);
-        assert_eq!(parse_notification("garbage"), None, "an unreadable payload wakes everyone");
+        let payload = notification_payload(replica, ids.into_iter());
+        assert_eq!(parse_notification(&payload), Notification::From { replica, sequences: Some(ids.to_vec()) });
+        let many = notification_payload(replica, (0..300).map(|_| Uuid::now_v7()));
+        assert_eq!(many, format!("{replica}:*"));
+        assert_eq!(parse_notification(&many), Notification::From { replica, sequences: None });
+        assert_eq!(parse_notification("garbage"), Notification::Unreadable);
     }
 }

@@ -312,7 +312,7 @@ impl LogStore for SqliteStore {
             insert.build().execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
-        self.hub.wake(demand.into_keys());
+        self.hub.committed(&logs, &seqs);
         Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
     }
 
@@ -358,7 +358,7 @@ impl LogStore for SqliteStore {
         let row: SqliteJobRunRow =
             sqlx::query_as(SELECT_JOB_RUN).bind(id.to_string()).fetch_one(&mut *transaction).await?;
         transaction.commit().await?;
-        self.hub.wake([id]);
+        self.hub.storage_changed([id]);
         super::settle_completion(changed, JobRun::try_from(row)?, completion)
     }
 
