@@ -68,8 +68,9 @@ fn is_transient(error: &sqlx::Error) -> bool {
 
 fn is_transient_code(code: &str) -> bool {
     // PostgreSQL SQLSTATEs: 08 connection exceptions, 57P0x shutdowns,
-    // 3D000 database gone, 53 insufficient resources, 40001/40P01 aborts.
-    const POSTGRES: &[&str] = &["08", "57P", "3D000", "53", "40001", "40P01"];
+    // 3D000 database gone, 55000 database not accepting connections, 55P03
+    // lock not available, 53 insufficient resources, 40001/40P01 aborts.
+    const POSTGRES: &[&str] = &["08", "57P", "3D000", "55000", "55P03", "53", "40001", "40P01"];
     // SQLite primary result codes: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
     const SQLITE: &[i64] = &[5, 6, 8, 10, 13, 14];
     match code.parse::<i64>() {

@@ -362,3 +362,25 @@ async fn two_replicas_on_postgres_deliver_exactly_the_committed_sequence() {
     first.kill().await.expect("kill");
     second.kill().await.expect("kill");
 }
+
+/// Notifications sent while a replica's listening connection is down are
+/// lost; so once it has reconnected, every follower of that replica is told
+/// to re-read storage from its cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_a_replicas_listener_makes_its_followers_reread_storage() {
+    use sqlx::Connection;
+    let database = crate::helpers::TestDatabase::create(Backend::Postgres).await;
+    let hub = logwell::live::Hub::new();
+    let store =
+        logwell::store::connect(&database.url, &crate::helpers::connect_options(), hub.clone()).await.expect("open");
+    let mut follower = hub.subscribe(Uuid::now_v7());
+    let mut admin = sqlx::PgConnection::connect(&crate::postgres_cluster::admin_url()).await.expect("connect");
+    let name = database.url.rsplit('/').next().expect("database name").to_string();
+    let cut =
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'";
+    let terminated: i64 = sqlx::query_scalar(cut).bind(&name).fetch_one(&mut admin).await.expect("terminate");
+    assert_eq!(terminated, 1, "one listening connection per process");
+    let storage_changed = tokio::time::timeout(Duration::from_secs(10), follower.woken()).await;
+    assert_eq!(storage_changed, Ok(true), "followers re-read storage once the listener is back");
+    store.close().await;
+}
