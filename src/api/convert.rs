@@ -18,6 +18,7 @@ const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
 
 pub(super) fn log_draft(entry: pb::LogEntry, violations: &mut Violations) -> LogDraft {
     LogDraft {
+        id: entry.id,
         job_run_id: entry.job_run_id,
         task_run_id: entry.task_run_id,
         time: entry.time.and_then(|time| time_from_proto(violations, "time", time)),
@@ -129,6 +130,7 @@ pub(super) fn receipt_to_proto(receipt: Receipt) -> pb::LogReceipt {
         id: receipt.id.to_string(),
         seq: receipt.seq,
         received_at: Some(time_to_proto(receipt.received_at)),
+        duplicate: receipt.duplicate,
     }
 }
 

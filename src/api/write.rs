@@ -58,6 +58,12 @@ impl LogWriter {
                 Err(entry_violations) => violations.merge(entry_violations),
             }
         }
+        let mut first_with_id = std::collections::HashMap::new();
+        for (index, log) in logs.iter().enumerate().filter(|(_, log)| log.client_id) {
+            if let Some(first) = first_with_id.insert(log.id, index) {
+                violations.add(format!("logs[{index}].id"), format!("repeats logs[{first}].id; ids name one log"));
+            }
+        }
         if !violations.is_empty() {
             return Err(violations.into());
         }

@@ -3,12 +3,16 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::kinds::{Level, LogType, Owner, Stream};
-use super::validation::{Violations, check_message, check_metadata, check_source, required_uuid, storable_time};
+use super::validation::{
+    Violations, check_message, check_metadata, check_source, optional_uuid, required_uuid, storable_time,
+};
 
 /// A log as its emitter sent it, before validation. Enumerations arrive
 /// decoded; `None` means the emitter left the field unset.
 #[derive(Debug, Clone, Default)]
 pub struct LogDraft {
+    /// The client's id for the log; empty: the server assigns one.
+    pub id: String,
     pub job_run_id: String,
     pub task_run_id: String,
     pub time: Option<DateTime<Utc>>,
@@ -23,6 +27,9 @@ pub struct LogDraft {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewLog {
     pub id: Uuid,
+    /// Whether the client chose the id, so that it may already be stored
+    /// (a resend). Server-chosen ids are new by construction.
+    pub client_id: bool,
     pub owner: Owner,
     pub time: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
@@ -56,12 +63,14 @@ pub struct Receipt {
     pub id: Uuid,
     pub seq: i64,
     pub received_at: DateTime<Utc>,
+    /// The log was already stored under this id; nothing new was stored.
+    pub duplicate: bool,
 }
 
 impl Log {
     /// The stored form of `log`, committed with `seq`.
     pub fn committed(log: NewLog, seq: i64) -> Log {
-        let NewLog { id, owner, time, received_at, level, stream, source, message, metadata } = log;
+        let NewLog { id, client_id: _, owner, time, received_at, level, stream, source, message, metadata } = log;
         Log { id, owner, seq, time, received_at, level, stream, source, message, metadata }
     }
 }
@@ -71,6 +80,7 @@ impl LogDraft {
     /// Every broken rule is reported, each under the field that breaks it.
     pub fn validate(self, log_type: LogType, received_at: DateTime<Utc>) -> Result<NewLog, Violations> {
         let mut violations = Violations::default();
+        let client_id = optional_uuid(&mut violations, "id", &self.id);
         let owner = self.owner(log_type, &mut violations);
         let received_at = storable_time(&mut violations, "received_at", received_at);
         let time = match self.time {
@@ -91,7 +101,8 @@ impl LogDraft {
 
         match (owner, time, received_at, stream) {
             (Some(owner), Some(time), Some(received_at), Some(stream)) if violations.is_empty() => Ok(NewLog {
-                id: Uuid::now_v7(),
+                id: client_id.unwrap_or_else(Uuid::now_v7),
+                client_id: client_id.is_some(),
                 owner,
                 time,
                 received_at,
@@ -171,6 +182,19 @@ mod tests {
         assert_eq!(task.level, Level::Info);
         let system = draft("", "").validate(LogType::System, now).unwrap();
         assert_eq!(system.stream, Stream::System);
+    }
+
+    #[test]
+    fn client_ids_are_kept_and_checked() {
+        let id = Uuid::now_v7();
+        let log = LogDraft { id: id.to_string(), ..draft("", "") }.validate(LogType::System, Utc::now()).unwrap();
+        assert_eq!((log.id, log.client_id), (id, true));
+        let assigned = draft("", "").validate(LogType::System, Utc::now()).unwrap();
+        assert!(!assigned.client_id);
+        assert_eq!(
+            violated_fields(LogDraft { id: "x".into(), ..draft("", "") }.validate(LogType::System, Utc::now())),
+            ["id"]
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum StoreError {
     /// A write to a job run that was completed; it takes no more logs.
     #[error("job run {0} is complete and takes no more logs")]
     JobRunComplete(Uuid),
+    /// A client id already names a log of another job run, task run or type.
+    #[error("log id {0} is already used by another log")]
+    IdTaken(Uuid),
     /// A completion of a run that was already completed differently.
     #[error("job run {} was already completed", .0.id)]
     JobRunAlreadyComplete(Box<JobRun>),

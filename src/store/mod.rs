@@ -130,6 +130,47 @@ impl TryFrom<StoredRow> for Log {
     }
 }
 
+/// The owner a stored row's type and ids describe.
+fn decode_owner(
+    id: Uuid,
+    log_type: &str,
+    job_run_id: Option<Uuid>,
+    task_run_id: Option<Uuid>,
+) -> Result<Owner, StoreError> {
+    match (log_type.parse::<LogType>(), job_run_id, task_run_id) {
+        (Ok(LogType::System), None, None) => Ok(Owner::System),
+        (Ok(LogType::Job), Some(job_run_id), None) => Ok(Owner::Job { job_run_id }),
+        (Ok(LogType::Task), Some(job_run_id), Some(task_run_id)) => Ok(Owner::Task { job_run_id, task_run_id }),
+        (log_type, _, _) => Err(StoreError::CorruptRow { id, what: format!("type {log_type:?} does not fit its ids") }),
+    }
+}
+
+/// The columns that identify a stored log for a resend, in domain types.
+#[derive(Debug, sqlx::FromRow)]
+struct StoredIdRow {
+    id: Uuid,
+    seq: i64,
+    received_at: DateTime<Utc>,
+    #[sqlx(rename = "type")]
+    log_type: String,
+    job_run_id: Option<Uuid>,
+    task_run_id: Option<Uuid>,
+}
+
+impl TryFrom<StoredIdRow> for sequence::StoredId {
+    type Error = StoreError;
+
+    fn try_from(row: StoredIdRow) -> Result<Self, StoreError> {
+        Ok(sequence::StoredId {
+            receipt: Receipt { id: row.id, seq: row.seq, received_at: row.received_at, duplicate: true },
+            owner: decode_owner(row.id, &row.log_type, row.job_run_id, row.task_run_id)?,
+        })
+    }
+}
+
+/// Selects what identifies stored logs, by id.
+const SELECT_STORED_IDS: &str = "SELECT id, seq, received_at, type, job_run_id, task_run_id FROM logs WHERE id IN ";
+
 /// A `job_runs` row with each column in its domain type.
 #[derive(Debug, sqlx::FromRow)]
 struct JobRunRow {

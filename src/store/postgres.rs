@@ -1,7 +1,7 @@
 //! PostgreSQL, for production: one pool; batches go in as arrays through a
 //! single `INSERT … SELECT FROM unnest(…)`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
-use super::{BatchResult, JobRunRow, LogStore, StoreError, StoredRow, sequence};
+use super::{BatchResult, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence};
 use crate::live::Hub;
 use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 
@@ -159,7 +159,19 @@ impl LogStore for PostgresStore {
                 .await?
                 .into_iter()
                 .collect();
-        let (logs, plans) = sequence::plan(batches, &completed);
+        let client_ids = sequence::client_ids(batches);
+        let stored: HashMap<Uuid, sequence::StoredId> = if client_ids.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as::<_, StoredIdRow>(&format!("{SELECT_STORED_IDS} (SELECT unnest($1::uuid[]))"))
+                .bind(&client_ids)
+                .fetch_all(&mut *transaction)
+                .await?
+                .into_iter()
+                .map(|row| sequence::StoredId::try_from(row).map(|stored| (stored.receipt.id, stored)))
+                .collect::<Result<_, _>>()?
+        };
+        let (logs, plans) = sequence::plan(batches, &completed, &stored);
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let demand = sequence::demand(&logs);
         let mut starts = BTreeMap::new();

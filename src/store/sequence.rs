@@ -1,13 +1,13 @@
 //! Seq allocation shared by the backends: which sequences a write needs, in
 //! which order to lock them, and which seq each log gets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::model::{NewLog, Receipt, SYSTEM_SEQUENCE};
+use crate::model::{NewLog, Owner, Receipt, SYSTEM_SEQUENCE};
 
 /// What one write needs of one sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,27 +26,80 @@ pub(super) fn sequences(batches: &[&[NewLog]]) -> BTreeSet<Uuid> {
     batches.iter().flat_map(|batch| batch.iter().map(sequence_of)).collect()
 }
 
-/// How one batch of a group fares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum BatchPlan {
-    /// Stored: its logs are `accepted[first..first + count]`.
-    Accepted { first: usize, count: usize },
-    /// Refused whole: it writes to this completed job run.
-    Refused(Uuid),
+/// A log already stored under a client's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StoredId {
+    pub receipt: Receipt,
+    pub owner: Owner,
 }
 
-/// Which batches of a group go in, given the runs that are complete.
-pub(super) fn plan<'a>(batches: &[&'a [NewLog]], completed: &BTreeSet<Uuid>) -> (Vec<&'a NewLog>, Vec<BatchPlan>) {
-    let mut accepted = Vec::new();
+/// Why a batch of a group is refused whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// It writes a new log to this completed job run.
+    JobRunComplete(Uuid),
+    /// It reuses this id for a log of another job run, task run or type.
+    IdTaken(Uuid),
+}
+
+/// What becomes of one log of an accepted batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// Stored now, as `accepted[index]`.
+    New(usize),
+    /// A resend of `accepted[index]`, which this group stores.
+    SameAs(usize),
+    /// A resend of a log stored before.
+    Stored(Receipt),
+}
+
+/// How one batch of a group fares.
+pub(super) type BatchPlan = Result<Vec<Placement>, Refusal>;
+
+/// Which logs of a group are stored, and what each batch is answered, given
+/// the runs that are complete and the client ids already stored. A resend is
+/// answered with the stored log and stores nothing, even in a completed run.
+pub(super) fn plan<'a>(
+    batches: &[&'a [NewLog]],
+    completed: &BTreeSet<Uuid>,
+    stored: &HashMap<Uuid, StoredId>,
+) -> (Vec<&'a NewLog>, Vec<BatchPlan>) {
+    let mut accepted: Vec<&NewLog> = Vec::new();
+    let mut in_group: HashMap<Uuid, usize> = HashMap::new();
     let plans = batches
         .iter()
-        .map(|batch| match batch.iter().map(sequence_of).find(|sequence| completed.contains(sequence)) {
-            Some(run) => BatchPlan::Refused(run),
-            None => {
-                let first = accepted.len();
-                accepted.extend(batch.iter());
-                BatchPlan::Accepted { first, count: batch.len() }
+        .map(|batch| {
+            let mut placements = Vec::with_capacity(batch.len());
+            let mut new_logs = Vec::new();
+            let mut in_batch: HashMap<Uuid, usize> = HashMap::new();
+            for log in batch.iter() {
+                let earlier = log.client_id.then(|| stored.get(&log.id)).flatten();
+                let placement = if let Some(earlier) = earlier {
+                    if earlier.owner != log.owner {
+                        return Err(Refusal::IdTaken(log.id));
+                    }
+                    Placement::Stored(Receipt { duplicate: true, ..earlier.receipt })
+                } else if let Some(&index) = in_group.get(&log.id).or(in_batch.get(&log.id)) {
+                    let first =
+                        if index < accepted.len() { accepted.get(index) } else { new_logs.get(index - accepted.len()) };
+                    if first.map(|first| first.owner) != Some(log.owner) {
+                        return Err(Refusal::IdTaken(log.id));
+                    }
+                    Placement::SameAs(index)
+                } else {
+                    let index = accepted.len() + new_logs.len();
+                    in_batch.insert(log.id, index);
+                    new_logs.push(log);
+                    Placement::New(index)
+                };
+                placements.push(placement);
             }
+            if let Some(run) = new_logs.iter().map(|log| sequence_of(log)).find(|run| completed.contains(run)) {
+                return Err(Refusal::JobRunComplete(run));
+            }
+            in_group.extend(in_batch);
+            accepted.extend(new_logs);
+            Ok(placements)
         })
         .collect();
     (accepted, plans)
@@ -57,10 +110,23 @@ pub(super) fn answers(plans: Vec<BatchPlan>, receipts: &[Receipt]) -> Vec<Result
     plans
         .into_iter()
         .map(|plan| match plan {
-            BatchPlan::Accepted { first, count } => Ok(receipts[first..first + count].to_vec()),
-            BatchPlan::Refused(run) => Err(StoreError::JobRunComplete(run)),
+            Ok(placements) => Ok(placements
+                .into_iter()
+                .map(|placement| match placement {
+                    Placement::New(index) => receipts[index],
+                    Placement::SameAs(index) => Receipt { duplicate: true, ..receipts[index] },
+                    Placement::Stored(receipt) => receipt,
+                })
+                .collect()),
+            Err(Refusal::JobRunComplete(run)) => Err(StoreError::JobRunComplete(run)),
+            Err(Refusal::IdTaken(id)) => Err(StoreError::IdTaken(id)),
         })
         .collect()
+}
+
+/// The client ids of a group, which may name logs stored before.
+pub(super) fn client_ids(batches: &[&[NewLog]]) -> Vec<Uuid> {
+    batches.iter().flat_map(|batch| batch.iter().filter(|log| log.client_id).map(|log| log.id)).collect()
 }
 
 /// What each sequence needs. Sorted by key: every writer locks sequences in
@@ -96,7 +162,10 @@ pub(super) fn assign(logs: &[&NewLog], mut next: BTreeMap<Uuid, i64>) -> Vec<i64
 
 /// What the store tells the writer of each log, once committed.
 pub(super) fn receipts(logs: &[&NewLog], seqs: Vec<i64>) -> Vec<Receipt> {
-    logs.iter().zip(seqs).map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at }).collect()
+    logs.iter()
+        .zip(seqs)
+        .map(|(log, seq)| Receipt { id: log.id, seq, received_at: log.received_at, duplicate: false })
+        .collect()
 }
 
 /// What a notification on the commits channel says.
@@ -167,14 +236,14 @@ mod tests {
         let third = [log(None, 5)];
         let batches: [&[NewLog]; 3] = [&first, &second, &third];
         assert_eq!(sequences(&batches), BTreeSet::from([SYSTEM_SEQUENCE, open, done]));
-        let (accepted, plans) = plan(&batches, &BTreeSet::from([done]));
+        let (accepted, plans) = plan(&batches, &BTreeSet::from([done]), &HashMap::new());
         assert_eq!(accepted.len(), 3);
         assert_eq!(
             plans,
             [
-                BatchPlan::Accepted { first: 0, count: 2 },
-                BatchPlan::Refused(done),
-                BatchPlan::Accepted { first: 2, count: 1 }
+                Ok(vec![Placement::New(0), Placement::New(1)]),
+                Err(Refusal::JobRunComplete(done)),
+                Ok(vec![Placement::New(2)])
             ]
         );
         let receipts = receipts(&accepted, vec![1, 2, 1]);
@@ -182,6 +251,38 @@ mod tests {
         assert_eq!(answers[0].as_ref().map(Vec::len).ok(), Some(2));
         assert!(matches!(answers[1], Err(StoreError::JobRunComplete(run)) if run == done));
         assert_eq!(answers[2].as_ref().map(|receipts| receipts[0].seq).ok(), Some(1));
+    }
+
+    fn resend(log: &NewLog) -> NewLog {
+        NewLog { client_id: true, ..log.clone() }
+    }
+
+    #[test]
+    fn resends_are_answered_with_the_stored_log_and_store_nothing() {
+        let (run, done) = (Uuid::now_v7(), Uuid::now_v7());
+        let before = resend(&log(Some(done), 1));
+        let stored = HashMap::from([(
+            before.id,
+            StoredId {
+                receipt: Receipt { id: before.id, seq: 7, received_at: before.received_at, duplicate: false },
+                owner: before.owner,
+            },
+        )]);
+        let fresh = resend(&log(Some(run), 2));
+        let first = [before.clone(), fresh.clone()];
+        let second = [fresh.clone()];
+        let batches: [&[NewLog]; 2] = [&first, &second];
+        let (accepted, plans) = plan(&batches, &BTreeSet::from([done]), &stored);
+        assert_eq!(accepted.len(), 1, "only the new log is stored, though its twin came twice");
+        let answers = answers(plans, &receipts(&accepted, vec![1]));
+        let first: Vec<(i64, bool)> = answers[0].as_ref().unwrap().iter().map(|r| (r.seq, r.duplicate)).collect();
+        assert_eq!(first, [(7, true), (1, false)], "a resend into a completed run is still just a resend");
+        let second: Vec<(i64, bool)> = answers[1].as_ref().unwrap().iter().map(|r| (r.seq, r.duplicate)).collect();
+        assert_eq!(second, [(1, true)]);
+
+        let thief = NewLog { id: before.id, ..resend(&log(Some(run), 3)) };
+        let (_, plans) = plan(&[&[thief]], &BTreeSet::new(), &stored);
+        assert_eq!(plans, [Err(Refusal::IdTaken(before.id))]);
     }
 
     #[test]

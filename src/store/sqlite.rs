@@ -2,7 +2,7 @@
 //! (SQLite has one writer at a time anyway, and a single connection never
 //! waits on its own lock) and a pool of readers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use sqlx::{Executor, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
-use super::{BatchResult, JobRunRow, LogStore, StoreError, StoredRow, sequence};
+use super::{BatchResult, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence};
 use crate::live::Hub;
 use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 
@@ -221,6 +221,52 @@ impl TryFrom<SqliteRow> for Log {
     }
 }
 
+/// The logs already stored under any of `ids`.
+async fn stored_ids(
+    connection: &mut SqliteConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, sequence::StoredId>, StoreError> {
+    let mut stored = HashMap::new();
+    // Within SQLite's limit of parameters per statement.
+    for chunk in ids.chunks(ROWS_PER_INSERT * 12) {
+        let mut select = QueryBuilder::<Sqlite>::new(format!("{SELECT_STORED_IDS} ("));
+        let mut separated = select.separated(", ");
+        for id in chunk {
+            separated.push_bind(id.to_string());
+        }
+        select.push(")");
+        let rows: Vec<SqliteStoredIdRow> = select.build_query_as().fetch_all(&mut *connection).await?;
+        for row in rows {
+            let corrupt = |what: String| StoreError::CorruptRow { id: Uuid::nil(), what };
+            let uuid = |text: &str| Uuid::try_parse(text).map_err(|_| corrupt(format!("{text:?} is not a UUID")));
+            let row = StoredIdRow {
+                id: uuid(&row.id)?,
+                seq: row.seq,
+                received_at: DateTime::from_timestamp_micros(row.received_at)
+                    .ok_or_else(|| corrupt(format!("time {}", row.received_at)))?,
+                log_type: row.log_type,
+                job_run_id: row.job_run_id.as_deref().map(uuid).transpose()?,
+                task_run_id: row.task_run_id.as_deref().map(uuid).transpose()?,
+            };
+            let known = sequence::StoredId::try_from(row)?;
+            stored.insert(known.receipt.id, known);
+        }
+    }
+    Ok(stored)
+}
+
+/// What identifies a stored log, as SQLite stores it.
+#[derive(sqlx::FromRow)]
+struct SqliteStoredIdRow {
+    id: String,
+    seq: i64,
+    received_at: i64,
+    #[sqlx(rename = "type")]
+    log_type: String,
+    job_run_id: Option<String>,
+    task_run_id: Option<String>,
+}
+
 /// A `job_runs` row as SQLite stores it.
 #[derive(sqlx::FromRow)]
 struct SqliteJobRunRow {
@@ -274,7 +320,8 @@ impl LogStore for SqliteStore {
             .iter()
             .filter_map(|id| Uuid::try_parse(id).ok())
             .collect();
-        let (logs, plans) = sequence::plan(batches, &completed);
+        let stored = stored_ids(&mut transaction, &sequence::client_ids(batches)).await?;
+        let (logs, plans) = sequence::plan(batches, &completed, &stored);
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let demand = sequence::demand(&logs);
         let mut starts = BTreeMap::new();

@@ -14,6 +14,8 @@ use crate::conformance;
 use crate::helpers::{Backend, TestServer, assert_invalid, entry, job_entry, task_entry};
 
 conformance!(
+    resending_a_log_with_its_id_stores_it_once,
+    a_resent_batch_stores_only_what_is_new,
     a_full_write_queue_answers_resource_exhausted,
     one_group_commit_stores_each_batch_whole_or_not_at_all,
     each_type_round_trips,
@@ -189,6 +191,59 @@ async fn a_failing_transaction_stores_nothing_and_leaves_no_gap(backend: Backend
     let results = server.store.append_batches(&[&[valid("after")]]).await.expect("next write");
     let receipts = results.into_iter().next().expect("one batch").expect("stored");
     assert_eq!(receipts[0].seq, 1, "the failed batch's seqs were rolled back with it");
+}
+
+async fn resending_a_log_with_its_id_stores_it_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (run, other_run) = (Uuid::now_v7(), Uuid::now_v7());
+    let id = Uuid::now_v7().to_string();
+    let log = pb::LogEntry { id: id.clone(), ..job_entry(run, "once") };
+    let write = |log: pb::LogEntry| {
+        let mut client = server.job();
+        async move { client.write_job_log(pb::WriteJobLogRequest { log: Some(log) }).await }
+    };
+    let first = write(log.clone()).await.expect("write").into_inner().receipt.expect("receipt");
+    let again = write(log.clone()).await.expect("resend").into_inner().receipt.expect("receipt");
+    assert_eq!((first.id.as_str(), first.seq, first.duplicate), (id.as_str(), 1, false));
+    assert_eq!((again.id, again.seq, again.duplicate, again.received_at), (id.clone(), 1, true, first.received_at));
+
+    let request = pb::CompleteJobRunRequest {
+        job_run_id: run.to_string(),
+        outcome: pb::JobRunOutcome::Succeeded.into(),
+        summary: String::new(),
+    };
+    server.job_runs().complete_job_run(request).await.expect("complete");
+    let after_completion = write(log.clone()).await.expect("a resend is still a resend after completion");
+    assert!(after_completion.into_inner().receipt.expect("receipt").duplicate);
+
+    let elsewhere = write(pb::LogEntry { job_run_id: other_run.to_string(), ..log.clone() }).await;
+    assert_eq!(elsewhere.expect_err("an id names one log").code(), Code::AlreadyExists);
+    assert_invalid(write(pb::LogEntry { id: "not-a-uuid".into(), ..log }).await, &["log.id"]);
+    let stored = server.list_all(pb::ListLogsRequest::default()).await;
+    assert_eq!(stored.iter().map(|log| log.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+}
+
+async fn a_resent_batch_stores_only_what_is_new(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let with_id = |message: &str| pb::LogEntry { id: Uuid::now_v7().to_string(), ..job_entry(run, message) };
+    let (a, b, c, d) = (with_id("a"), with_id("b"), with_id("c"), with_id("d"));
+    let write = |logs: Vec<pb::LogEntry>| {
+        let mut client = server.job();
+        async move { client.write_job_logs(pb::WriteJobLogsRequest { logs }).await }
+    };
+    write(vec![a.clone(), b.clone()]).await.expect("first batch");
+    let receipts = write(vec![a.clone(), c.clone(), b.clone(), d.clone()]).await.expect("resend").into_inner().receipts;
+    let answered: Vec<(&str, i64, bool)> =
+        receipts.iter().map(|receipt| (receipt.id.as_str(), receipt.seq, receipt.duplicate)).collect();
+    assert_eq!(
+        answered,
+        [(a.id.as_str(), 1, true), (c.id.as_str(), 3, false), (b.id.as_str(), 2, true), (d.id.as_str(), 4, false)]
+    );
+    let stored = server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await;
+    assert_eq!(stored.iter().map(|log| log.message.as_str()).collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+
+    assert_invalid(write(vec![with_id("e"), c.clone(), c.clone()]).await, &["logs[2].id"]);
 }
 
 /// Batches committed together (group commit) still succeed or fail alone: a
