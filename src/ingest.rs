@@ -31,6 +31,16 @@ pub enum IngestError {
     Stopped,
 }
 
+/// What a write does when the queue has no room for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Refuse at once (the caller retries): unary writes.
+    Refuse,
+    /// Wait for room, so that the caller's flow control slows its producer:
+    /// streaming ingestion.
+    Wait,
+}
+
 /// Counters of the pipeline, for metrics.
 #[derive(Debug, Default)]
 pub struct IngestStats {
@@ -66,9 +76,16 @@ impl Ingest {
     }
 
     /// Stores `logs` atomically, in order; answers once they are committed.
-    pub async fn write(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, IngestError> {
+    /// When the queue has no room: refuses at once, or waits for room.
+    pub async fn write(&self, logs: Vec<NewLog>, when_full: WhenFull) -> Result<Vec<Receipt>, IngestError> {
         let wanted = u32::try_from(logs.len()).unwrap_or(u32::MAX);
-        let Ok(capacity) = self.capacity.clone().try_acquire_many_owned(wanted) else {
+        let room = match when_full {
+            WhenFull::Wait if logs.len() <= self.queue_logs => {
+                self.capacity.clone().acquire_many_owned(wanted).await.ok()
+            }
+            WhenFull::Wait | WhenFull::Refuse => self.capacity.clone().try_acquire_many_owned(wanted).ok(),
+        };
+        let Some(capacity) = room else {
             self.stats.overloaded_writes.fetch_add(1, Ordering::Relaxed);
             return Err(IngestError::Overloaded { queued: self.queued_logs() });
         };

@@ -11,12 +11,13 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::api::{JobRuns, LogReader, LogStreamer, LogWriter};
+use crate::api::{JobRuns, LogIngester, LogReader, LogStreamer, LogWriter};
 use crate::ingest::Ingest;
 use crate::live::Hub;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
 use crate::proto::v1::job_run_service_server::JobRunServiceServer;
+use crate::proto::v1::log_ingest_service_server::LogIngestServiceServer;
 use crate::proto::v1::log_query_service_server::LogQueryServiceServer;
 use crate::proto::v1::log_stream_service_server::LogStreamServiceServer;
 use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
@@ -106,7 +107,8 @@ pub async fn serve(
         .add_service(reflection().build_v1alpha()?)
         .add_service(SystemLogServiceServer::new(writer.clone()))
         .add_service(JobLogServiceServer::new(writer.clone()))
-        .add_service(TaskLogServiceServer::new(writer))
+        .add_service(TaskLogServiceServer::new(writer.clone()))
+        .add_service(LogIngestServiceServer::new(LogIngester::new(writer)))
         .add_service(LogQueryServiceServer::new(reader))
         .add_service(LogStreamServiceServer::new(streamer))
         .add_service(JobRunServiceServer::new(JobRuns::new(store.clone())));

@@ -3,6 +3,7 @@
 
 mod convert;
 mod error;
+mod ingest_stream;
 mod job_runs;
 mod page_token;
 mod query;
@@ -10,6 +11,7 @@ mod stream;
 mod write;
 
 pub use error::ApiError;
+pub use ingest_stream::LogIngester;
 pub use job_runs::JobRuns;
 pub use query::LogReader;
 pub use stream::LogStreamer;

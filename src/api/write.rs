@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{log_draft, receipt_to_proto};
 use super::error::ApiError;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, WhenFull};
 use crate::model::{LogType, MAX_BATCH_LOGS, NewLog, Violations};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_log_service_server::JobLogService;
@@ -33,14 +33,17 @@ impl LogWriter {
             return Err(violations.into());
         };
         let log = validate_entry(entry, log_type, "log")?;
-        let receipts = self.ingest.write(vec![log]).await?;
+        let receipts = self.ingest.write(vec![log], WhenFull::Refuse).await?;
         receipts.into_iter().next().map(receipt_to_proto).ok_or(ApiError::Internal("the store acknowledged no log"))
     }
 
-    async fn write_batch(
+    /// Validates and stores one batch of `log_type`; what happens when the
+    /// write queue is full is the caller's choice.
+    pub(super) async fn write_batch(
         &self,
         log_type: LogType,
         entries: Vec<pb::LogEntry>,
+        when_full: WhenFull,
     ) -> Result<Vec<pb::LogReceipt>, ApiError> {
         let mut violations = Violations::default();
         if entries.is_empty() {
@@ -67,7 +70,7 @@ impl LogWriter {
         if !violations.is_empty() {
             return Err(violations.into());
         }
-        let receipts = self.ingest.write(logs).await?;
+        let receipts = self.ingest.write(logs, when_full).await?;
         Ok(receipts.into_iter().map(receipt_to_proto).collect())
     }
 }
@@ -93,7 +96,7 @@ impl SystemLogService for LogWriter {
         &self,
         request: Request<pb::WriteSystemLogsRequest>,
     ) -> Result<Response<pb::WriteSystemLogsResponse>, Status> {
-        let receipts = self.write_batch(LogType::System, request.into_inner().logs).await?;
+        let receipts = self.write_batch(LogType::System, request.into_inner().logs, WhenFull::Refuse).await?;
         Ok(Response::new(pb::WriteSystemLogsResponse { receipts }))
     }
 }
@@ -112,7 +115,7 @@ impl JobLogService for LogWriter {
         &self,
         request: Request<pb::WriteJobLogsRequest>,
     ) -> Result<Response<pb::WriteJobLogsResponse>, Status> {
-        let receipts = self.write_batch(LogType::Job, request.into_inner().logs).await?;
+        let receipts = self.write_batch(LogType::Job, request.into_inner().logs, WhenFull::Refuse).await?;
         Ok(Response::new(pb::WriteJobLogsResponse { receipts }))
     }
 }
@@ -131,7 +134,7 @@ impl TaskLogService for LogWriter {
         &self,
         request: Request<pb::WriteTaskLogsRequest>,
     ) -> Result<Response<pb::WriteTaskLogsResponse>, Status> {
-        let receipts = self.write_batch(LogType::Task, request.into_inner().logs).await?;
+        let receipts = self.write_batch(LogType::Task, request.into_inner().logs, WhenFull::Refuse).await?;
         Ok(Response::new(pb::WriteTaskLogsResponse { receipts }))
     }
 }

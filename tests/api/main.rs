@@ -6,6 +6,7 @@ mod helpers;
 mod postgres_cluster;
 
 mod health;
+mod ingest;
 mod job_runs;
 mod lifecycle;
 mod queries;
