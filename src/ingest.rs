@@ -44,6 +44,8 @@ pub enum WhenFull {
 /// Counters of the pipeline, for metrics.
 #[derive(Debug, Default)]
 pub struct IngestStats {
+    /// Microseconds spent in group transactions, from begin to commit.
+    pub commit_micros: AtomicU64,
     pub commits: AtomicU64,
     pub committed_logs: AtomicU64,
     pub overloaded_writes: AtomicU64,
@@ -127,7 +129,11 @@ async fn commit_forever(
 /// caller gets the error.
 async fn commit(store: &dyn LogStore, group: Vec<Pending>, stats: &IngestStats) {
     let batches: Vec<&[NewLog]> = group.iter().map(|pending| pending.logs.as_slice()).collect();
-    match store.append_batches(&batches).await {
+    let started = std::time::Instant::now();
+    let outcome = store.append_batches(&batches).await;
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+    match outcome {
         Ok(results) => {
             record(stats, &results);
             for (pending, result) in group.into_iter().zip(results) {

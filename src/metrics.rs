@@ -47,6 +47,14 @@ pub fn render(sources: &Sources) -> String {
             "Writes refused with RESOURCE_EXHAUSTED because the queue was full.",
             load(&stats.overloaded_writes),
         );
+        let _ = writeln!(
+            text,
+            "# HELP logwell_commit_duration_seconds Time spent in write transactions, begin to commit.\n\
+             # TYPE logwell_commit_duration_seconds summary\n\
+             logwell_commit_duration_seconds_sum {}\nlogwell_commit_duration_seconds_count {}",
+            load(&stats.commit_micros) as f64 / 1e6,
+            load(&stats.commits)
+        );
     }
     text
 }

@@ -294,6 +294,8 @@ async fn a_full_write_queue_answers_resource_exhausted(backend: Backend) {
     );
     server.job().write_job_logs(batch(5)).await.expect("what fits is taken");
     assert_eq!(server.metric("logwell_committed_logs_total").await, 5.0);
+    assert_eq!(server.metric("logwell_commit_duration_seconds_count").await, 1.0);
+    assert!(server.metric("logwell_commit_duration_seconds_sum").await > 0.0);
     assert_eq!(server.metric("logwell_write_queue_logs").await, 0.0);
 }
 
