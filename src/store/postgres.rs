@@ -1,7 +1,7 @@
 //! PostgreSQL, for production: one pool; batches go in as arrays through a
 //! single `INSERT … SELECT FROM unnest(…)`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,16 +18,18 @@ use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 /// replicas that start together migrate one after the other.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Reserves `count` seqs of one sequence (bound as `count + 1`), widens its
-/// time range, and returns the next free seq (the first reserved seq is that
-/// minus the count) and whether the run was already complete. The row stays
-/// locked until the transaction ends, which makes seq order commit order.
+/// Reserves seqs for every sequence of a write in one statement: for each,
+/// `count` seqs (bound as `count + 1`), widening its time range. Returns each
+/// sequence's next free seq (its first reserved seq is that minus its count)
+/// and whether the run was already complete. Rows are locked in id order,
+/// the same in every transaction, so writers cannot deadlock; the locks last
+/// until the transaction ends, which makes seq order commit order.
 const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time) \
-     VALUES ($1, $2, $3, $4) \
+     SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::timestamptz[]) ORDER BY 1 \
      ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1, \
      first_log_time = LEAST(job_runs.first_log_time, excluded.first_log_time), \
      last_log_time = GREATEST(job_runs.last_log_time, excluded.last_log_time) \
-     RETURNING next_seq, completed_at IS NOT NULL";
+     RETURNING id, next_seq, completed_at IS NOT NULL";
 
 const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
      outcome, summary FROM job_runs WHERE id = $1";
@@ -174,20 +176,14 @@ impl LogStore for PostgresStore {
         let (logs, plans) = sequence::plan(batches, &completed, &stored);
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let demand = sequence::demand(&logs);
-        let mut starts = BTreeMap::new();
-        for (&sequence, wanted) in &demand {
-            let (next, completed): (i64, bool) = sqlx::query_as(ALLOCATE_SEQS)
-                .bind(sequence)
-                .bind(wanted.count + 1)
-                .bind(wanted.earliest)
-                .bind(wanted.latest)
-                .fetch_one(&mut *transaction)
-                .await?;
-            if completed {
-                return Err(StoreError::JobRunComplete(sequence));
-            }
-            starts.insert(sequence, next - wanted.count);
-        }
+        let allocated: Vec<(Uuid, i64, bool)> = sqlx::query_as(ALLOCATE_SEQS)
+            .bind(demand.keys().copied().collect::<Vec<Uuid>>())
+            .bind(demand.values().map(|wanted| wanted.count + 1).collect::<Vec<i64>>())
+            .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
+            .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
+            .fetch_all(&mut *transaction)
+            .await?;
+        let starts = sequence::starts(&demand, allocated)?;
         let seqs = sequence::assign(&logs, starts);
         sqlx::query(INSERT_LOGS)
             .bind(logs.iter().map(|log| log.id).collect::<Vec<Uuid>>())

@@ -147,6 +147,31 @@ pub(super) fn demand(logs: &[&NewLog]) -> BTreeMap<Uuid, Demand> {
     demand
 }
 
+/// The first seq reserved for each sequence, from what the allocating
+/// statement returned (`id`, next free seq, already complete). A run found
+/// complete here was completed after the group looked (by another replica):
+/// the whole group fails, and each batch is retried alone.
+pub(super) fn starts(
+    demand: &BTreeMap<Uuid, Demand>,
+    allocated: Vec<(Uuid, i64, bool)>,
+) -> Result<BTreeMap<Uuid, i64>, StoreError> {
+    let mut starts = BTreeMap::new();
+    for (sequence, next, completed) in allocated {
+        if completed {
+            return Err(StoreError::JobRunComplete(sequence));
+        }
+        let count = demand
+            .get(&sequence)
+            .map(|wanted| wanted.count)
+            .ok_or(StoreError::Internal("allocated an unknown sequence"))?;
+        starts.insert(sequence, next - count);
+    }
+    if starts.len() != demand.len() {
+        return Err(StoreError::Internal("a sequence got no seqs"));
+    }
+    Ok(starts)
+}
+
 /// The seq of each log, in order, given the first seq allocated to each
 /// sequence (consumed as the logs take them).
 pub(super) fn assign(logs: &[&NewLog], mut next: BTreeMap<Uuid, i64>) -> Vec<i64> {

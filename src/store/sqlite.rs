@@ -26,14 +26,15 @@ const SQLITE_BUSY: &str = "5";
 /// of 32,766 parameters per statement.
 const ROWS_PER_INSERT: usize = 500;
 
-/// Reserves `count` seqs of one sequence (bound as `count + 1`), widens its
-/// time range, and returns the next free seq (the first reserved seq is that
-/// minus the count) and whether the run was already complete.
-const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time) VALUES (?, ?, ?, ?) \
-     ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1, \
+/// Reserves seqs for the sequences of a write in one statement (the rows of
+/// VALUES follow): for each, `count` seqs (bound as `count + 1`), widening
+/// its time range. Returns each sequence's next free seq (its first reserved
+/// seq is that minus its count) and whether the run was already complete.
+const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time) ";
+const ALLOCATE_SEQS_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1, \
      first_log_time = coalesce(min(job_runs.first_log_time, excluded.first_log_time), excluded.first_log_time), \
      last_log_time = coalesce(max(job_runs.last_log_time, excluded.last_log_time), excluded.last_log_time) \
-     RETURNING next_seq, completed_at IS NOT NULL";
+     RETURNING id, next_seq, completed_at IS NOT NULL";
 
 const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
      outcome, summary FROM job_runs WHERE id = ?";
@@ -324,20 +325,25 @@ impl LogStore for SqliteStore {
         let (logs, plans) = sequence::plan(batches, &completed, &stored);
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let demand = sequence::demand(&logs);
-        let mut starts = BTreeMap::new();
-        for (&sequence, wanted) in &demand {
-            let (next, completed): (i64, bool) = sqlx::query_as(ALLOCATE_SEQS)
-                .bind(sequence.to_string())
-                .bind(wanted.count + 1)
-                .bind(wanted.earliest.timestamp_micros())
-                .bind(wanted.latest.timestamp_micros())
-                .fetch_one(&mut *transaction)
-                .await?;
-            if completed {
-                return Err(StoreError::JobRunComplete(sequence));
+        let mut allocated = Vec::with_capacity(demand.len());
+        let wanted: Vec<_> = demand.iter().collect();
+        for chunk in wanted.chunks(ROWS_PER_INSERT) {
+            let mut allocate = QueryBuilder::<Sqlite>::new(ALLOCATE_SEQS);
+            allocate.push_values(chunk, |mut row, (sequence, wanted)| {
+                row.push_bind(sequence.to_string())
+                    .push_bind(wanted.count + 1)
+                    .push_bind(wanted.earliest.timestamp_micros())
+                    .push_bind(wanted.latest.timestamp_micros());
+            });
+            allocate.push(ALLOCATE_SEQS_UPSERT);
+            let rows: Vec<(String, i64, bool)> = allocate.build_query_as().fetch_all(&mut *transaction).await?;
+            for (id, next, completed) in rows {
+                let id = Uuid::try_parse(&id)
+                    .map_err(|_| StoreError::CorruptJobRun { what: format!("id {id:?} is not a UUID") })?;
+                allocated.push((id, next, completed));
             }
-            starts.insert(sequence, next - wanted.count);
         }
+        let starts = sequence::starts(&demand, allocated)?;
         let seqs = sequence::assign(&logs, starts);
         let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {

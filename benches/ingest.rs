@@ -1,0 +1,370 @@
+//! Ingestion benchmark: how fast logwell takes logs, beside what the database
+//! itself absorbs in the same run (raw COPY into the same PostgreSQL table,
+//! raw batched INSERTs into the same SQLite table). Starts real `logwell
+//! serve` processes (the release build) and drives them with real clients.
+//!
+//!     cargo bench --bench ingest                          # both backends, every mode
+//!     cargo bench --bench ingest -- --backend postgres --mode single --connections 64
+
+#[path = "../tests/api/postgres_cluster.rs"]
+#[allow(dead_code)]
+mod postgres_cluster;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
+use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
+use logwell::proto::v1::{self as pb};
+use sqlx::{Connection, Executor};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Parser)]
+struct Args {
+    #[arg(long, value_enum, default_value = "both")]
+    backend: Backends,
+    #[arg(long, value_enum, default_value = "all")]
+    mode: Mode,
+    /// How long each mode writes, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Client connections (one-log mode: one RPC in flight each).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Logs per batch in the batch and stream modes.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 200)]
+    message_bytes: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backends {
+    Both,
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    All,
+    /// Unary WriteJobLogs of `batch` logs, 4 connections.
+    Batch,
+    /// Unary WriteJobLog of one log, `connections` connections.
+    Single,
+    /// IngestLogs streams of `batch`-log batches, 4 streams, 16 in flight each.
+    Stream,
+}
+
+fn message(bytes: usize, index: usize) -> String {
+    let head = format!("line {index} ");
+    format!("{head}{}", "x".repeat(bytes.saturating_sub(head.len())))
+}
+
+/// A `logwell serve` process.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    async fn start(database_url: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logwell"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-filter", "warn,logwell=info"])
+            .args(["--database-url", database_url])
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn logwell serve");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let address = loop {
+            let line = lines.next_line().await.expect("read stderr").expect("logwell exited before serving");
+            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if record["fields"]["message"] == "logwell serving" {
+                break record["fields"]["address"].as_str().expect("address").to_string();
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server { child, address: format!("http://{address}") }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.address.clone()).expect("uri").connect().await.expect("connect")
+    }
+
+    /// CPU seconds used so far, and peak resident memory in bytes, from /proc.
+    fn usage(&self) -> (f64, u64) {
+        let pid = self.child.id().expect("running");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let peak = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024);
+        (ticks / 100.0, peak)
+    }
+}
+
+/// Each write's size in logs and its round trip.
+type Acks = Arc<Mutex<Vec<(usize, Duration)>>>;
+
+fn report(
+    name: &str,
+    logs: usize,
+    elapsed: Duration,
+    acks: &[(usize, Duration)],
+    args: &Args,
+    server: (f64, u64),
+) -> f64 {
+    let rate = logs as f64 / elapsed.as_secs_f64();
+    let mut latencies: Vec<f64> = acks.iter().map(|(_, latency)| latency.as_secs_f64() * 1_000.0).collect();
+    latencies.sort_by(f64::total_cmp);
+    let at = |fraction: f64| {
+        latencies.get(((latencies.len().max(1) - 1) as f64 * fraction) as usize).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "  {name:<44} {rate:>9.0} logs/s {:>6.1} MB/s   ack p50 {:>7.2} ms p99 {:>7.2} ms max {:>7.2} ms   server CPU {:>4.0}%  peak {:>5.0} MiB",
+        rate * args.message_bytes as f64 / 1e6,
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        100.0 * server.0 / elapsed.as_secs_f64(),
+        server.1 as f64 / (1024.0 * 1024.0)
+    );
+    rate
+}
+
+/// Runs `writer(connection index)` on every connection until the time is up.
+async fn drive<F, Fut>(
+    server: &Server,
+    connections: usize,
+    seconds: u64,
+    writer: F,
+) -> (usize, Duration, Vec<(usize, Duration)>, (f64, u64))
+where
+    F: Fn(usize, Channel, Instant, Acks) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let acks: Acks = Arc::default();
+    let mut channels = Vec::new();
+    for _ in 0..connections.min(16) {
+        channels.push(server.channel().await);
+    }
+    let (cpu_before, _) = server.usage();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..connections)
+        .map(|index| tokio::spawn(writer(index, channels[index % channels.len()].clone(), deadline, acks.clone())))
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    let elapsed = started.elapsed();
+    let (cpu_after, peak) = server.usage();
+    let acks = std::mem::take(&mut *acks.lock().expect("acks"));
+    let logs = acks.iter().map(|(logs, _)| logs).sum();
+    (logs, elapsed, acks, (cpu_after - cpu_before, peak))
+}
+
+fn entries(run: Uuid, count: usize, bytes: usize) -> Vec<pb::LogEntry> {
+    (0..count)
+        .map(|i| pb::LogEntry { job_run_id: run.to_string(), message: message(bytes, i), ..Default::default() })
+        .collect()
+}
+
+async fn run_modes(server: &Server, args: &Args, baseline: f64) {
+    let wanted = |mode| args.mode == Mode::All || args.mode == mode;
+    if wanted(Mode::Batch) {
+        let (batch, bytes) = (args.batch, args.message_bytes);
+        let (logs, elapsed, acks, usage) =
+            drive(server, 4, args.seconds, move |_, channel, deadline, acks| async move {
+                let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    client
+                        .write_job_logs(pb::WriteJobLogsRequest { logs: entries(run, batch, bytes) })
+                        .await
+                        .expect("write");
+                    acks.lock().expect("acks").push((batch, sent.elapsed()));
+                }
+            })
+            .await;
+        let rate = report(&format!("unary batches of {batch}, 4 connections"), logs, elapsed, &acks, args, usage);
+        println!("    ratio to the raw baseline: {:.2}", rate / baseline);
+    }
+    if wanted(Mode::Single) {
+        let bytes = args.message_bytes;
+        let (logs, elapsed, acks, usage) =
+            drive(server, args.connections, args.seconds, move |_, channel, deadline, acks| async move {
+                let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let log = entries(run, 1, bytes).pop();
+                    client.write_job_log(pb::WriteJobLogRequest { log }).await.expect("write");
+                    acks.lock().expect("acks").push((1, sent.elapsed()));
+                }
+            })
+            .await;
+        let name = format!("one log per RPC, {} connections", args.connections);
+        let rate = report(&name, logs, elapsed, &acks, args, usage);
+        println!("    ratio to the raw baseline: {:.2}", rate / baseline);
+    }
+    if wanted(Mode::Stream) {
+        let (batch, bytes) = (args.batch, args.message_bytes);
+        let (logs, elapsed, acks, usage) =
+            drive(server, 4, args.seconds, move |_, channel, deadline, acks| async move {
+                let run = Uuid::now_v7();
+                let (sender, receiver) = tokio::sync::mpsc::channel(16);
+                let mut answers = LogIngestServiceClient::new(channel)
+                    .ingest_logs(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                    .await
+                    .expect("ingest")
+                    .into_inner();
+                let sent_at: Arc<Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
+                let producer = {
+                    let sent_at = sent_at.clone();
+                    tokio::spawn(async move {
+                        let mut number = 0u64;
+                        while Instant::now() < deadline {
+                            let request = pb::IngestLogsRequest {
+                                batch_number: number,
+                                r#type: pb::LogType::Job.into(),
+                                logs: entries(run, batch, bytes),
+                            };
+                            sent_at.lock().expect("sent").insert(number, Instant::now());
+                            if sender.send(request).await.is_err() {
+                                break;
+                            }
+                            number += 1;
+                        }
+                    })
+                };
+                while let Some(answer) = answers.message().await.expect("answers") {
+                    assert!(answer.refusal.is_none(), "{:?}", answer.refusal);
+                    let sent = sent_at.lock().expect("sent").remove(&answer.batch_number).expect("sent batch");
+                    acks.lock().expect("acks").push((answer.receipts.len(), sent.elapsed()));
+                }
+                producer.await.expect("producer");
+            })
+            .await;
+        let rate =
+            report(&format!("IngestLogs streams, batches of {batch}, 4 streams"), logs, elapsed, &acks, args, usage);
+        println!("    ratio to the raw baseline: {:.2}", rate / baseline);
+    }
+}
+
+/// Raw COPY of generated rows (as logwell would store them) into `logs`.
+async fn postgres_baseline(url: &str, args: &Args) -> f64 {
+    let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+    let total = args.batch * 200;
+    let run = Uuid::now_v7();
+    let started = Instant::now();
+    for chunk in 0..total / args.batch {
+        let mut text = String::new();
+        for index in 0..args.batch {
+            let seq = chunk * args.batch + index + 1;
+            text.push_str(&format!(
+                "{}\tjob\t{run}\t\\N\t{seq}\t2026-11-22 10:00:00+00\t2026-11-22 10:00:00+00\tinfo\tstdout\t\t{}\t{{}}\n",
+                Uuid::now_v7(),
+                message(args.message_bytes, index)
+            ));
+        }
+        let mut copy = connection
+            .copy_in_raw("COPY logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata) FROM STDIN")
+            .await
+            .expect("copy");
+        copy.send(text.as_bytes()).await.expect("send");
+        copy.finish().await.expect("finish");
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  {:<44} {rate:>9.0} logs/s (baseline: raw COPY of {total} rows, {} per COPY)",
+        "raw COPY into the same table", args.batch
+    );
+    rate
+}
+
+/// Raw batched INSERTs (500 rows a statement, one transaction a batch).
+async fn sqlite_baseline(url: &str, args: &Args) -> f64 {
+    let mut connection = sqlx::SqliteConnection::connect(url).await.expect("connect");
+    let total = args.batch * 100;
+    let run = Uuid::now_v7().to_string();
+    let started = Instant::now();
+    for chunk in 0..total / args.batch {
+        let mut transaction = connection.begin().await.expect("begin");
+        for part in (0..args.batch).collect::<Vec<_>>().chunks(500) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata) ",
+            );
+            insert.push_values(part, |mut row, index| {
+                let seq = (chunk * args.batch + index + 1) as i64;
+                row.push_bind(Uuid::now_v7().to_string())
+                    .push_bind("job")
+                    .push_bind(run.clone())
+                    .push_bind(None::<String>)
+                    .push_bind(seq)
+                    .push_bind(1_700_000_000_000_000i64)
+                    .push_bind(1_700_000_000_000_000i64)
+                    .push_bind("info")
+                    .push_bind("stdout")
+                    .push_bind("")
+                    .push_bind(message(args.message_bytes, *index))
+                    .push_bind("{}");
+            });
+            insert.build().execute(&mut *transaction).await.expect("insert");
+        }
+        transaction.commit().await.expect("commit");
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  {:<44} {rate:>9.0} logs/s (baseline: raw batched INSERTs of {total} rows, {} per transaction)",
+        "raw INSERTs into the same table", args.batch
+    );
+    rate
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if args.backend != Backends::Postgres {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let url = format!("sqlite:{}", folder.path().join("ingest.db").display());
+        logwell::store::connect(
+            &url,
+            &logwell::store::ConnectOptions { max_connections: 2, acquire_timeout: Duration::from_secs(5) },
+            logwell::live::Hub::new(),
+        )
+        .await
+        .expect("migrate")
+        .close()
+        .await;
+        println!("SQLite ({} s per mode, {}-byte messages):", args.seconds, args.message_bytes);
+        let baseline = sqlite_baseline(&url, &args).await;
+        let server = Server::start(&url).await;
+        run_modes(&server, &args, baseline).await;
+    }
+    if args.backend != Backends::Sqlite {
+        let admin_url = postgres_cluster::admin_url();
+        let name = format!("logwell_bench_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect as admin");
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        let url = postgres_cluster::with_database(&admin_url, &name);
+        let server = Server::start(&url).await;
+        println!("PostgreSQL ({} s per mode, {}-byte messages):", args.seconds, args.message_bytes);
+        let baseline = postgres_baseline(&url, &args).await;
+        run_modes(&server, &args, baseline).await;
+    }
+}
