@@ -6,11 +6,8 @@
 //!     cargo bench --bench ingest                          # both backends, every mode
 //!     cargo bench --bench ingest -- --backend postgres --mode single --connections 64
 
-#[path = "../tests/api/postgres_cluster.rs"]
-#[allow(dead_code)]
-mod postgres_cluster;
+mod support;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,9 +15,8 @@ use clap::{Parser, ValueEnum};
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
 use logwell::proto::v1::{self as pb};
-use sqlx::{Connection, Executor};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use sqlx::Connection;
+use support::Server;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -71,53 +67,6 @@ fn message(bytes: usize, index: usize) -> String {
     format!("{head}{}", "x".repeat(bytes.saturating_sub(head.len())))
 }
 
-/// A `logwell serve` process.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    async fn start(database_url: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logwell"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-filter", "warn,logwell=info"])
-            .args(["--database-url", database_url])
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn logwell serve");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let address = loop {
-            let line = lines.next_line().await.expect("read stderr").expect("logwell exited before serving");
-            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if record["fields"]["message"] == "logwell serving" {
-                break record["fields"]["address"].as_str().expect("address").to_string();
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { child, address: format!("http://{address}") }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.address.clone()).expect("uri").connect().await.expect("connect")
-    }
-
-    /// CPU seconds used so far, and peak resident memory in bytes, from /proc.
-    fn usage(&self) -> (f64, u64) {
-        let pid = self.child.id().expect("running");
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        let peak = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024);
-        (ticks / 100.0, peak)
-    }
-}
-
 /// Each write's size in logs and its round trip.
 type Acks = Arc<Mutex<Vec<(usize, Duration)>>>;
 
@@ -163,7 +112,7 @@ where
     for _ in 0..connections.min(16) {
         channels.push(server.channel().await);
     }
-    let (cpu_before, _) = server.usage();
+    let cpu_before = server.cpu_seconds();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..connections)
@@ -173,7 +122,7 @@ where
         task.await.expect("writer");
     }
     let elapsed = started.elapsed();
-    let (cpu_after, peak) = server.usage();
+    let (cpu_after, (_, peak)) = (server.cpu_seconds(), server.memory());
     let acks = std::mem::take(&mut *acks.lock().expect("acks"));
     let logs = acks.iter().map(|(logs, _)| logs).sum();
     (logs, elapsed, acks, (cpu_after - cpu_before, peak))
@@ -353,16 +302,12 @@ async fn main() {
         .await;
         println!("SQLite ({} s per mode, {}-byte messages):", args.seconds, args.message_bytes);
         let baseline = sqlite_baseline(&url, &args).await;
-        let server = Server::start(&url).await;
+        let server = Server::start(&url, &[]).await;
         run_modes(&server, &args, baseline).await;
     }
     if args.backend != Backends::Sqlite {
-        let admin_url = postgres_cluster::admin_url();
-        let name = format!("logwell_bench_{}", Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect as admin");
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
-        let url = postgres_cluster::with_database(&admin_url, &name);
-        let server = Server::start(&url).await;
+        let url = support::postgres_database().await;
+        let server = Server::start(&url, &[]).await;
         println!("PostgreSQL ({} s per mode, {}-byte messages):", args.seconds, args.message_bytes);
         let baseline = postgres_baseline(&url, &args).await;
         run_modes(&server, &args, baseline).await;

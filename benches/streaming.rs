@@ -8,11 +8,8 @@
 //! PostgreSQL comes from LOGWELL_TEST_DATABASE_URL, or a throwaway cluster
 //! started like the tests' one.
 
-#[path = "../tests/api/postgres_cluster.rs"]
-#[allow(dead_code)]
-mod postgres_cluster;
+mod support;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,12 +20,13 @@ use logwell::proto::v1::log_stream_service_client::LogStreamServiceClient;
 use logwell::proto::v1::stream_logs_request::Start;
 use logwell::proto::v1::stream_logs_response::Event;
 use logwell::proto::v1::{self as pb};
-use sqlx::{Connection, Executor};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use support::Server;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use uuid::Uuid;
+
+/// Enough concurrent streams per connection for the fan-out's followers.
+const STREAMS: &[&str] = &["--max-concurrent-streams", "2048"];
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -64,52 +62,6 @@ enum Scenario {
     Latency,
     Replicas,
     Fanout,
-}
-
-/// A `logwell serve` process.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    async fn start(database_url: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logwell"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-filter", "warn,logwell=info"])
-            .args(["--database-url", database_url, "--max-concurrent-streams", "2048"])
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn logwell serve");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let address = loop {
-            let line = lines.next_line().await.expect("read stderr").expect("logwell exited before serving");
-            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if record["fields"]["message"] == "logwell serving" {
-                break record["fields"]["address"].as_str().expect("address").to_string();
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { child, address: format!("http://{address}") }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.address.clone()).expect("uri").connect().await.expect("connect")
-    }
-
-    /// Resident memory now and at its peak, in bytes, from /proc.
-    fn memory(&self) -> (u64, u64) {
-        let pid = self.child.id().expect("running");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-                .map_or(0, |kib| kib * 1024)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
 }
 
 /// When each seq was sent and acknowledged.
@@ -268,7 +220,7 @@ async fn fanout(server: &Server, args: &Args) {
     }
     let opened = opening.elapsed();
     let (connected, _) = server.memory();
-    let writing = Instant::now();
+    let (writing, cpu_before) = (Instant::now(), server.cpu_seconds());
     let writes = write_paced(channels[0].clone(), run, args).await;
     let written = writing.elapsed();
     let mut complete = 0;
@@ -278,6 +230,7 @@ async fn fanout(server: &Server, args: &Args) {
         complete += 1;
     }
     let drained = writing.elapsed();
+    let cpu = server.cpu_seconds() - cpu_before;
     let (_, peak) = server.memory();
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let per_follower = |bytes: u64| bytes.saturating_sub(idle) as f64 / args.followers as f64 / 1024.0;
@@ -312,14 +265,11 @@ async fn fanout(server: &Server, args: &Args) {
         per_follower(connected),
         per_follower(peak)
     );
-}
-
-async fn postgres_database() -> String {
-    let admin_url = postgres_cluster::admin_url();
-    let name = format!("logwell_bench_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect as admin");
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
-    postgres_cluster::with_database(&admin_url, &name)
+    println!(
+        "  server CPU while writing and delivering: {cpu:.0} s over {:.0} s ({:.0} deliveries per CPU second)",
+        drained.as_secs_f64(),
+        (writes.len() * args.followers) as f64 / cpu.max(f64::EPSILON)
+    );
 }
 
 #[tokio::main]
@@ -329,17 +279,17 @@ async fn main() {
     let sqlite_url = format!("sqlite:{}", folder.path().join("bench.db").display());
     let wanted = |scenario| args.scenario == Scenario::All || args.scenario == scenario;
     if wanted(Scenario::Latency) {
-        let server = Server::start(&sqlite_url).await;
+        let server = Server::start(&sqlite_url, STREAMS).await;
         latency("latency, SQLite, one process", server.channel().await, server.channel().await, &args).await;
     }
     if wanted(Scenario::Replicas) {
-        let url = postgres_database().await;
-        let (writer, reader) = (Server::start(&url).await, Server::start(&url).await);
+        let url = support::postgres_database().await;
+        let (writer, reader) = (Server::start(&url, STREAMS).await, Server::start(&url, STREAMS).await);
         let title = "latency, PostgreSQL, two replicas (written through one, followed on the other)";
         latency(title, writer.channel().await, reader.channel().await, &args).await;
     }
     if wanted(Scenario::Fanout) {
-        let server = Server::start(&sqlite_url).await;
+        let server = Server::start(&sqlite_url, STREAMS).await;
         let fanout_args = Args { seconds: args.seconds.min(5), ..args };
         fanout(&server, &fanout_args).await;
     }

@@ -1,0 +1,84 @@
+//! What both benchmarks share: real `logwell serve` processes (the release
+//! build), their resource use, and PostgreSQL databases to run them on.
+
+use std::process::Stdio;
+
+use sqlx::{Connection, Executor};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+#[path = "../tests/api/postgres_cluster.rs"]
+#[allow(dead_code)]
+mod postgres_cluster;
+
+/// A `logwell serve` process.
+pub struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    /// Starts `logwell serve` on an ephemeral port with `extra` flags.
+    pub async fn start(database_url: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logwell"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-filter", "warn,logwell=info"])
+            .args(["--database-url", database_url])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn logwell serve");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let address = loop {
+            let line = lines.next_line().await.expect("read stderr").expect("logwell exited before serving");
+            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if record["fields"]["message"] == "logwell serving" {
+                break record["fields"]["address"].as_str().expect("address").to_string();
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server { child, address: format!("http://{address}") }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.address.clone()).expect("uri").connect().await.expect("connect")
+    }
+
+    fn proc_file(&self, name: &str) -> String {
+        let pid = self.child.id().expect("running");
+        std::fs::read_to_string(format!("/proc/{pid}/{name}")).expect("read /proc")
+    }
+
+    /// Resident memory now and at its peak, in bytes.
+    pub fn memory(&self) -> (u64, u64) {
+        let status = self.proc_file("status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+                .map_or(0, |kib| kib * 1024)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// CPU seconds (user and system) used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = self.proc_file("stat");
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+        let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
+/// A fresh PostgreSQL database: on LOGWELL_TEST_DATABASE_URL's server, or a
+/// throwaway cluster started like the tests' one.
+pub async fn postgres_database() -> String {
+    let admin_url = postgres_cluster::admin_url();
+    let name = format!("logwell_bench_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect as admin");
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+    postgres_cluster::with_database(&admin_url, &name)
+}
