@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench ingest                          # both backends, every mode
 //!     cargo bench --bench ingest -- --backend postgres --mode single --connections 64
+//!     cargo bench --bench ingest -- --backend postgres --mode batch --client-ids none,v7,v4
 
 mod support;
 
@@ -30,15 +31,22 @@ struct Args {
     /// How long each mode writes, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Client connections (one-log mode: one RPC in flight each).
+    /// Client connections in the one-log mode, one RPC in flight each.
     #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Client connections in the batch mode and streams in the stream mode.
+    #[arg(long, default_value_t = 4)]
+    batch_connections: usize,
     /// Logs per batch in the batch and stream modes.
     #[arg(long, default_value_t = 1_000)]
     batch: usize,
     /// Bytes per message.
     #[arg(long, default_value_t = 200)]
     message_bytes: usize,
+    /// Which ids the clients give their logs; each kind in the list runs
+    /// every mode again, so their costs compare within one run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    client_ids: Vec<ClientIds>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -54,12 +62,32 @@ enum Backends {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     All,
-    /// Unary WriteJobLogs of `batch` logs, 4 connections.
+    /// Unary WriteJobLogs of `batch` logs, `batch_connections` connections.
     Batch,
     /// Unary WriteJobLog of one log, `connections` connections.
     Single,
-    /// IngestLogs streams of `batch`-log batches, 4 streams, 16 in flight each.
+    /// IngestLogs streams of `batch`-log batches, `batch_connections` streams, 16 in flight each.
     Stream,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ClientIds {
+    /// No client ids: logwell gives each log a v7 id.
+    None,
+    /// Time-ordered UUIDv7 client ids, as the proto recommends.
+    V7,
+    /// Random UUIDv4 client ids.
+    V4,
+}
+
+impl ClientIds {
+    fn generate(self) -> String {
+        match self {
+            ClientIds::None => String::new(),
+            ClientIds::V7 => Uuid::now_v7().to_string(),
+            ClientIds::V4 => Uuid::new_v4().to_string(),
+        }
+    }
 }
 
 fn message(bytes: usize, index: usize) -> String {
@@ -128,30 +156,51 @@ where
     (logs, elapsed, acks, (cpu_after - cpu_before, peak))
 }
 
-fn entries(run: Uuid, count: usize, bytes: usize) -> Vec<pb::LogEntry> {
+fn entries(run: Uuid, count: usize, bytes: usize, ids: ClientIds) -> Vec<pb::LogEntry> {
     (0..count)
-        .map(|i| pb::LogEntry { job_run_id: run.to_string(), message: message(bytes, i), ..Default::default() })
+        .map(|i| pb::LogEntry {
+            id: ids.generate(),
+            job_run_id: run.to_string(),
+            message: message(bytes, i),
+            ..Default::default()
+        })
         .collect()
 }
 
 async fn run_modes(server: &Server, args: &Args, baseline: f64) {
+    for &ids in &args.client_ids {
+        if args.client_ids.len() > 1 {
+            println!("  client ids: {ids:?}");
+        }
+        run_modes_with(server, args, baseline, ids).await;
+    }
+}
+
+async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: ClientIds) {
     let wanted = |mode| args.mode == Mode::All || args.mode == mode;
     if wanted(Mode::Batch) {
         let (batch, bytes) = (args.batch, args.message_bytes);
         let (logs, elapsed, acks, usage) =
-            drive(server, 4, args.seconds, move |_, channel, deadline, acks| async move {
+            drive(server, args.batch_connections, args.seconds, move |_, channel, deadline, acks| async move {
                 let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
                 while Instant::now() < deadline {
                     let sent = Instant::now();
                     client
-                        .write_job_logs(pb::WriteJobLogsRequest { logs: entries(run, batch, bytes) })
+                        .write_job_logs(pb::WriteJobLogsRequest { logs: entries(run, batch, bytes, ids) })
                         .await
                         .expect("write");
                     acks.lock().expect("acks").push((batch, sent.elapsed()));
                 }
             })
             .await;
-        let rate = report(&format!("unary batches of {batch}, 4 connections"), logs, elapsed, &acks, args, usage);
+        let rate = report(
+            &format!("unary batches of {batch}, {} connections", args.batch_connections),
+            logs,
+            elapsed,
+            &acks,
+            args,
+            usage,
+        );
         println!("    ratio to the raw baseline: {:.2}", rate / baseline);
     }
     if wanted(Mode::Single) {
@@ -161,7 +210,7 @@ async fn run_modes(server: &Server, args: &Args, baseline: f64) {
                 let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    let log = entries(run, 1, bytes).pop();
+                    let log = entries(run, 1, bytes, ids).pop();
                     client.write_job_log(pb::WriteJobLogRequest { log }).await.expect("write");
                     acks.lock().expect("acks").push((1, sent.elapsed()));
                 }
@@ -174,7 +223,7 @@ async fn run_modes(server: &Server, args: &Args, baseline: f64) {
     if wanted(Mode::Stream) {
         let (batch, bytes) = (args.batch, args.message_bytes);
         let (logs, elapsed, acks, usage) =
-            drive(server, 4, args.seconds, move |_, channel, deadline, acks| async move {
+            drive(server, args.batch_connections, args.seconds, move |_, channel, deadline, acks| async move {
                 let run = Uuid::now_v7();
                 let (sender, receiver) = tokio::sync::mpsc::channel(16);
                 let mut answers = LogIngestServiceClient::new(channel)
@@ -191,7 +240,7 @@ async fn run_modes(server: &Server, args: &Args, baseline: f64) {
                             let request = pb::IngestLogsRequest {
                                 batch_number: number,
                                 r#type: pb::LogType::Job.into(),
-                                logs: entries(run, batch, bytes),
+                                logs: entries(run, batch, bytes, ids),
                             };
                             sent_at.lock().expect("sent").insert(number, Instant::now());
                             if sender.send(request).await.is_err() {
@@ -209,8 +258,14 @@ async fn run_modes(server: &Server, args: &Args, baseline: f64) {
                 producer.await.expect("producer");
             })
             .await;
-        let rate =
-            report(&format!("IngestLogs streams, batches of {batch}, 4 streams"), logs, elapsed, &acks, args, usage);
+        let rate = report(
+            &format!("IngestLogs streams, batches of {batch}, {} streams", args.batch_connections),
+            logs,
+            elapsed,
+            &acks,
+            args,
+            usage,
+        );
         println!("    ratio to the raw baseline: {:.2}", rate / baseline);
     }
 }
