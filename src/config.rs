@@ -2,10 +2,13 @@
 //! and its default. Read once at start and passed down.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::api::AccessPolicy;
+use crate::auth::{Authentication, Scopes, TokenError, TokenSet};
 use crate::server::ServerSettings;
 use crate::store::ConnectOptions;
 
@@ -23,12 +26,50 @@ pub struct Cli {
     pub logging: LoggingArgs,
 }
 
+// Parsed once at start: the size of the serve variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations, then serve gRPC until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate(DatabaseArgs),
+    /// Make bearer tokens for the tokens file.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Generate a random token; print it and its tokens-file line.
+    New {
+        /// The token's name in the tokens file and in logwell's own logs.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: write, read, admin.
+        #[arg(long, value_parser = Scopes::parse)]
+        scopes: Scopes,
+    },
+    /// Read a token on standard input; print its SHA-256, as the tokens file holds it.
+    Hash,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the tokens file {path}: {source}")]
+    TokensFile { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    #[error("tokens were configured, but none were found in them")]
+    NoTokensFound,
+    #[error("--insecure-no-auth contradicts the configured tokens; drop one")]
+    InsecureWithTokens,
+    #[error(
+        "refusing to listen on {listen} without authentication: configure tokens (--tokens-file), \
+         listen on loopback, or pass --insecure-no-auth"
+    )]
+    OpenToNetwork { listen: SocketAddr },
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +103,21 @@ pub struct ServeArgs {
     /// Logs waiting to be committed, at most; writes beyond it get RESOURCE_EXHAUSTED.
     #[arg(long, env = "LOGWELL_WRITE_QUEUE_LOGS", default_value_t = 100_000)]
     pub write_queue_logs: usize,
+    /// File of accepted bearer tokens, one per line: NAME SCOPES SHA256-HEX (`logwell token new` makes them).
+    #[arg(long, env = "LOGWELL_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Accepted bearer tokens in the tokens file's format; entries separated by newlines or `;`.
+    #[arg(long, env = "LOGWELL_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
+    /// Serve without authentication on a non-loopback address: anyone who reaches the port reads and writes every log.
+    #[arg(long, env = "LOGWELL_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Require a token for the health service too.
+    #[arg(long, env = "LOGWELL_AUTHENTICATE_HEALTH")]
+    pub authenticate_health: bool,
+    /// Require a token for reflection too.
+    #[arg(long, env = "LOGWELL_AUTHENTICATE_REFLECTION")]
+    pub authenticate_reflection: bool,
 }
 
 #[derive(Debug, Args)]
@@ -105,8 +161,8 @@ impl DatabaseArgs {
 }
 
 impl ServeArgs {
-    pub fn server_settings(&self) -> ServerSettings {
-        ServerSettings {
+    pub fn server_settings(&self) -> Result<ServerSettings, ConfigError> {
+        Ok(ServerSettings {
             health_check_interval: self.health_check_interval,
             shutdown_grace: self.shutdown_grace,
             stream_heartbeat_interval: self.stream_heartbeat_interval,
@@ -115,7 +171,36 @@ impl ServeArgs {
             max_concurrent_streams: self.max_concurrent_streams,
             concurrent_stream_reads: usize::try_from(self.database.database_max_connections).unwrap_or(1),
             write_queue_logs: self.write_queue_logs,
+            access: self.access_policy()?,
+        })
+    }
+
+    /// Tokens, if any are configured. Without them the server is open, which
+    /// it allows only on loopback unless told `--insecure-no-auth`.
+    fn access_policy(&self) -> Result<AccessPolicy, ConfigError> {
+        let mut tokens = TokenSet::default();
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::TokensFile { path: path.display().to_string(), source })?;
+            tokens.add(&path.display().to_string(), &text)?;
         }
+        if let Some(text) = &self.tokens {
+            tokens.add("LOGWELL_TOKENS", text)?;
+        }
+        let configured = self.tokens_file.is_some() || self.tokens.is_some();
+        let authentication = match (configured, self.insecure_no_auth) {
+            (true, true) => return Err(ConfigError::InsecureWithTokens),
+            (true, false) if tokens.is_empty() => return Err(ConfigError::NoTokensFound),
+            (true, false) => Authentication::Tokens(tokens),
+            (false, true) => Authentication::Off,
+            (false, false) if self.listen.ip().is_loopback() => Authentication::Off,
+            (false, false) => return Err(ConfigError::OpenToNetwork { listen: self.listen }),
+        };
+        Ok(AccessPolicy {
+            authentication,
+            public_health: !self.authenticate_health,
+            public_reflection: !self.authenticate_reflection,
+        })
     }
 }
 
@@ -142,6 +227,35 @@ mod tests {
         assert_eq!(serve.listen, "127.0.0.1:50051".parse().unwrap());
         assert_eq!(serve.database.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(cli.logging.log_format, LogFormat::Text);
+    }
+
+    fn access(args: &[&str]) -> Result<AccessPolicy, ConfigError> {
+        let cli = Cli::try_parse_from([&["logwell", "serve"], args].concat()).unwrap();
+        let Command::Serve(serve) = cli.command else { panic!("expected serve") };
+        serve.access_policy()
+    }
+
+    #[test]
+    fn without_tokens_only_loopback_is_served() {
+        assert!(matches!(access(&[]).unwrap().authentication, Authentication::Off));
+        assert!(matches!(access(&["--listen", "[::1]:50051"]).unwrap().authentication, Authentication::Off));
+        let open = access(&["--listen", "0.0.0.0:50051"]).unwrap_err();
+        assert!(open.to_string().starts_with("refusing to listen on 0.0.0.0:50051 without authentication"));
+        let insecure = access(&["--listen", "0.0.0.0:50051", "--insecure-no-auth"]).unwrap();
+        assert!(matches!(insecure.authentication, Authentication::Off));
+    }
+
+    #[test]
+    fn tokens_turn_authentication_on_anywhere() {
+        let tokens = format!("ci write {}", crate::auth::token_hash("t"));
+        let policy = access(&["--listen", "0.0.0.0:50051", "--tokens", &tokens]).unwrap();
+        assert!(matches!(policy.authentication, Authentication::Tokens(_)));
+        assert!(policy.public_health && policy.public_reflection);
+        let policy = access(&["--tokens", &tokens, "--authenticate-health", "--authenticate-reflection"]).unwrap();
+        assert!(!policy.public_health && !policy.public_reflection);
+        assert!(matches!(access(&["--tokens", &tokens, "--insecure-no-auth"]), Err(ConfigError::InsecureWithTokens)));
+        assert!(matches!(access(&["--tokens", "# nobody"]), Err(ConfigError::NoTokensFound)));
+        assert!(matches!(access(&["--tokens-file", "/nonexistent/tokens"]), Err(ConfigError::TokensFile { .. })));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! system, job and task logs, stored in SQLite or PostgreSQL.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 mod health;
 pub mod ingest;

@@ -2,7 +2,8 @@ use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 
-use logwell::config::{Cli, Command, redacted};
+use logwell::auth::{Authentication, generate_token, token_hash};
+use logwell::config::{Cli, Command, TokenCommand, redacted};
 use logwell::live::Hub;
 use logwell::server::Listeners;
 use logwell::{server, store, telemetry};
@@ -18,7 +19,18 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
             tracing::info!(database = %redacted(&database.database_url), "migrations applied");
         }
+        Command::Token(TokenCommand::New { name, scopes }) => {
+            let token = generate_token()?;
+            println!("token: {token}");
+            println!("tokens-file line: {name} {scopes} {}", token_hash(&token));
+        }
+        Command::Token(TokenCommand::Hash) => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token).context("cannot read the token from standard input")?;
+            println!("{}", token_hash(token.trim()));
+        }
         Command::Serve(args) => {
+            let settings = args.server_settings()?;
             let hub = Hub::new();
             let store =
                 store::connect(&args.database.database_url, &args.database.connect_options(), hub.clone()).await?;
@@ -33,8 +45,16 @@ async fn main() -> anyhow::Result<()> {
                 database = %redacted(&args.database.database_url),
                 "logwell serving"
             );
+            match &settings.access.authentication {
+                Authentication::Tokens(_) => tracing::info!("bearer tokens required"),
+                Authentication::Off if args.insecure_no_auth => tracing::warn!(
+                    address = %args.listen,
+                    "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches this address reads and writes every log"
+                ),
+                Authentication::Off => tracing::info!("no tokens configured: authentication is off, on loopback only"),
+            }
             let listeners = Listeners { grpc, metrics };
-            server::serve(listeners, store, hub, args.server_settings(), shutdown_signal()).await?;
+            server::serve(listeners, store, hub, settings, shutdown_signal()).await?;
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::api::{JobRuns, LogIngester, LogReader, LogStreamer, LogWriter};
+use crate::api::{AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter};
 use crate::ingest::Ingest;
 use crate::live::Hub;
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -47,6 +47,8 @@ pub struct ServerSettings {
     /// Logs waiting to be committed, at most; writes beyond are refused
     /// with RESOURCE_EXHAUSTED.
     pub write_queue_logs: usize,
+    /// Who may call what.
+    pub access: AccessPolicy,
 }
 
 /// Where the server listens.
@@ -102,6 +104,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout))
         .max_concurrent_streams(Some(settings.max_concurrent_streams))
+        .layer(AccessLayer::new(settings.access.clone()))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)

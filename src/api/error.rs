@@ -1,6 +1,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::AuthError;
 use crate::ingest::IngestError;
 use crate::model::Violations;
 use crate::store::StoreError;
@@ -18,6 +19,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     OutOfRange(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -47,6 +50,8 @@ impl From<ApiError> for Status {
                 Status::with_error_details(Code::InvalidArgument, format!("invalid request: {violations}"), details)
             }
             ApiError::NotFound(what) => Status::not_found(what),
+            ApiError::Auth(denied @ AuthError::Denied(_)) => Status::permission_denied(denied.to_string()),
+            ApiError::Auth(unauthenticated) => Status::unauthenticated(unauthenticated.to_string()),
             ApiError::Store(StoreError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "database unavailable");
                 Status::unavailable("the database is unavailable; nothing was stored, retry later")

@@ -1,6 +1,7 @@
 //! The gRPC edge: one file per service, converting proto to model and back,
 //! with every error mapped to a status in one place (`error`).
 
+mod access;
 mod convert;
 mod error;
 mod ingest_stream;
@@ -10,6 +11,7 @@ mod query;
 mod stream;
 mod write;
 
+pub use access::{AccessLayer, AccessPolicy};
 pub use error::ApiError;
 pub use ingest_stream::LogIngester;
 pub use job_runs::JobRuns;

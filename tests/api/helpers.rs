@@ -156,6 +156,7 @@ pub fn test_settings() -> ServerSettings {
         max_concurrent_streams: 4096,
         concurrent_stream_reads: 5,
         write_queue_logs: 100_000,
+        access: logwell::api::AccessPolicy::open(),
     }
 }
 
@@ -312,8 +313,19 @@ pub fn logwell() -> Command {
 pub async fn start_serving(
     database_url: &str,
 ) -> (Child, String, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
+    start_serving_with(database_url, &[], &[]).await
+}
+
+/// `start_serving` with more flags and environment variables.
+pub async fn start_serving_with(
+    database_url: &str,
+    flags: &[&str],
+    environment: &[(&str, &str)],
+) -> (Child, String, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
     let mut child = logwell()
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url, "--log-format", "json"])
+        .args(flags)
+        .envs(environment.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn logwell serve");

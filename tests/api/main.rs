@@ -5,6 +5,7 @@
 mod helpers;
 mod postgres_cluster;
 
+mod auth;
 mod health;
 mod ingest;
 mod job_runs;
