@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/logwell/v1/job_run_service.proto",
     "proto/logwell/v1/log_stream_service.proto",
     "proto/logwell/v1/log_ingest_service.proto",
+    "proto/logwell/v1/token_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

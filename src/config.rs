@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::AccessPolicy;
-use crate::auth::{Authentication, Scopes, TokenError, TokenSet};
+use std::sync::Arc;
+
+use crate::auth::{Authentication, JobRunTokens, Scopes, ShortKey, TokenError, TokenSet};
 use crate::server::ServerSettings;
 use crate::store::ConnectOptions;
 
@@ -57,8 +59,10 @@ pub enum TokenCommand {
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the tokens file {path}: {source}")]
-    TokensFile { path: String, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Unreadable { path: String, source: std::io::Error },
+    #[error(transparent)]
+    SigningKey(#[from] ShortKey),
     #[error(transparent)]
     Tokens(#[from] TokenError),
     #[error("tokens were configured, but none were found in them")]
@@ -118,6 +122,12 @@ pub struct ServeArgs {
     /// Require a token for reflection too.
     #[arg(long, env = "LOGWELL_AUTHENTICATE_REFLECTION")]
     pub authenticate_reflection: bool,
+    /// File holding the key that signs job-run tokens: at least 32 bytes, the same on every replica.
+    #[arg(long, env = "LOGWELL_TOKEN_SIGNING_KEY_FILE")]
+    pub token_signing_key_file: Option<PathBuf>,
+    /// How often each server reads revocations of job-run tokens made on other replicas.
+    #[arg(long, env = "LOGWELL_REVOCATION_REFRESH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub revocation_refresh_interval: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +172,7 @@ impl DatabaseArgs {
 
 impl ServeArgs {
     pub fn server_settings(&self) -> Result<ServerSettings, ConfigError> {
+        let job_run_tokens = self.job_run_tokens()?;
         Ok(ServerSettings {
             health_check_interval: self.health_check_interval,
             shutdown_grace: self.shutdown_grace,
@@ -171,17 +182,26 @@ impl ServeArgs {
             max_concurrent_streams: self.max_concurrent_streams,
             concurrent_stream_reads: usize::try_from(self.database.database_max_connections).unwrap_or(1),
             write_queue_logs: self.write_queue_logs,
-            access: self.access_policy()?,
+            access: self.access_policy(job_run_tokens.clone())?,
+            job_run_tokens,
+            revocation_refresh_interval: self.revocation_refresh_interval,
         })
+    }
+
+    fn job_run_tokens(&self) -> Result<Option<Arc<JobRunTokens>>, ConfigError> {
+        let Some(path) = &self.token_signing_key_file else { return Ok(None) };
+        let key = std::fs::read(path)
+            .map_err(|source| ConfigError::Unreadable { path: path.display().to_string(), source })?;
+        Ok(Some(Arc::new(JobRunTokens::new(key.trim_ascii())?)))
     }
 
     /// Tokens, if any are configured. Without them the server is open, which
     /// it allows only on loopback unless told `--insecure-no-auth`.
-    fn access_policy(&self) -> Result<AccessPolicy, ConfigError> {
+    fn access_policy(&self, job_run_tokens: Option<Arc<JobRunTokens>>) -> Result<AccessPolicy, ConfigError> {
         let mut tokens = TokenSet::default();
         if let Some(path) = &self.tokens_file {
             let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::TokensFile { path: path.display().to_string(), source })?;
+                .map_err(|source| ConfigError::Unreadable { path: path.display().to_string(), source })?;
             tokens.add(&path.display().to_string(), &text)?;
         }
         if let Some(text) = &self.tokens {
@@ -191,7 +211,7 @@ impl ServeArgs {
         let authentication = match (configured, self.insecure_no_auth) {
             (true, true) => return Err(ConfigError::InsecureWithTokens),
             (true, false) if tokens.is_empty() => return Err(ConfigError::NoTokensFound),
-            (true, false) => Authentication::Tokens(tokens),
+            (true, false) => Authentication::Tokens { tokens, job_run_tokens },
             (false, true) => Authentication::Off,
             (false, false) if self.listen.ip().is_loopback() => Authentication::Off,
             (false, false) => return Err(ConfigError::OpenToNetwork { listen: self.listen }),
@@ -232,7 +252,7 @@ mod tests {
     fn access(args: &[&str]) -> Result<AccessPolicy, ConfigError> {
         let cli = Cli::try_parse_from([&["logwell", "serve"], args].concat()).unwrap();
         let Command::Serve(serve) = cli.command else { panic!("expected serve") };
-        serve.access_policy()
+        serve.access_policy(None)
     }
 
     #[test]
@@ -249,13 +269,13 @@ mod tests {
     fn tokens_turn_authentication_on_anywhere() {
         let tokens = format!("ci write {}", crate::auth::token_hash("t"));
         let policy = access(&["--listen", "0.0.0.0:50051", "--tokens", &tokens]).unwrap();
-        assert!(matches!(policy.authentication, Authentication::Tokens(_)));
+        assert!(matches!(policy.authentication, Authentication::Tokens { .. }));
         assert!(policy.public_health && policy.public_reflection);
         let policy = access(&["--tokens", &tokens, "--authenticate-health", "--authenticate-reflection"]).unwrap();
         assert!(!policy.public_health && !policy.public_reflection);
         assert!(matches!(access(&["--tokens", &tokens, "--insecure-no-auth"]), Err(ConfigError::InsecureWithTokens)));
         assert!(matches!(access(&["--tokens", "# nobody"]), Err(ConfigError::NoTokensFound)));
-        assert!(matches!(access(&["--tokens-file", "/nonexistent/tokens"]), Err(ConfigError::TokensFile { .. })));
+        assert!(matches!(access(&["--tokens-file", "/nonexistent/tokens"]), Err(ConfigError::Unreadable { .. })));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::api::{JobRuns, LogIngester, LogReader, LogStreamer, LogWriter};
+use crate::api::{JobRuns, LogIngester, LogReader, LogStreamer, LogWriter, Tokens};
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
 use crate::proto::v1::job_run_service_server::JobRunServiceServer;
 use crate::proto::v1::log_ingest_service_server::LogIngestServiceServer;
@@ -17,10 +17,11 @@ use crate::proto::v1::log_query_service_server::LogQueryServiceServer;
 use crate::proto::v1::log_stream_service_server::LogStreamServiceServer;
 use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
+use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::store::LogStore;
 
 /// The names whose status the health service reports; "" is the server.
-const SERVICES: [&str; 8] = [
+const SERVICES: [&str; 9] = [
     "",
     <SystemLogServiceServer<LogWriter> as NamedService>::NAME,
     <JobLogServiceServer<LogWriter> as NamedService>::NAME,
@@ -29,6 +30,7 @@ const SERVICES: [&str; 8] = [
     <LogStreamServiceServer<LogStreamer> as NamedService>::NAME,
     <JobRunServiceServer<JobRuns> as NamedService>::NAME,
     <LogIngestServiceServer<LogIngester> as NamedService>::NAME,
+    <TokenServiceServer<Tokens> as NamedService>::NAME,
 ];
 
 pub(crate) async fn report(reporter: &HealthReporter, status: ServingStatus) {

@@ -11,7 +11,8 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::api::{AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter};
+use crate::api::{AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter, Tokens};
+use crate::auth::JobRunTokens;
 use crate::ingest::Ingest;
 use crate::live::Hub;
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -22,6 +23,7 @@ use crate::proto::v1::log_query_service_server::LogQueryServiceServer;
 use crate::proto::v1::log_stream_service_server::LogStreamServiceServer;
 use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
+use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::store::LogStore;
 use crate::{health, metrics};
 
@@ -49,6 +51,10 @@ pub struct ServerSettings {
     pub write_queue_logs: usize,
     /// Who may call what.
     pub access: AccessPolicy,
+    /// Mints and checks job-run tokens, if a signing key is configured.
+    pub job_run_tokens: Option<Arc<JobRunTokens>>,
+    /// How often revocations made on other replicas are read.
+    pub revocation_refresh_interval: Duration,
 }
 
 /// Where the server listens.
@@ -99,6 +105,7 @@ pub async fn serve(
         hub.clone(),
         settings.stream_heartbeat_interval,
         settings.concurrent_stream_reads,
+        settings.job_run_tokens.clone(),
     );
     let router = Server::builder()
         .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
@@ -114,7 +121,8 @@ pub async fn serve(
         .add_service(LogIngestServiceServer::new(LogIngester::new(writer)))
         .add_service(LogQueryServiceServer::new(reader))
         .add_service(LogStreamServiceServer::new(streamer))
-        .add_service(JobRunServiceServer::new(JobRuns::new(store.clone())));
+        .add_service(JobRunServiceServer::new(JobRuns::new(store.clone())))
+        .add_service(TokenServiceServer::new(Tokens::new(store.clone(), settings.job_run_tokens.clone())));
 
     let (stopping_sender, stopping) = watch::channel(false);
     let health_task = tokio::spawn(health::watch_database(
@@ -123,6 +131,18 @@ pub async fn serve(
         settings.health_check_interval,
         stopping.clone(),
     ));
+    let stopped = |mut receiver: watch::Receiver<bool>| async move {
+        // An error means every sender is gone, which also means "stop".
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    };
+    if let Some(job_run_tokens) = settings.job_run_tokens.clone() {
+        tokio::spawn(refresh_revocations(
+            store.clone(),
+            job_run_tokens,
+            settings.revocation_refresh_interval,
+            stopped(stopping.clone()),
+        ));
+    }
     let signal_sender = stopping_sender.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -130,10 +150,6 @@ pub async fn serve(
         signal_sender.send_replace(true);
     });
 
-    let stopped = |mut receiver: watch::Receiver<bool>| async move {
-        // An error means every sender is gone, which also means "stop".
-        let _ = receiver.wait_for(|stopping| *stopping).await;
-    };
     if let Some(listener) = listeners.metrics {
         let stopped = stopped(stopping.clone());
         let sources = metrics::Sources { hub, ingest: Arc::downgrade(&ingest) };
@@ -172,4 +188,28 @@ pub async fn serve(
     store.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// Reads revocations made on other replicas into this server's set, until
+/// the server stops.
+async fn refresh_revocations(
+    store: Arc<dyn LogStore>,
+    job_run_tokens: Arc<JobRunTokens>,
+    interval: Duration,
+    stopped: impl Future<Output = ()>,
+) {
+    let refreshing = async {
+        let mut ticks = tokio::time::interval(interval);
+        loop {
+            ticks.tick().await;
+            match store.revoked_tokens(chrono::Utc::now()).await {
+                Ok(revoked) => job_run_tokens.add_revoked(revoked),
+                Err(error) => tracing::warn!(%error, "cannot read token revocations; retrying"),
+            }
+        }
+    };
+    tokio::select! {
+        () = refreshing => {}
+        () = stopped => {}
+    }
 }

@@ -74,7 +74,9 @@ fn requirement(path: &str) -> Requirement {
         ) => Requirement::Scope(Scope::Write),
         ("logwell.v1.LogQueryService" | "logwell.v1.LogStreamService", _) => Requirement::Scope(Scope::Read),
         ("logwell.v1.JobRunService", "GetJobRun") => Requirement::Scope(Scope::Read),
-        ("logwell.v1.JobRunService", "CompleteJobRun") => Requirement::Scope(Scope::Admin),
+        ("logwell.v1.JobRunService", "CompleteJobRun") | ("logwell.v1.TokenService", _) => {
+            Requirement::Scope(Scope::Admin)
+        }
         _ => Requirement::Token,
     }
 }
@@ -89,6 +91,15 @@ fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthError> {
         }
         _ => Err(AuthError::MalformedHeader),
     }
+}
+
+/// The principal a handler serves, put there by the layer.
+pub(super) fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, ApiError> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or(ApiError::Internal("a call reached a handler unauthenticated"))
 }
 
 /// Puts `AccessPolicy` in front of a service.

@@ -6,6 +6,7 @@ use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Timestamp};
 use serde_json::{Map, Number, Value};
 
+use crate::auth::{GrantDraft, Scope};
 use crate::model::{
     CompletionDraft, FollowDraft, JobRun, Level, Log, LogDraft, LogType, Outcome, QueryDraft, Receipt, SortOrder,
     Start, Stream, Violations,
@@ -78,6 +79,26 @@ pub(super) fn completion_draft(request: pb::CompleteJobRunRequest, violations: &
         }),
         summary: request.summary,
     }
+}
+
+pub(super) fn grant_draft(request: pb::MintJobRunTokenRequest, violations: &mut Violations) -> GrantDraft {
+    let ttl = request.ttl.and_then(|ttl| match std::time::Duration::try_from(ttl) {
+        Ok(ttl) => Some(ttl),
+        Err(_) => {
+            violations.add("ttl", format!("{}s {}ns is not a positive duration", ttl.seconds, ttl.nanos));
+            None
+        }
+    });
+    let scopes = request
+        .scopes
+        .iter()
+        .map(|raw| match pb::TokenScope::try_from(*raw) {
+            Ok(pb::TokenScope::Write) => Some(Scope::Write),
+            Ok(pb::TokenScope::Read) => Some(Scope::Read),
+            Ok(pb::TokenScope::Unspecified) | Err(_) => None,
+        })
+        .collect();
+    GrantDraft { job_run_id: request.job_run_id, task_run_id: request.task_run_id, ttl, scopes }
 }
 
 pub(super) fn job_run_to_proto(run: JobRun) -> pb::JobRun {

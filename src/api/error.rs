@@ -1,7 +1,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Denied};
 use crate::ingest::IngestError;
 use crate::model::Violations;
 use crate::store::StoreError;
@@ -21,6 +21,8 @@ pub enum ApiError {
     OutOfRange(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error("no token signing key is configured (--token-signing-key-file)")]
+    NoSigningKey,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -28,6 +30,12 @@ pub enum ApiError {
     /// logwell broke one of its own promises: a bug, not the client's fault.
     #[error("{0}")]
     Internal(&'static str),
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        ApiError::Auth(AuthError::Denied(denied))
+    }
 }
 
 impl From<Violations> for ApiError {
@@ -52,6 +60,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(what) => Status::not_found(what),
             ApiError::Auth(denied @ AuthError::Denied(_)) => Status::permission_denied(denied.to_string()),
             ApiError::Auth(unauthenticated) => Status::unauthenticated(unauthenticated.to_string()),
+            ApiError::NoSigningKey => Status::failed_precondition(error.to_string()),
             ApiError::Store(StoreError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "database unavailable");
                 Status::unavailable("the database is unavailable; nothing was stored, retry later")

@@ -9,8 +9,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::StatusExt;
 
+use super::access::principal;
 use super::error::ApiError;
 use super::write::LogWriter;
+use crate::auth::Principal;
 use crate::ingest::WhenFull;
 use crate::model::{LogType, Violations};
 use crate::proto::v1 as pb;
@@ -30,10 +32,10 @@ impl LogIngester {
         LogIngester { writer }
     }
 
-    async fn answer(&self, batch: pb::IngestLogsRequest) -> pb::IngestLogsResponse {
+    async fn answer(&self, principal: &Principal, batch: pb::IngestLogsRequest) -> pb::IngestLogsResponse {
         let batch_number = batch.batch_number;
         let result = match log_type(batch.r#type) {
-            Ok(log_type) => self.writer.write_batch(log_type, batch.logs, WhenFull::Wait).await,
+            Ok(log_type) => self.writer.write_batch(principal, log_type, batch.logs, WhenFull::Wait).await,
             Err(violations) => Err(violations.into()),
         };
         match result {
@@ -82,6 +84,7 @@ impl LogIngestService for LogIngester {
         &self,
         request: Request<Streaming<pb::IngestLogsRequest>>,
     ) -> Result<Response<Self::IngestLogsStream>, Status> {
+        let principal = principal(&request)?;
         let mut batches = request.into_inner();
         let (answers, receiver) = mpsc::channel(IN_FLIGHT_BATCHES);
         let ingester = self.clone();
@@ -99,9 +102,9 @@ impl LogIngestService for LogIngester {
                         break;
                     }
                 };
-                let (ingester, answers) = (ingester.clone(), answers.clone());
+                let (ingester, answers, principal) = (ingester.clone(), answers.clone(), principal.clone());
                 tokio::spawn(async move {
-                    let answer = ingester.answer(batch).await;
+                    let answer = ingester.answer(&principal, batch).await;
                     let _ = answers.send(Ok(answer)).await;
                     drop(slot);
                 });

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 
+use super::access::principal;
 use super::convert::{completion_draft, job_run_to_proto};
 use super::error::ApiError;
+use crate::auth::Principal;
 use crate::model::{Violations, required_id};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_run_service_server::JobRunService;
@@ -32,8 +34,9 @@ impl JobRuns {
         Ok(job_run_to_proto(run))
     }
 
-    async fn get(&self, request: pb::GetJobRunRequest) -> Result<pb::JobRun, ApiError> {
+    async fn get(&self, principal: &Principal, request: pb::GetJobRunRequest) -> Result<pb::JobRun, ApiError> {
         let id = required_id("job_run_id", &request.job_run_id)?;
+        principal.may_read_job_run(id)?;
         match self.store.job_run(id).await? {
             Some(run) => Ok(job_run_to_proto(run)),
             None => Err(ApiError::NotFound(format!("job run {id} has neither logged nor been completed"))),
@@ -55,7 +58,7 @@ impl JobRunService for JobRuns {
         &self,
         request: Request<pb::GetJobRunRequest>,
     ) -> Result<Response<pb::GetJobRunResponse>, Status> {
-        let job_run = self.get(request.into_inner()).await?;
+        let job_run = self.get(&principal(&request)?, request.into_inner()).await?;
         Ok(Response::new(pb::GetJobRunResponse { job_run: Some(job_run) }))
     }
 }

@@ -9,6 +9,7 @@ mod job_runs;
 mod page_token;
 mod query;
 mod stream;
+mod tokens;
 mod write;
 
 pub use access::{AccessLayer, AccessPolicy};
@@ -17,4 +18,5 @@ pub use ingest_stream::LogIngester;
 pub use job_runs::JobRuns;
 pub use query::LogReader;
 pub use stream::LogStreamer;
+pub use tokens::Tokens;
 pub use write::LogWriter;

@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::access::principal;
 use super::convert::{log_to_proto, query_draft};
 use super::error::ApiError;
 use super::page_token;
+use crate::auth::Principal;
 use crate::model::{Cursor, LogQuery, Violations, required_id};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_query_service_server::LogQueryService;
@@ -23,11 +25,16 @@ impl LogReader {
         LogReader { store }
     }
 
-    async fn list(&self, mut request: pb::ListLogsRequest) -> Result<pb::ListLogsResponse, ApiError> {
+    async fn list(
+        &self,
+        principal: &Principal,
+        mut request: pb::ListLogsRequest,
+    ) -> Result<pb::ListLogsResponse, ApiError> {
         let mut violations = Violations::default();
         let page_token = std::mem::take(&mut request.page_token);
         let draft = query_draft(request, &mut violations);
         let (filter, order, page_size) = violations.judge(draft.validate())?;
+        principal.may_read(filter.job_run_id, filter.task_run_id)?;
         let after = if page_token.is_empty() {
             None
         } else {
@@ -54,11 +61,15 @@ impl LogReader {
         Ok(pb::ListLogsResponse { logs: logs.into_iter().map(log_to_proto).collect(), next_page_token })
     }
 
-    async fn get(&self, request: pb::GetLogRequest) -> Result<pb::GetLogResponse, ApiError> {
+    async fn get(&self, principal: &Principal, request: pb::GetLogRequest) -> Result<pb::GetLogResponse, ApiError> {
         let id = required_id("id", &request.id)?;
         match self.store.get(id).await? {
-            Some(log) => Ok(pb::GetLogResponse { log: Some(log_to_proto(log)) }),
-            None => Err(ApiError::NotFound(format!("no log has id {id}"))),
+            // A log outside a job-run token's reach is as absent as one never
+            // written: the answer must not tell them apart.
+            Some(log) if principal.may_read(log.owner.job_run_id(), log.owner.task_run_id()).is_ok() => {
+                Ok(pb::GetLogResponse { log: Some(log_to_proto(log)) })
+            }
+            Some(_) | None => Err(ApiError::NotFound(format!("no log has id {id}"))),
         }
     }
 }
@@ -66,10 +77,10 @@ impl LogReader {
 #[tonic::async_trait]
 impl LogQueryService for LogReader {
     async fn list_logs(&self, request: Request<pb::ListLogsRequest>) -> Result<Response<pb::ListLogsResponse>, Status> {
-        Ok(Response::new(self.list(request.into_inner()).await?))
+        Ok(Response::new(self.list(&principal(&request)?, request.into_inner()).await?))
     }
 
     async fn get_log(&self, request: Request<pb::GetLogRequest>) -> Result<Response<pb::GetLogResponse>, Status> {
-        Ok(Response::new(self.get(request.into_inner()).await?))
+        Ok(Response::new(self.get(&principal(&request)?, request.into_inner()).await?))
     }
 }

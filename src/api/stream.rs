@@ -17,10 +17,12 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::access::principal;
 use super::convert::{follow_draft, job_run_to_proto, log_to_proto, time_to_proto};
 use super::error::ApiError;
+use crate::auth::{AuthError, JobRunTokens, Principal};
 use crate::live::{Hub, Subscription, Tail};
-use crate::model::{Follow, JobRun, Log, LogQuery, SortOrder, Start, Violations};
+use crate::model::{Follow, Followed, JobRun, Log, LogQuery, SortOrder, Start, Violations};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_stream_service_server::LogStreamService;
 use crate::proto::v1::stream_logs_response::Event;
@@ -41,17 +43,31 @@ pub struct LogStreamer {
     /// Followers' reads queue here rather than time out waiting for a
     /// database connection when thousands of them wake at once.
     reads: Arc<Semaphore>,
+    /// Revocations, to end the streams of revoked job-run tokens.
+    job_run_tokens: Option<Arc<JobRunTokens>>,
 }
 
 impl LogStreamer {
-    pub fn new(store: Arc<dyn LogStore>, hub: Arc<Hub>, heartbeat_interval: Duration, concurrent_reads: usize) -> Self {
-        LogStreamer { store, hub, heartbeat_interval, reads: Arc::new(Semaphore::new(concurrent_reads.max(1))) }
+    pub fn new(
+        store: Arc<dyn LogStore>,
+        hub: Arc<Hub>,
+        heartbeat_interval: Duration,
+        concurrent_reads: usize,
+        job_run_tokens: Option<Arc<JobRunTokens>>,
+    ) -> Self {
+        let reads = Arc::new(Semaphore::new(concurrent_reads.max(1)));
+        LogStreamer { store, hub, heartbeat_interval, reads, job_run_tokens }
     }
 
-    async fn start(&self, request: pb::StreamLogsRequest) -> Result<Follower, ApiError> {
+    async fn start(&self, principal: Principal, request: pb::StreamLogsRequest) -> Result<Follower, ApiError> {
         let mut violations = Violations::default();
         let draft = follow_draft(request, &mut violations);
         let follow = violations.judge(draft.validate())?;
+        let job_run_id = match follow.followed {
+            Followed::JobRun(id) => Some(id),
+            Followed::System => None,
+        };
+        principal.may_read(job_run_id, follow.task_run_id)?;
         // Subscribe before the first read, so that no commit falls between.
         let subscription = self.hub.subscribe(follow.followed.sequence());
         let cursor = self.start_cursor(&follow).await?;
@@ -62,6 +78,8 @@ impl LogStreamer {
             follow,
             cursor,
             subscription,
+            principal,
+            job_run_tokens: self.job_run_tokens.clone(),
         })
     }
 
@@ -96,7 +114,7 @@ impl LogStreamService for LogStreamer {
         &self,
         request: Request<pb::StreamLogsRequest>,
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
-        let follower = self.start(request.into_inner()).await?;
+        let follower = self.start(principal(&request)?, request.into_inner()).await?;
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         tokio::spawn(follower.run(sender));
         Ok(Response::new(ReceiverStream::new(receiver)))
@@ -111,6 +129,10 @@ struct Follower {
     /// Every matching log up to this seq has been delivered.
     cursor: i64,
     subscription: Subscription,
+    /// Checked again at each storage read (every heartbeat at least), and
+    /// at its token's expiry.
+    principal: Principal,
+    job_run_tokens: Option<Arc<JobRunTokens>>,
 }
 
 type Sender = mpsc::Sender<Result<pb::StreamLogsResponse, Status>>;
@@ -153,6 +175,7 @@ impl Follower {
                 }
             }
             if read_storage {
+                self.principal.still_valid(self.job_run_tokens.as_deref())?;
                 let (run, logs) = self.read().await?;
                 let more_waiting = logs.len() == READ_BATCH;
                 for log in logs {
@@ -182,8 +205,10 @@ impl Follower {
                     return Ok(());
                 }
             }
+            let expiry = self.principal.expires_at();
             tokio::select! {
                 storage_changed = self.subscription.woken() => read_storage = storage_changed,
+                () = sleep_until_time(expiry) => return Err(AuthError::Expired.into()),
                 () = tokio::time::sleep_until(quiet_since + self.heartbeat_interval) => {
                     let heartbeat = pb::StreamHeartbeat {
                         delivered_through_seq: self.cursor,
@@ -214,6 +239,14 @@ impl Follower {
         };
         let logs = self.store.list(&query).await?;
         Ok((run, logs))
+    }
+}
+
+/// Sleeps until `time`, or forever if there is none.
+async fn sleep_until_time(time: Option<chrono::DateTime<Utc>>) {
+    match time {
+        Some(time) => tokio::time::sleep((time - Utc::now()).to_std().unwrap_or_default()).await,
+        None => std::future::pending().await,
     }
 }
 

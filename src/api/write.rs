@@ -6,8 +6,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 
+use super::access::principal;
 use super::convert::{log_draft, receipt_to_proto};
 use super::error::ApiError;
+use crate::auth::Principal;
 use crate::ingest::{Ingest, WhenFull};
 use crate::model::{LogType, MAX_BATCH_LOGS, NewLog, Violations};
 use crate::proto::v1 as pb;
@@ -26,13 +28,19 @@ impl LogWriter {
         LogWriter { ingest }
     }
 
-    async fn write_one(&self, log_type: LogType, entry: Option<pb::LogEntry>) -> Result<pb::LogReceipt, ApiError> {
+    async fn write_one(
+        &self,
+        principal: &Principal,
+        log_type: LogType,
+        entry: Option<pb::LogEntry>,
+    ) -> Result<pb::LogReceipt, ApiError> {
         let Some(entry) = entry else {
             let mut violations = Violations::default();
             violations.add("log", "is required");
             return Err(violations.into());
         };
         let log = validate_entry(entry, log_type, "log")?;
+        principal.may_write(&log.owner, "log.job_run_id")?;
         let receipts = self.ingest.write(vec![log], WhenFull::Refuse).await?;
         receipts.into_iter().next().map(receipt_to_proto).ok_or(ApiError::Internal("the store acknowledged no log"))
     }
@@ -41,6 +49,7 @@ impl LogWriter {
     /// write queue is full is the caller's choice.
     pub(super) async fn write_batch(
         &self,
+        principal: &Principal,
         log_type: LogType,
         entries: Vec<pb::LogEntry>,
         when_full: WhenFull,
@@ -70,6 +79,9 @@ impl LogWriter {
         if !violations.is_empty() {
             return Err(violations.into());
         }
+        for (index, log) in logs.iter().enumerate() {
+            principal.may_write(&log.owner, &format!("logs[{index}].job_run_id"))?;
+        }
         let receipts = self.ingest.write(logs, when_full).await?;
         Ok(receipts.into_iter().map(receipt_to_proto).collect())
     }
@@ -88,7 +100,7 @@ impl SystemLogService for LogWriter {
         &self,
         request: Request<pb::WriteSystemLogRequest>,
     ) -> Result<Response<pb::WriteSystemLogResponse>, Status> {
-        let receipt = self.write_one(LogType::System, request.into_inner().log).await?;
+        let receipt = self.write_one(&principal(&request)?, LogType::System, request.into_inner().log).await?;
         Ok(Response::new(pb::WriteSystemLogResponse { receipt: Some(receipt) }))
     }
 
@@ -96,7 +108,9 @@ impl SystemLogService for LogWriter {
         &self,
         request: Request<pb::WriteSystemLogsRequest>,
     ) -> Result<Response<pb::WriteSystemLogsResponse>, Status> {
-        let receipts = self.write_batch(LogType::System, request.into_inner().logs, WhenFull::Refuse).await?;
+        let receipts = self
+            .write_batch(&principal(&request)?, LogType::System, request.into_inner().logs, WhenFull::Refuse)
+            .await?;
         Ok(Response::new(pb::WriteSystemLogsResponse { receipts }))
     }
 }
@@ -107,7 +121,7 @@ impl JobLogService for LogWriter {
         &self,
         request: Request<pb::WriteJobLogRequest>,
     ) -> Result<Response<pb::WriteJobLogResponse>, Status> {
-        let receipt = self.write_one(LogType::Job, request.into_inner().log).await?;
+        let receipt = self.write_one(&principal(&request)?, LogType::Job, request.into_inner().log).await?;
         Ok(Response::new(pb::WriteJobLogResponse { receipt: Some(receipt) }))
     }
 
@@ -115,7 +129,8 @@ impl JobLogService for LogWriter {
         &self,
         request: Request<pb::WriteJobLogsRequest>,
     ) -> Result<Response<pb::WriteJobLogsResponse>, Status> {
-        let receipts = self.write_batch(LogType::Job, request.into_inner().logs, WhenFull::Refuse).await?;
+        let receipts =
+            self.write_batch(&principal(&request)?, LogType::Job, request.into_inner().logs, WhenFull::Refuse).await?;
         Ok(Response::new(pb::WriteJobLogsResponse { receipts }))
     }
 }
@@ -126,7 +141,7 @@ impl TaskLogService for LogWriter {
         &self,
         request: Request<pb::WriteTaskLogRequest>,
     ) -> Result<Response<pb::WriteTaskLogResponse>, Status> {
-        let receipt = self.write_one(LogType::Task, request.into_inner().log).await?;
+        let receipt = self.write_one(&principal(&request)?, LogType::Task, request.into_inner().log).await?;
         Ok(Response::new(pb::WriteTaskLogResponse { receipt: Some(receipt) }))
     }
 
@@ -134,7 +149,8 @@ impl TaskLogService for LogWriter {
         &self,
         request: Request<pb::WriteTaskLogsRequest>,
     ) -> Result<Response<pb::WriteTaskLogsResponse>, Status> {
-        let receipts = self.write_batch(LogType::Task, request.into_inner().logs, WhenFull::Refuse).await?;
+        let receipts =
+            self.write_batch(&principal(&request)?, LogType::Task, request.into_inner().logs, WhenFull::Refuse).await?;
         Ok(Response::new(pb::WriteTaskLogsResponse { receipts }))
     }
 }

@@ -3,10 +3,20 @@
 //! (`api::access`); what a principal may touch inside a scope (a job-run
 //! token's one run) is decided here, in plain Rust.
 
+mod job_run_tokens;
 mod tokens;
 
 use std::fmt;
+use std::sync::Arc;
 
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::model::Owner;
+
+pub use job_run_tokens::{
+    DEFAULT_TTL, GrantDraft, InvalidToken, JOB_RUN_TOKEN_PREFIX, JobRunGrant, JobRunTokens, MAX_TTL, ShortKey,
+};
 pub use tokens::{TokenError, TokenSet, generate_token, token_hash};
 
 /// What a token allows.
@@ -95,6 +105,8 @@ pub enum Principal {
     Anyone,
     /// A configured token, by its name.
     Token { name: String, scopes: Scopes },
+    /// A job-run token: its scopes, within its run (or task run) only.
+    JobRun(JobRunGrant),
 }
 
 impl Principal {
@@ -102,6 +114,58 @@ impl Principal {
         match self {
             Principal::Anyone => true,
             Principal::Token { scopes, .. } => scopes.contains(scope),
+            Principal::JobRun(grant) => grant.scopes.contains(scope),
+        }
+    }
+
+    /// Whether this principal may write a log of `owner`; `field` names the
+    /// log's place in the request, for the refusal.
+    pub fn may_write(&self, owner: &Owner, field: &str) -> Result<(), Denied> {
+        match self {
+            Principal::Anyone | Principal::Token { .. } => Ok(()),
+            Principal::JobRun(grant) => grant.covers(owner.job_run_id(), owner.task_run_id(), field),
+        }
+    }
+
+    /// Whether this principal may read what a query pinned to these ids (or
+    /// to none) returns.
+    pub fn may_read(&self, job_run_id: Option<Uuid>, task_run_id: Option<Uuid>) -> Result<(), Denied> {
+        match self {
+            Principal::Anyone | Principal::Token { .. } => Ok(()),
+            Principal::JobRun(grant) => grant.covers(job_run_id, task_run_id, "job_run_id"),
+        }
+    }
+
+    /// Whether a principal admitted earlier still holds: a long stream
+    /// outlives its job-run token's expiry or revocation only until the next
+    /// check.
+    pub fn still_valid(&self, job_run_tokens: Option<&JobRunTokens>) -> Result<(), AuthError> {
+        let Principal::JobRun(grant) = self else { return Ok(()) };
+        if grant.expires_at <= Utc::now() {
+            return Err(AuthError::Expired);
+        }
+        match job_run_tokens {
+            Some(tokens) if tokens.is_revoked(grant.token_id) => Err(AuthError::Revoked),
+            _ => Ok(()),
+        }
+    }
+
+    /// When this principal's token expires, if it does.
+    pub fn expires_at(&self) -> Option<chrono::DateTime<Utc>> {
+        match self {
+            Principal::JobRun(grant) => Some(grant.expires_at),
+            Principal::Anyone | Principal::Token { .. } => None,
+        }
+    }
+
+    /// Whether this principal may read a job run's state.
+    pub fn may_read_job_run(&self, job_run_id: Uuid) -> Result<(), Denied> {
+        match self {
+            Principal::Anyone | Principal::Token { .. } => Ok(()),
+            Principal::JobRun(grant) if grant.job_run_id == job_run_id => Ok(()),
+            Principal::JobRun(grant) => {
+                Err(Denied::OutsideGrant { grant: grant.describe(), field: "job_run_id".into() })
+            }
         }
     }
 
@@ -111,13 +175,35 @@ impl Principal {
     }
 }
 
+impl JobRunGrant {
+    /// Whether a request pinned to these ids stays inside the grant.
+    fn covers(&self, job_run_id: Option<Uuid>, task_run_id: Option<Uuid>, field: &str) -> Result<(), Denied> {
+        let outside = |field: &str| Err(Denied::OutsideGrant { grant: self.describe(), field: field.into() });
+        if job_run_id != Some(self.job_run_id) {
+            return outside(field);
+        }
+        match self.task_run_id {
+            Some(task) if task_run_id != Some(task) => outside(&field.replace("job_run_id", "task_run_id")),
+            _ => Ok(()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.task_run_id {
+            Some(task) => format!("job run {} task run {task}", self.job_run_id),
+            None => format!("job run {}", self.job_run_id),
+        }
+    }
+}
+
 /// How the server tells callers apart.
 #[derive(Debug, Clone)]
 pub enum Authentication {
     /// Every caller is `Principal::Anyone`.
     Off,
-    /// Every caller presents one of these tokens.
-    Tokens(TokenSet),
+    /// Every caller presents one of these tokens, or a job-run token if a
+    /// signing key is configured.
+    Tokens { tokens: TokenSet, job_run_tokens: Option<Arc<JobRunTokens>> },
 }
 
 impl Authentication {
@@ -125,9 +211,20 @@ impl Authentication {
     pub fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, AuthError> {
         match self {
             Authentication::Off => Ok(Principal::Anyone),
-            Authentication::Tokens(tokens) => {
+            Authentication::Tokens { tokens, job_run_tokens } => {
                 let token = bearer.ok_or(AuthError::MissingToken)?;
-                tokens.verify(token).ok_or(AuthError::UnknownToken)
+                match job_run_tokens {
+                    Some(job_run_tokens) if token.starts_with(JOB_RUN_TOKEN_PREFIX) => {
+                        match job_run_tokens.verify(token, Utc::now()) {
+                            Ok(grant) => Ok(Principal::JobRun(grant)),
+                            Err(reason) => {
+                                tracing::info!(%reason, "job-run token refused");
+                                Err(AuthError::UnknownToken)
+                            }
+                        }
+                    }
+                    _ => tokens.verify(token).ok_or(AuthError::UnknownToken),
+                }
             }
         }
     }
@@ -143,6 +240,10 @@ pub enum AuthError {
     MalformedHeader,
     #[error("the bearer token is not valid")]
     UnknownToken,
+    #[error("the job-run token expired")]
+    Expired,
+    #[error("the job-run token was revoked")]
+    Revoked,
     #[error(transparent)]
     Denied(#[from] Denied),
 }
@@ -152,6 +253,8 @@ pub enum AuthError {
 pub enum Denied {
     #[error("this token lacks the {scope} scope, which {action} needs")]
     MissingScope { scope: Scope, action: String },
+    #[error("this token is bound to {grant}; {field} names something outside it")]
+    OutsideGrant { grant: String, field: String },
 }
 
 #[cfg(test)]
@@ -163,7 +266,7 @@ mod tests {
         assert_eq!(Authentication::Off.authenticate(None), Ok(Principal::Anyone));
         let mut tokens = TokenSet::default();
         tokens.add("test", &format!("reader read {}", token_hash("secret"))).unwrap();
-        let tokens = Authentication::Tokens(tokens);
+        let tokens = Authentication::Tokens { tokens, job_run_tokens: None };
         assert_eq!(tokens.authenticate(None), Err(AuthError::MissingToken));
         assert_eq!(tokens.authenticate(Some("guess")), Err(AuthError::UnknownToken));
         let reader = tokens.authenticate(Some("secret")).unwrap();
@@ -172,6 +275,41 @@ mod tests {
             reader.require(Scope::Write, "WriteJobLog").unwrap_err().to_string(),
             "this token lacks the write scope, which WriteJobLog needs"
         );
+    }
+
+    #[test]
+    fn a_job_run_token_reaches_its_run_only() {
+        let (run, task) = (Uuid::now_v7(), Uuid::now_v7());
+        let grant = |task_run_id| {
+            let scopes = Scopes::default().with(Scope::Read).with(Scope::Write);
+            let expires_at = Utc::now() + chrono::Duration::hours(1);
+            Principal::JobRun(JobRunGrant {
+                token_id: Uuid::now_v7(),
+                job_run_id: run,
+                task_run_id,
+                scopes,
+                expires_at,
+            })
+        };
+        let whole_run = grant(None);
+        assert_eq!(whole_run.may_write(&Owner::Job { job_run_id: run }, "log.job_run_id"), Ok(()));
+        assert_eq!(whole_run.may_write(&Owner::Task { job_run_id: run, task_run_id: task }, "log"), Ok(()));
+        let elsewhere = whole_run.may_write(&Owner::Job { job_run_id: Uuid::now_v7() }, "logs[2].job_run_id");
+        assert_eq!(
+            elsewhere.unwrap_err().to_string(),
+            format!("this token is bound to job run {run}; logs[2].job_run_id names something outside it")
+        );
+        assert!(whole_run.may_write(&Owner::System, "log.job_run_id").is_err());
+        assert_eq!(whole_run.may_read(Some(run), None), Ok(()));
+        assert!(whole_run.may_read(None, None).is_err(), "a listing across runs");
+        assert_eq!(whole_run.may_read_job_run(run), Ok(()));
+
+        let one_task = grant(Some(task));
+        assert_eq!(one_task.may_write(&Owner::Task { job_run_id: run, task_run_id: task }, "log.job_run_id"), Ok(()));
+        let job_log = one_task.may_write(&Owner::Job { job_run_id: run }, "log.job_run_id").unwrap_err();
+        assert!(job_log.to_string().contains("log.task_run_id names"), "{job_log}");
+        assert!(one_task.may_read(Some(run), None).is_err());
+        assert_eq!(one_task.may_read(Some(run), Some(task)), Ok(()));
     }
 
     #[test]

@@ -18,3 +18,4 @@ pub use validation::{
     FieldViolation, MAX_BATCH_LOGS, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES, MAX_SOURCE_BYTES, MAX_TIME, MIN_TIME,
     Violations, required_id,
 };
+pub(crate) use validation::{optional_uuid, required_uuid};

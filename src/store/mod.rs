@@ -50,6 +50,13 @@ pub trait LogStore: Send + Sync + 'static {
     /// summary returns the run unchanged; otherwise `JobRunAlreadyComplete`.
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError>;
 
+    /// Records that a job-run token is revoked until `expires_at` (again is
+    /// harmless), and forgets revocations whose tokens have expired.
+    async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The revoked tokens that have not expired by `now`.
+    async fn revoked_tokens(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
+
     /// Succeeds while the database answers and holds logwell's schema.
     async fn check_health(&self) -> Result<(), StoreError>;
 

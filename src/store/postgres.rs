@@ -249,6 +249,25 @@ impl LogStore for PostgresStore {
         super::settle_completion(changed, JobRun::try_from(row)?, completion)
     }
 
+    async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < now()").execute(&mut *transaction).await?;
+        sqlx::query("INSERT INTO revoked_tokens (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(token_id)
+            .bind(expires_at)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn revoked_tokens(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM revoked_tokens WHERE expires_at >= $1")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn check_health(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM job_runs LIMIT 1").execute(&self.pool).await?;
         Ok(())

@@ -415,6 +415,31 @@ impl LogStore for SqliteStore {
         super::settle_completion(changed, JobRun::try_from(row)?, completion)
     }
 
+    async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut transaction = self.writer.begin().await?;
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < ?")
+            .bind(Utc::now().timestamp_micros())
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("INSERT INTO revoked_tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
+            .bind(token_id.to_string())
+            .bind(expires_at.timestamp_micros())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn revoked_tokens(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM revoked_tokens WHERE expires_at >= ?")
+            .bind(now.timestamp_micros())
+            .fetch_all(&self.reader)
+            .await?;
+        ids.iter()
+            .map(|id| Uuid::try_parse(id).map_err(|_| StoreError::Internal("a revoked token id is not a UUID")))
+            .collect()
+    }
+
     async fn check_health(&self) -> Result<(), StoreError> {
         // An open connection keeps working on a data file that was deleted or
         // unmounted, so writes would vanish at the next start: check the path.

@@ -1,13 +1,17 @@
-//! Who may call what: every RPC against every kind of credential, with the
-//! exact status; health and reflection open unless configured otherwise; the
-//! refusal to serve a network address without tokens.
+//! Who may call what: every RPC against every kind of credential, job-run
+//! tokens for this run and for another included, with the exact status;
+//! job-run tokens' lifetime and revocation; health and reflection open unless
+//! configured otherwise; the refusal to serve a network address without
+//! tokens.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use logwell::api::AccessPolicy;
-use logwell::auth::{Authentication, TokenSet, token_hash};
+use logwell::auth::{Authentication, JobRunTokens, TokenSet, token_hash};
 use logwell::proto::v1 as pb;
 use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
+use logwell::proto::v1::token_service_client::TokenServiceClient;
 use logwell::server::ServerSettings;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
@@ -23,7 +27,7 @@ const WRITER: &str = "lw_writer_token";
 const ADMIN: &str = "lw_admin_token";
 
 /// The credentials each RPC is tried with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Credential {
     None,
     Wrong,
@@ -31,19 +35,14 @@ enum Credential {
     Reader,
     Writer,
     Admin,
+    /// A job-run token (read and write) for the run the calls are about.
+    ThisRun(String),
+    /// A job-run token (read and write) for another run.
+    OtherRun(String),
 }
 
 impl Credential {
-    const ALL: [Credential; 6] = [
-        Credential::None,
-        Credential::Wrong,
-        Credential::NotBearer,
-        Credential::Reader,
-        Credential::Writer,
-        Credential::Admin,
-    ];
-
-    fn header(self) -> Option<String> {
+    fn header(&self) -> Option<String> {
         match self {
             Credential::None => None,
             Credential::Wrong => Some("Bearer lw_not_a_token".into()),
@@ -51,11 +50,25 @@ impl Credential {
             Credential::Reader => Some(format!("Bearer {READER}")),
             Credential::Writer => Some(format!("Bearer {WRITER}")),
             Credential::Admin => Some(format!("Bearer {ADMIN}")),
+            Credential::ThisRun(token) | Credential::OtherRun(token) => Some(format!("Bearer {token}")),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Credential::None => "no token",
+            Credential::Wrong => "a wrong token",
+            Credential::NotBearer => "a non-bearer header",
+            Credential::Reader => "the read token",
+            Credential::Writer => "the write token",
+            Credential::Admin => "the admin token",
+            Credential::ThisRun(_) => "this run's job-run token",
+            Credential::OtherRun(_) => "another run's job-run token",
         }
     }
 }
 
-fn request<T>(message: T, credential: Credential) -> tonic::Request<T> {
+fn request<T>(message: T, credential: &Credential) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(header) = credential.header() {
         request.metadata_mut().insert("authorization", MetadataValue::try_from(header).expect("header"));
@@ -63,7 +76,21 @@ fn request<T>(message: T, credential: Credential) -> tonic::Request<T> {
     request
 }
 
+/// Configured read, write and admin tokens, and job-run tokens signed with a
+/// test key.
 fn tokens_policy() -> AccessPolicy {
+    let AccessPolicy { authentication: Authentication::Tokens { tokens, .. }, .. } = static_tokens_policy() else {
+        unreachable!("tokens configured")
+    };
+    let job_run_tokens = Some(signing_key());
+    AccessPolicy { authentication: Authentication::Tokens { tokens, job_run_tokens }, ..AccessPolicy::open() }
+}
+
+fn signing_key() -> Arc<JobRunTokens> {
+    Arc::new(JobRunTokens::new(b"a test key of at least 32 bytes!").expect("key"))
+}
+
+fn static_tokens_policy() -> AccessPolicy {
     let mut tokens = TokenSet::default();
     let lines = format!(
         "reader read {}\nwriter write {}\nadmin admin {}",
@@ -72,20 +99,41 @@ fn tokens_policy() -> AccessPolicy {
         token_hash(ADMIN)
     );
     tokens.add("test", &lines).expect("tokens");
-    AccessPolicy { authentication: Authentication::Tokens(tokens), ..AccessPolicy::open() }
+    AccessPolicy { authentication: Authentication::Tokens { tokens, job_run_tokens: None }, ..AccessPolicy::open() }
 }
 
+/// A server with `access`; it mints job-run tokens with the key `access`
+/// verifies them with.
 async fn server_with(access: AccessPolicy) -> TestServer {
     let database = TestDatabase::create(Backend::Sqlite).await;
-    TestServer::start_with(database, ServerSettings { access, ..crate::helpers::test_settings() }).await
+    let job_run_tokens = match &access.authentication {
+        Authentication::Tokens { job_run_tokens, .. } => job_run_tokens.clone(),
+        Authentication::Off => None,
+    };
+    let settings = ServerSettings { access, job_run_tokens, ..crate::helpers::test_settings() };
+    TestServer::start_with(database, settings).await
+}
+
+/// Mints a job-run token with the admin token.
+async fn mint(server: &TestServer, request_body: pb::MintJobRunTokenRequest) -> pb::MintJobRunTokenResponse {
+    TokenServiceClient::new(server.channel.clone())
+        .mint_job_run_token(request(request_body, &Credential::Admin))
+        .await
+        .expect("mint")
+        .into_inner()
+}
+
+fn for_run(run: Uuid) -> pb::MintJobRunTokenRequest {
+    pb::MintJobRunTokenRequest { job_run_id: run.to_string(), ..Default::default() }
 }
 
 fn code<T>(result: Result<T, tonic::Status>) -> Code {
     result.map(|_| Code::Ok).unwrap_or_else(|status| status.code())
 }
 
-/// Calls `rpc` with `credential`; answers the status code.
-async fn call(server: &TestServer, rpc: &str, credential: Credential, run: Uuid, log_id: &str) -> Code {
+/// Calls `rpc` with `credential`; answers the status code (for IngestLogs, a
+/// refused batch's code).
+async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid, log_id: &str) -> Code {
     let task = Uuid::now_v7();
     match rpc {
         "WriteSystemLog" => {
@@ -122,8 +170,7 @@ async fn call(server: &TestServer, rpc: &str, credential: Credential, run: Uuid,
             match client.ingest_logs(request(tokio_stream::iter([batch]), credential)).await {
                 Ok(answers) => {
                     let answer = answers.into_inner().message().await.expect("answer").expect("one answer");
-                    assert_eq!(answer.refusal, None);
-                    Code::Ok
+                    answer.refusal.map(|refusal| Code::from_i32(refusal.code)).unwrap_or(Code::Ok)
                 }
                 Err(status) => status.code(),
             }
@@ -160,28 +207,42 @@ async fn call(server: &TestServer, rpc: &str, credential: Credential, run: Uuid,
             };
             code(server.job_runs().complete_job_run(request(completion, credential)).await)
         }
+        "MintJobRunToken" => {
+            let mut tokens = TokenServiceClient::new(server.channel.clone());
+            code(tokens.mint_job_run_token(request(for_run(run), credential)).await)
+        }
+        "RevokeJobRunToken" => {
+            let revoke = pb::RevokeJobRunTokenRequest { token_id: Uuid::now_v7().to_string() };
+            code(
+                TokenServiceClient::new(server.channel.clone()).revoke_job_run_token(request(revoke, credential)).await,
+            )
+        }
         other => panic!("no call for {other}"),
     }
 }
 
-/// Every RPC of logwell's contract, with the scope it needs.
-const RPCS: [(&str, Credential); 15] = [
-    ("WriteSystemLog", Credential::Writer),
-    ("WriteSystemLogs", Credential::Writer),
-    ("WriteJobLog", Credential::Writer),
-    ("WriteJobLogs", Credential::Writer),
-    ("WriteTaskLog", Credential::Writer),
-    ("WriteTaskLogs", Credential::Writer),
-    ("IngestLogs", Credential::Writer),
-    ("ListLogs", Credential::Reader),
-    ("GetLog", Credential::Reader),
-    ("StreamLogs", Credential::Reader),
-    ("GetJobRun", Credential::Reader),
-    ("CompleteJobRun", Credential::Admin),
-    // Twice more, so that order does not matter: a refused call changes nothing.
-    ("WriteJobLog", Credential::Writer),
-    ("ListLogs", Credential::Reader),
-    ("CompleteJobRun", Credential::Admin),
+/// Every RPC of logwell's contract: the configured token that may call it,
+/// and what job-run tokens for the calls' run and for another run get.
+const RPCS: [(&str, Credential, Code, Code); 17] = [
+    ("WriteSystemLog", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
+    ("WriteSystemLogs", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
+    ("WriteJobLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    ("WriteJobLogs", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    ("WriteTaskLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    ("WriteTaskLogs", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    ("IngestLogs", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    ("ListLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
+    // Another run's token cannot tell a log outside its run from no log.
+    ("GetLog", Credential::Reader, Code::Ok, Code::NotFound),
+    ("StreamLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
+    ("GetJobRun", Credential::Reader, Code::Ok, Code::PermissionDenied),
+    ("CompleteJobRun", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
+    ("MintJobRunToken", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
+    ("RevokeJobRunToken", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
+    // Again, so that order does not matter: a refused call changes nothing.
+    ("WriteJobLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    ("ListLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
+    ("CompleteJobRun", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
 ];
 
 #[tokio::test]
@@ -190,38 +251,46 @@ async fn every_rpc_answers_each_credential_with_the_exact_status() {
     let run = Uuid::now_v7();
     let written = server
         .job()
-        .write_job_log(request(pb::WriteJobLogRequest { log: Some(job_entry(run, "first")) }, Credential::Writer))
+        .write_job_log(request(pb::WriteJobLogRequest { log: Some(job_entry(run, "first")) }, &Credential::Writer))
         .await
         .expect("writer writes")
         .into_inner();
     let log_id = written.receipt.expect("receipt").id;
+    let this_run = mint(&server, for_run(run)).await.token;
+    let other_run = mint(&server, for_run(Uuid::now_v7())).await.token;
+    let credentials = [
+        Credential::None,
+        Credential::Wrong,
+        Credential::NotBearer,
+        Credential::Reader,
+        Credential::Writer,
+        Credential::Admin,
+        Credential::ThisRun(this_run),
+        Credential::OtherRun(other_run),
+    ];
     let mut mismatches = Vec::new();
-    for (rpc, allowed) in RPCS {
-        for credential in Credential::ALL {
+    for (rpc, allowed, this_run_gets, other_run_gets) in RPCS {
+        for credential in &credentials {
             let expected = match credential {
                 Credential::None | Credential::Wrong | Credential::NotBearer => Code::Unauthenticated,
-                granted if granted == allowed => Code::Ok,
+                Credential::ThisRun(_) => this_run_gets,
+                Credential::OtherRun(_) => other_run_gets,
+                granted if *granted == allowed => Code::Ok,
                 _ => Code::PermissionDenied,
             };
             let actual = call(&server, rpc, credential, run, &log_id).await;
             if actual != expected {
-                mismatches.push(format!("{rpc} with {credential:?}: expected {expected:?}, got {actual:?}"));
+                mismatches.push(format!("{rpc} with {}: expected {expected:?}, got {actual:?}", credential.name()));
             }
         }
     }
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     // Refused writes stored nothing: the run holds the first log and what the
-    // writer sent (WriteJobLog twice, WriteJobLogs, IngestLogs, two task logs).
-    let stored = server
-        .query()
-        .list_logs(request(
-            pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() },
-            Credential::Reader,
-        ))
-        .await
-        .expect("list")
-        .into_inner();
-    assert_eq!(stored.logs.len(), 7, "{:?}", stored.logs.iter().map(|log| &log.message).collect::<Vec<_>>());
+    // write token and this run's token sent (WriteJobLog twice, WriteJobLogs,
+    // IngestLogs and two task logs, each).
+    let listing = pb::ListLogsRequest { job_run_id: run.to_string(), page_size: 100, ..Default::default() };
+    let stored = server.query().list_logs(request(listing, &Credential::Reader)).await.expect("list").into_inner();
+    assert_eq!(stored.logs.len(), 13, "{:?}", stored.logs.iter().map(|log| &log.message).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -232,7 +301,7 @@ async fn refusals_say_what_is_missing_and_nothing_about_the_data() {
         async move {
             let query_for_unknown_run =
                 pb::ListLogsRequest { job_run_id: Uuid::now_v7().to_string(), ..Default::default() };
-            query.list_logs(request(query_for_unknown_run, credential)).await.expect_err("refused")
+            query.list_logs(request(query_for_unknown_run, &credential)).await.expect_err("refused")
         }
     };
     let missing = list(Credential::None).await;
@@ -266,7 +335,7 @@ async fn health_and_reflection_are_open_unless_configured_otherwise() {
     let closed = server_with(AccessPolicy { public_health: false, public_reflection: false, ..tokens_policy() }).await;
     assert_eq!(code(closed.health().check(HealthCheckRequest::default()).await), Code::Unauthenticated);
     assert_eq!(reflect(&closed).await, Code::Unauthenticated);
-    let with_token = request(HealthCheckRequest::default(), Credential::Reader);
+    let with_token = request(HealthCheckRequest::default(), &Credential::Reader);
     assert_eq!(code(closed.health().check(with_token).await), Code::Ok);
 }
 
@@ -332,4 +401,188 @@ async fn a_generated_token_works_once_its_line_is_configured() {
     authorized.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
     assert_eq!(code(client.write_job_log(authorized).await), Code::Ok);
     child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn a_token_bound_to_a_task_run_reaches_that_task_run_only() {
+    let server = server_with(tokens_policy()).await;
+    let (run, task, other_task) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let bound = pb::MintJobRunTokenRequest {
+        task_run_id: task.to_string(),
+        scopes: vec![pb::TokenScope::Write.into(), pb::TokenScope::Read.into()],
+        ..for_run(run)
+    };
+    let token = Credential::ThisRun(mint(&server, bound).await.token);
+    let write = |log: pb::LogEntry| {
+        let mut client = server.task();
+        let credential = token.clone();
+        async move { code(client.write_task_log(request(pb::WriteTaskLogRequest { log: Some(log) }, &credential)).await) }
+    };
+    assert_eq!(write(task_entry(run, task, "mine")).await, Code::Ok);
+    assert_eq!(write(task_entry(run, other_task, "not mine")).await, Code::PermissionDenied);
+    let job_log = pb::WriteJobLogRequest { log: Some(job_entry(run, "the job's, not the task's")) };
+    assert_eq!(code(server.job().write_job_log(request(job_log, &token)).await), Code::PermissionDenied);
+
+    let list = |task_run_id: String| {
+        let mut client = server.query();
+        let credential = token.clone();
+        let query = pb::ListLogsRequest { job_run_id: run.to_string(), task_run_id, ..Default::default() };
+        async move { client.list_logs(request(query, &credential)).await }
+    };
+    let listed = list(task.to_string()).await.expect("its own task run").into_inner();
+    assert_eq!(listed.logs.iter().map(|log| log.message.as_str()).collect::<Vec<_>>(), ["mine"]);
+    let whole_run = list(String::new()).await.expect_err("the whole run is out of reach");
+    assert_eq!(whole_run.code(), Code::PermissionDenied);
+    assert!(whole_run.message().contains(&format!("task run {task}")), "{}", whole_run.message());
+}
+
+#[tokio::test]
+async fn revoked_expired_and_forged_job_run_tokens_are_refused() {
+    let server = server_with(tokens_policy()).await;
+    let run = Uuid::now_v7();
+    let get_run = |token: String| {
+        let mut client = server.job_runs();
+        let credential = Credential::ThisRun(token);
+        async move {
+            let get = pb::GetJobRunRequest { job_run_id: run.to_string() };
+            client.get_job_run(request(get, &credential)).await.map(|_| Code::Ok).unwrap_or_else(|status| status.code())
+        }
+    };
+    // The run does not exist yet: a valid token gets NOT_FOUND, not a refusal.
+    let minted = mint(&server, for_run(run)).await;
+    assert_eq!(get_run(minted.token.clone()).await, Code::NotFound);
+
+    let revoke = pb::RevokeJobRunTokenRequest { token_id: minted.token_id.clone() };
+    let mut tokens = TokenServiceClient::new(server.channel.clone());
+    tokens.revoke_job_run_token(request(revoke.clone(), &Credential::Admin)).await.expect("revoke");
+    assert_eq!(get_run(minted.token.clone()).await, Code::Unauthenticated, "revoked");
+    tokens.revoke_job_run_token(request(revoke, &Credential::Admin)).await.expect("revoking again is harmless");
+
+    let short =
+        pb::MintJobRunTokenRequest { ttl: Some(prost_types::Duration { seconds: 1, nanos: 0 }), ..for_run(run) };
+    let short = mint(&server, short).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(get_run(short.token).await, Code::Unauthenticated, "expired");
+
+    let forger = JobRunTokens::new(b"another key, also 32 bytes long!").expect("key");
+    let grant = logwell::auth::GrantDraft { job_run_id: run.to_string(), ..Default::default() }
+        .validate(chrono::Utc::now())
+        .expect("grant");
+    assert_eq!(get_run(forger.mint(&grant)).await, Code::Unauthenticated, "forged");
+
+    let too_long = pb::MintJobRunTokenRequest {
+        ttl: Some(prost_types::Duration { seconds: 8 * 24 * 3600, nanos: 0 }),
+        ..for_run(run)
+    };
+    let refused = tokens.mint_job_run_token(request(too_long, &Credential::Admin)).await;
+    crate::helpers::assert_invalid(refused, &["ttl"]);
+}
+
+#[tokio::test]
+async fn minting_needs_a_signing_key() {
+    let server = server_with(static_tokens_policy()).await;
+    let mut tokens = TokenServiceClient::new(server.channel.clone());
+    let refused = tokens.mint_job_run_token(request(for_run(Uuid::now_v7()), &Credential::Admin)).await;
+    let status = refused.expect_err("no key");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("--token-signing-key-file"), "{}", status.message());
+}
+
+/// Two servers on one PostgreSQL: a token minted on one works on the other,
+/// and a revocation on the first reaches the second within its refresh
+/// interval.
+#[tokio::test]
+async fn revocations_reach_other_replicas() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let url = database.url.clone();
+    let first = TestServer::start_with(
+        database,
+        ServerSettings {
+            job_run_tokens: Some(signing_key()),
+            access: tokens_policy(),
+            ..crate::helpers::test_settings()
+        },
+    )
+    .await;
+    let folder = tempfile::tempdir().expect("folder");
+    let key_file = folder.path().join("signing.key");
+    std::fs::write(&key_file, b"a test key of at least 32 bytes!\n").expect("key file");
+    let tokens_line = format!("admin admin {}", token_hash(ADMIN));
+    let flags = [
+        "--token-signing-key-file",
+        key_file.to_str().expect("path"),
+        "--tokens",
+        &tokens_line,
+        "--revocation-refresh-interval",
+        "100ms",
+    ];
+    let (mut second, address, _lines) = start_serving_with(&url, &flags, &[]).await;
+    let channel = tonic::transport::Channel::from_shared(address).expect("uri").connect().await.expect("connect");
+    let mut second_query = logwell::proto::v1::log_query_service_client::LogQueryServiceClient::new(channel);
+
+    let run = Uuid::now_v7();
+    let minted = mint(&first, for_run(run)).await;
+    let token = Credential::ThisRun(minted.token);
+    let list = pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() };
+    assert_eq!(code(second_query.list_logs(request(list.clone(), &token)).await), Code::Ok);
+
+    let revoke = pb::RevokeJobRunTokenRequest { token_id: minted.token_id };
+    TokenServiceClient::new(first.channel.clone())
+        .revoke_job_run_token(request(revoke, &Credential::Admin))
+        .await
+        .expect("revoke");
+    let refused_in_time = tokio::time::timeout(Duration::from_secs(5), async {
+        while code(second_query.list_logs(request(list.clone(), &token)).await) != Code::Unauthenticated {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(refused_in_time.is_ok(), "the second server still accepts the revoked token");
+    second.kill().await.expect("kill");
+}
+
+/// A follower's stream ends with UNAUTHENTICATED when its job-run token
+/// expires, or at its next heartbeat after the token is revoked.
+#[tokio::test]
+async fn streams_end_when_their_token_expires_or_is_revoked() {
+    let server = server_with(tokens_policy()).await;
+    let run = Uuid::now_v7();
+    let follow = |token: String| {
+        let mut client = server.stream();
+        async move {
+            let from_now = pb::StreamLogsRequest {
+                job_run_id: run.to_string(),
+                start: Some(pb::stream_logs_request::Start::FromNow(true)),
+                ..Default::default()
+            };
+            let mut stream =
+                client.stream_logs(request(from_now, &Credential::ThisRun(token))).await.expect("follow").into_inner();
+            tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match stream.message().await {
+                        Ok(Some(_heartbeat)) => continue,
+                        Ok(None) => panic!("the stream ended with OK"),
+                        Err(status) => return status,
+                    }
+                }
+            })
+            .await
+            .expect("the stream ends in time")
+        }
+    };
+    let short =
+        pb::MintJobRunTokenRequest { ttl: Some(prost_types::Duration { seconds: 1, nanos: 0 }), ..for_run(run) };
+    let expired = follow(mint(&server, short).await.token).await;
+    assert_eq!((expired.code(), expired.message()), (Code::Unauthenticated, "the job-run token expired"));
+
+    let minted = mint(&server, for_run(run)).await;
+    let following = tokio::spawn(follow(minted.token));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let revoke = pb::RevokeJobRunTokenRequest { token_id: minted.token_id };
+    TokenServiceClient::new(server.channel.clone())
+        .revoke_job_run_token(request(revoke, &Credential::Admin))
+        .await
+        .expect("revoke");
+    let revoked = following.await.expect("follower");
+    assert_eq!((revoked.code(), revoked.message()), (Code::Unauthenticated, "the job-run token was revoked"));
 }

@@ -10,7 +10,7 @@ use crate::helpers::{Backend, TestServer};
 
 conformance!(health_turns_not_serving_when_the_database_is_gone);
 
-const SERVICES: [&str; 8] = [
+const SERVICES: [&str; 9] = [
     "",
     "logwell.v1.SystemLogService",
     "logwell.v1.JobLogService",
@@ -18,6 +18,7 @@ const SERVICES: [&str; 8] = [
     "logwell.v1.LogQueryService",
     "logwell.v1.LogStreamService",
     "logwell.v1.JobRunService",
+    "logwell.v1.TokenService",
     "logwell.v1.LogIngestService",
 ];
 

@@ -157,6 +157,8 @@ pub fn test_settings() -> ServerSettings {
         concurrent_stream_reads: 5,
         write_queue_logs: 100_000,
         access: logwell::api::AccessPolicy::open(),
+        job_run_tokens: None,
+        revocation_refresh_interval: Duration::from_millis(100),
     }
 }
 
