@@ -11,6 +11,7 @@ use crate::api::AccessPolicy;
 use std::sync::Arc;
 
 use crate::auth::{Authentication, JobRunTokens, Scopes, ShortKey, TokenError, TokenSet};
+use crate::model::Limits;
 use crate::server::ServerSettings;
 use crate::store::ConnectOptions;
 
@@ -65,6 +66,10 @@ pub enum ConfigError {
     SigningKey(#[from] ShortKey),
     #[error(transparent)]
     Tokens(#[from] TokenError),
+    #[error("{flag} must be at least 1")]
+    Zero { flag: &'static str },
+    #[error("--max-batch-logs ({batch}) must fit in --write-queue-logs ({queue})")]
+    BatchOverQueue { batch: usize, queue: usize },
     #[error("tokens were configured, but none were found in them")]
     NoTokensFound,
     #[error("--insecure-no-auth contradicts the configured tokens; drop one")]
@@ -125,6 +130,30 @@ pub struct ServeArgs {
     /// File holding the key that signs job-run tokens: at least 32 bytes, the same on every replica.
     #[arg(long, env = "LOGWELL_TOKEN_SIGNING_KEY_FILE")]
     pub token_signing_key_file: Option<PathBuf>,
+    /// Bytes in one request message, at most; larger requests get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LOGWELL_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Logs in one batch write, at most.
+    #[arg(long, env = "LOGWELL_MAX_BATCH_LOGS", default_value_t = Limits::default().batch_logs)]
+    pub max_batch_logs: usize,
+    /// Bytes of UTF-8 in one message, at most.
+    #[arg(long, env = "LOGWELL_MAX_MESSAGE_BYTES", default_value_t = Limits::default().message_bytes)]
+    pub max_message_bytes: usize,
+    /// Cut longer messages to --max-message-bytes instead of refusing them; their metadata says so.
+    #[arg(long, env = "LOGWELL_TRUNCATE_LONG_MESSAGES")]
+    pub truncate_long_messages: bool,
+    /// Bytes of UTF-8 in a log's source, at most.
+    #[arg(long, env = "LOGWELL_MAX_SOURCE_BYTES", default_value_t = Limits::default().source_bytes)]
+    pub max_source_bytes: usize,
+    /// Bytes of a log's metadata as JSON, at most.
+    #[arg(long, env = "LOGWELL_MAX_METADATA_BYTES", default_value_t = Limits::default().metadata_bytes)]
+    pub max_metadata_bytes: usize,
+    /// Levels of nesting in a log's metadata, at most (the metadata object is level 1).
+    #[arg(long, env = "LOGWELL_MAX_METADATA_DEPTH", default_value_t = Limits::default().metadata_depth)]
+    pub max_metadata_depth: usize,
+    /// Followers of one job run (or of the system logs) on this server, at most.
+    #[arg(long, env = "LOGWELL_MAX_FOLLOWERS_PER_JOB_RUN", default_value_t = 10_000)]
+    pub max_followers_per_job_run: usize,
     /// How often each server reads revocations of job-run tokens made on other replicas.
     #[arg(long, env = "LOGWELL_REVOCATION_REFRESH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub revocation_refresh_interval: Duration,
@@ -185,6 +214,23 @@ impl ServeArgs {
             access: self.access_policy(job_run_tokens.clone())?,
             job_run_tokens,
             revocation_refresh_interval: self.revocation_refresh_interval,
+            limits: self.limits()?,
+            max_request_bytes: positive("--max-request-bytes", self.max_request_bytes)?,
+            max_followers_per_job_run: positive("--max-followers-per-job-run", self.max_followers_per_job_run)?,
+        })
+    }
+
+    fn limits(&self) -> Result<Limits, ConfigError> {
+        if self.max_batch_logs > self.write_queue_logs {
+            return Err(ConfigError::BatchOverQueue { batch: self.max_batch_logs, queue: self.write_queue_logs });
+        }
+        Ok(Limits {
+            batch_logs: positive("--max-batch-logs", self.max_batch_logs)?,
+            message_bytes: positive("--max-message-bytes", self.max_message_bytes)?,
+            truncate_messages: self.truncate_long_messages,
+            source_bytes: self.max_source_bytes,
+            metadata_bytes: positive("--max-metadata-bytes", self.max_metadata_bytes)?,
+            metadata_depth: positive("--max-metadata-depth", self.max_metadata_depth)?,
         })
     }
 
@@ -222,6 +268,10 @@ impl ServeArgs {
             public_reflection: !self.authenticate_reflection,
         })
     }
+}
+
+fn positive(flag: &'static str, value: usize) -> Result<usize, ConfigError> {
+    if value == 0 { Err(ConfigError::Zero { flag }) } else { Ok(value) }
 }
 
 /// The database URL without its password, for logs.

@@ -179,6 +179,12 @@ impl Subscription {
         storage_changed
     }
 
+    /// How many follow this subscription's sequence in this process, this
+    /// one included.
+    pub fn followers_of_sequence(&self) -> usize {
+        self.sequence.signal.receiver_count()
+    }
+
     /// The shared tail's logs after `cursor`, at most `limit` of them.
     pub fn tail_after(&self, cursor: i64, limit: usize) -> Tail {
         let tail = self.sequence.tail.read().unwrap_or_else(PoisonError::into_inner);
@@ -217,7 +223,7 @@ mod tests {
 
     fn new_log(run: Uuid) -> NewLog {
         LogDraft { job_run_id: run.to_string(), message: "m".into(), ..LogDraft::default() }
-            .validate(LogType::Job, Utc::now())
+            .validate(LogType::Job, Utc::now(), &crate::model::Limits::default())
             .unwrap()
     }
 

@@ -11,10 +11,13 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::api::{AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter, Tokens};
+use crate::api::{
+    AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter, Tokens, rename_oversize,
+};
 use crate::auth::JobRunTokens;
 use crate::ingest::Ingest;
 use crate::live::Hub;
+use crate::model::Limits;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
 use crate::proto::v1::job_run_service_server::JobRunServiceServer;
@@ -55,6 +58,12 @@ pub struct ServerSettings {
     pub job_run_tokens: Option<Arc<JobRunTokens>>,
     /// How often revocations made on other replicas are read.
     pub revocation_refresh_interval: Duration,
+    /// Bounds on logs and batches.
+    pub limits: Limits,
+    /// Bytes in one request message, at most.
+    pub max_request_bytes: usize,
+    /// Followers of one job run (or of the system logs) on this server, at most.
+    pub max_followers_per_job_run: usize,
 }
 
 /// Where the server listens.
@@ -98,7 +107,7 @@ pub async fn serve(
     };
     let (ingest, committer) = Ingest::start(store.clone(), settings.write_queue_logs);
     let ingest = Arc::new(ingest);
-    let writer = LogWriter::new(ingest.clone());
+    let writer = LogWriter::new(ingest.clone(), settings.limits);
     let reader = LogReader::new(store.clone());
     let streamer = LogStreamer::new(
         store.clone(),
@@ -106,23 +115,31 @@ pub async fn serve(
         settings.stream_heartbeat_interval,
         settings.concurrent_stream_reads,
         settings.job_run_tokens.clone(),
+        settings.max_followers_per_job_run,
     );
+    // tonic's refusal of an oversized request happens before any handler.
+    macro_rules! limited {
+        ($service:expr) => {
+            $service.max_decoding_message_size(settings.max_request_bytes)
+        };
+    }
     let router = Server::builder()
         .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout))
         .max_concurrent_streams(Some(settings.max_concurrent_streams))
         .layer(AccessLayer::new(settings.access.clone()))
+        .layer(tower::util::MapResponseLayer::new(rename_oversize))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(SystemLogServiceServer::new(writer.clone()))
-        .add_service(JobLogServiceServer::new(writer.clone()))
-        .add_service(TaskLogServiceServer::new(writer.clone()))
-        .add_service(LogIngestServiceServer::new(LogIngester::new(writer)))
-        .add_service(LogQueryServiceServer::new(reader))
-        .add_service(LogStreamServiceServer::new(streamer))
-        .add_service(JobRunServiceServer::new(JobRuns::new(store.clone())))
-        .add_service(TokenServiceServer::new(Tokens::new(store.clone(), settings.job_run_tokens.clone())));
+        .add_service(limited!(SystemLogServiceServer::new(writer.clone())))
+        .add_service(limited!(JobLogServiceServer::new(writer.clone())))
+        .add_service(limited!(TaskLogServiceServer::new(writer.clone())))
+        .add_service(limited!(LogIngestServiceServer::new(LogIngester::new(writer))))
+        .add_service(limited!(LogQueryServiceServer::new(reader)))
+        .add_service(limited!(LogStreamServiceServer::new(streamer)))
+        .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone()))))
+        .add_service(limited!(TokenServiceServer::new(Tokens::new(store.clone(), settings.job_run_tokens.clone()))));
 
     let (stopping_sender, stopping) = watch::channel(false);
     let health_task = tokio::spawn(health::watch_database(

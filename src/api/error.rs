@@ -23,6 +23,12 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error("no token signing key is configured (--token-signing-key-file)")]
     NoSigningKey,
+    #[error(
+        "this sequence has {followers} followers on this server, the most --max-followers-per-job-run ({limit}) allows"
+    )]
+    TooManyFollowers { followers: usize, limit: usize },
+    #[error("the request is {bytes} bytes; --max-request-bytes allows at most {limit}")]
+    RequestTooLarge { bytes: usize, limit: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -61,6 +67,9 @@ impl From<ApiError> for Status {
             ApiError::Auth(denied @ AuthError::Denied(_)) => Status::permission_denied(denied.to_string()),
             ApiError::Auth(unauthenticated) => Status::unauthenticated(unauthenticated.to_string()),
             ApiError::NoSigningKey => Status::failed_precondition(error.to_string()),
+            ApiError::TooManyFollowers { .. } | ApiError::RequestTooLarge { .. } => {
+                Status::resource_exhausted(error.to_string())
+            }
             ApiError::Store(StoreError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "database unavailable");
                 Status::unavailable("the database is unavailable; nothing was stored, retry later")

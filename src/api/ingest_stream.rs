@@ -11,6 +11,7 @@ use tonic_types::StatusExt;
 
 use super::access::principal;
 use super::error::ApiError;
+use super::request_size::oversize;
 use super::write::LogWriter;
 use crate::auth::Principal;
 use crate::ingest::WhenFull;
@@ -90,6 +91,7 @@ impl LogIngestService for LogIngester {
         let ingester = self.clone();
         tokio::spawn(async move {
             let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES));
+            let mut unreadable = None;
             loop {
                 // Not reading while the batches in flight are many is what
                 // lets flow control slow the producer.
@@ -98,7 +100,10 @@ impl LogIngestService for LogIngester {
                     Ok(Some(batch)) => batch,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(%status, "ingest stream broken by the client");
+                        // A batch that does not decode or is too large ends the
+                        // stream with its status, after the answers in flight.
+                        tracing::debug!(%status, "ingest stream ends on a bad request");
+                        unreadable = Some(oversize(&status).map_or(status, Status::from));
                         break;
                     }
                 };
@@ -109,8 +114,11 @@ impl LogIngestService for LogIngester {
                     drop(slot);
                 });
             }
-            // Every answer goes out before the stream ends with OK.
+            // Every answer goes out before the stream ends.
             let _ = in_flight.acquire_many(IN_FLIGHT_BATCHES as u32).await;
+            if let Some(status) = unreadable {
+                let _ = answers.send(Err(status)).await;
+            }
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }

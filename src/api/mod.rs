@@ -2,21 +2,25 @@
 //! with every error mapped to a status in one place (`error`).
 
 mod access;
+mod codec;
 mod convert;
 mod error;
 mod ingest_stream;
 mod job_runs;
 mod page_token;
 mod query;
+mod request_size;
 mod stream;
 mod tokens;
 mod write;
 
 pub use access::{AccessLayer, AccessPolicy};
+pub use codec::StrictCodec;
 pub use error::ApiError;
 pub use ingest_stream::LogIngester;
 pub use job_runs::JobRuns;
 pub use query::LogReader;
+pub use request_size::rename_oversize;
 pub use stream::LogStreamer;
 pub use tokens::Tokens;
 pub use write::LogWriter;

@@ -45,6 +45,8 @@ pub struct LogStreamer {
     reads: Arc<Semaphore>,
     /// Revocations, to end the streams of revoked job-run tokens.
     job_run_tokens: Option<Arc<JobRunTokens>>,
+    /// Followers of one sequence in this process, at most.
+    max_followers: usize,
 }
 
 impl LogStreamer {
@@ -54,9 +56,10 @@ impl LogStreamer {
         heartbeat_interval: Duration,
         concurrent_reads: usize,
         job_run_tokens: Option<Arc<JobRunTokens>>,
+        max_followers: usize,
     ) -> Self {
         let reads = Arc::new(Semaphore::new(concurrent_reads.max(1)));
-        LogStreamer { store, hub, heartbeat_interval, reads, job_run_tokens }
+        LogStreamer { store, hub, heartbeat_interval, reads, job_run_tokens, max_followers }
     }
 
     async fn start(&self, principal: Principal, request: pb::StreamLogsRequest) -> Result<Follower, ApiError> {
@@ -70,6 +73,10 @@ impl LogStreamer {
         principal.may_read(job_run_id, follow.task_run_id)?;
         // Subscribe before the first read, so that no commit falls between.
         let subscription = self.hub.subscribe(follow.followed.sequence());
+        let followers = subscription.followers_of_sequence();
+        if followers > self.max_followers {
+            return Err(ApiError::TooManyFollowers { followers: followers - 1, limit: self.max_followers });
+        }
         let cursor = self.start_cursor(&follow).await?;
         Ok(Follower {
             store: self.store.clone(),

@@ -11,7 +11,7 @@ use super::convert::{log_draft, receipt_to_proto};
 use super::error::ApiError;
 use crate::auth::Principal;
 use crate::ingest::{Ingest, WhenFull};
-use crate::model::{LogType, MAX_BATCH_LOGS, NewLog, Violations};
+use crate::model::{Limits, LogType, NewLog, Violations};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_log_service_server::JobLogService;
 use crate::proto::v1::system_log_service_server::SystemLogService;
@@ -21,11 +21,12 @@ use crate::proto::v1::task_log_service_server::TaskLogService;
 #[derive(Clone)]
 pub struct LogWriter {
     ingest: Arc<Ingest>,
+    limits: Limits,
 }
 
 impl LogWriter {
-    pub fn new(ingest: Arc<Ingest>) -> Self {
-        LogWriter { ingest }
+    pub fn new(ingest: Arc<Ingest>, limits: Limits) -> Self {
+        LogWriter { ingest, limits }
     }
 
     async fn write_one(
@@ -39,7 +40,7 @@ impl LogWriter {
             violations.add("log", "is required");
             return Err(violations.into());
         };
-        let log = validate_entry(entry, log_type, "log")?;
+        let log = validate_entry(entry, log_type, "log", &self.limits)?;
         principal.may_write(&log.owner, "log.job_run_id")?;
         let receipts = self.ingest.write(vec![log], WhenFull::Refuse).await?;
         receipts.into_iter().next().map(receipt_to_proto).ok_or(ApiError::Internal("the store acknowledged no log"))
@@ -57,15 +58,16 @@ impl LogWriter {
         let mut violations = Violations::default();
         if entries.is_empty() {
             violations.add("logs", "must hold at least one entry");
-        } else if entries.len() > MAX_BATCH_LOGS {
-            violations.add("logs", format!("holds {} entries; at most {MAX_BATCH_LOGS} are allowed", entries.len()));
+        } else if entries.len() > self.limits.batch_logs {
+            let (count, limit) = (entries.len(), self.limits.batch_logs);
+            violations.add("logs", format!("holds {count} entries; at most {limit} are allowed"));
         }
         if !violations.is_empty() {
             return Err(violations.into());
         }
         let mut logs = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
-            match validate_entry(entry, log_type, &format!("logs[{index}]")) {
+            match validate_entry(entry, log_type, &format!("logs[{index}]"), &self.limits) {
                 Ok(log) => logs.push(log),
                 Err(entry_violations) => violations.merge(entry_violations),
             }
@@ -88,10 +90,10 @@ impl LogWriter {
 }
 
 /// Decodes and validates one entry; violations are named under `prefix`.
-fn validate_entry(entry: pb::LogEntry, log_type: LogType, prefix: &str) -> Result<NewLog, Violations> {
+fn validate_entry(entry: pb::LogEntry, log_type: LogType, prefix: &str, limits: &Limits) -> Result<NewLog, Violations> {
     let mut decoding = Violations::default();
     let draft = log_draft(entry, &mut decoding);
-    decoding.judge(draft.validate(log_type, Utc::now())).map_err(|violations| violations.under(prefix))
+    decoding.judge(draft.validate(log_type, Utc::now(), limits)).map_err(|violations| violations.under(prefix))
 }
 
 #[tonic::async_trait]

@@ -3,8 +3,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::kinds::{Level, LogType, Owner, Stream};
+use super::limits::Limits;
 use super::validation::{
-    Violations, check_message, check_metadata, check_source, optional_uuid, required_uuid, storable_time,
+    Violations, check_message, check_metadata, check_source, mark_truncated, optional_uuid, required_uuid,
+    storable_time,
 };
 
 /// A log as its emitter sent it, before validation. Enumerations arrive
@@ -78,7 +80,12 @@ impl Log {
 impl LogDraft {
     /// Validates the draft as a log of `log_type`, received at `received_at`.
     /// Every broken rule is reported, each under the field that breaks it.
-    pub fn validate(self, log_type: LogType, received_at: DateTime<Utc>) -> Result<NewLog, Violations> {
+    pub fn validate(
+        mut self,
+        log_type: LogType,
+        received_at: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<NewLog, Violations> {
         let mut violations = Violations::default();
         let client_id = optional_uuid(&mut violations, "id", &self.id);
         let owner = self.owner(log_type, &mut violations);
@@ -95,9 +102,12 @@ impl LogDraft {
             }
             (_, stream) => stream,
         };
-        check_source(&mut violations, "source", &self.source);
-        check_message(&mut violations, "message", &self.message);
-        check_metadata(&mut violations, "metadata", &self.metadata);
+        check_source(&mut violations, "source", &self.source, limits.source_bytes);
+        let truncated_from = check_message(&mut violations, "message", &mut self.message, limits);
+        check_metadata(&mut violations, "metadata", &self.metadata, limits);
+        if let Some(bytes) = truncated_from {
+            mark_truncated(&mut self.metadata, bytes);
+        }
 
         match (owner, time, received_at, stream) {
             (Some(owner), Some(time), Some(received_at), Some(stream)) if violations.is_empty() => Ok(NewLog {
@@ -169,30 +179,36 @@ mod tests {
     fn each_type_requires_and_forbids_its_ids() {
         let id = Uuid::now_v7().to_string();
         let now = Utc::now();
-        assert_eq!(violated_fields(draft(&id, "").validate(LogType::System, now)), ["job_run_id"]);
-        assert_eq!(violated_fields(draft("", &id).validate(LogType::System, now)), ["task_run_id"]);
-        assert_eq!(violated_fields(draft("", "").validate(LogType::Job, now)), ["job_run_id"]);
-        assert_eq!(violated_fields(draft(&id, &id).validate(LogType::Job, now)), ["task_run_id"]);
-        assert_eq!(violated_fields(draft(&id, "").validate(LogType::Task, now)), ["task_run_id"]);
-        assert_eq!(violated_fields(draft("", &id).validate(LogType::Task, now)), ["job_run_id"]);
+        assert_eq!(violated_fields(draft(&id, "").validate(LogType::System, now, &Limits::default())), ["job_run_id"]);
+        assert_eq!(violated_fields(draft("", &id).validate(LogType::System, now, &Limits::default())), ["task_run_id"]);
+        assert_eq!(violated_fields(draft("", "").validate(LogType::Job, now, &Limits::default())), ["job_run_id"]);
+        assert_eq!(violated_fields(draft(&id, &id).validate(LogType::Job, now, &Limits::default())), ["task_run_id"]);
+        assert_eq!(violated_fields(draft(&id, "").validate(LogType::Task, now, &Limits::default())), ["task_run_id"]);
+        assert_eq!(violated_fields(draft("", &id).validate(LogType::Task, now, &Limits::default())), ["job_run_id"]);
 
-        let task = draft(&id, &id).validate(LogType::Task, now).unwrap();
+        let task = draft(&id, &id).validate(LogType::Task, now, &Limits::default()).unwrap();
         assert_eq!(task.owner.log_type(), LogType::Task);
         assert_eq!(task.stream, Stream::Stdout);
         assert_eq!(task.level, Level::Info);
-        let system = draft("", "").validate(LogType::System, now).unwrap();
+        let system = draft("", "").validate(LogType::System, now, &Limits::default()).unwrap();
         assert_eq!(system.stream, Stream::System);
     }
 
     #[test]
     fn client_ids_are_kept_and_checked() {
         let id = Uuid::now_v7();
-        let log = LogDraft { id: id.to_string(), ..draft("", "") }.validate(LogType::System, Utc::now()).unwrap();
+        let log = LogDraft { id: id.to_string(), ..draft("", "") }
+            .validate(LogType::System, Utc::now(), &Limits::default())
+            .unwrap();
         assert_eq!((log.id, log.client_id), (id, true));
-        let assigned = draft("", "").validate(LogType::System, Utc::now()).unwrap();
+        let assigned = draft("", "").validate(LogType::System, Utc::now(), &Limits::default()).unwrap();
         assert!(!assigned.client_id);
         assert_eq!(
-            violated_fields(LogDraft { id: "x".into(), ..draft("", "") }.validate(LogType::System, Utc::now())),
+            violated_fields(LogDraft { id: "x".into(), ..draft("", "") }.validate(
+                LogType::System,
+                Utc::now(),
+                &Limits::default()
+            )),
             ["id"]
         );
     }
@@ -201,13 +217,13 @@ mod tests {
     fn system_logs_refuse_output_streams() {
         let mut system = draft("", "");
         system.stream = Some(Stream::Stderr);
-        assert_eq!(violated_fields(system.validate(LogType::System, Utc::now())), ["stream"]);
+        assert_eq!(violated_fields(system.validate(LogType::System, Utc::now(), &Limits::default())), ["stream"]);
     }
 
     #[test]
     fn time_defaults_to_receipt_time() {
         let now = Utc::now();
-        let log = draft("", "").validate(LogType::System, now).unwrap();
+        let log = draft("", "").validate(LogType::System, now, &Limits::default()).unwrap();
         assert_eq!(log.time, log.received_at);
         assert_eq!(log.received_at.timestamp_micros(), now.timestamp_micros());
     }
@@ -218,7 +234,7 @@ mod tests {
         bad.message.clear();
         bad.source = "line\nbreak".into();
         assert_eq!(
-            violated_fields(bad.validate(LogType::Task, Utc::now())),
+            violated_fields(bad.validate(LogType::Task, Utc::now(), &Limits::default())),
             ["job_run_id", "task_run_id", "source", "message"]
         );
     }

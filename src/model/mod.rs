@@ -5,6 +5,7 @@
 mod follow;
 mod job_run;
 mod kinds;
+mod limits;
 mod log;
 mod query;
 mod validation;
@@ -12,10 +13,8 @@ mod validation;
 pub use follow::{Follow, FollowDraft, Followed, MAX_LAST, SYSTEM_SEQUENCE, Start};
 pub use job_run::{Completion, CompletionDraft, JobRun, MAX_SUMMARY_BYTES};
 pub use kinds::{Level, LogType, Outcome, Owner, Stream, UnknownName};
+pub use limits::{Limits, TRUNCATED_FROM_BYTES};
 pub use log::{Log, LogDraft, NewLog, Receipt};
 pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogFilter, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
-pub use validation::{
-    FieldViolation, MAX_BATCH_LOGS, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES, MAX_SOURCE_BYTES, MAX_TIME, MIN_TIME,
-    Violations, required_id,
-};
+pub use validation::{FieldViolation, MAX_TIME, MIN_TIME, Violations, required_id};
 pub(crate) use validation::{optional_uuid, required_uuid};

@@ -125,7 +125,8 @@ impl QueryDraft {
             violations.add("end_time", format!("{end} must be after start_time {start}"));
         }
         self.check_type_combinations(&mut violations);
-        check_source(&mut violations, "source", &self.source);
+        // No length bound: a longer source than any stored matches nothing.
+        check_source(&mut violations, "source", &self.source, usize::MAX);
         if self.message_contains.len() > MAX_SEARCH_BYTES {
             violations.add("message_contains", format!("is longer than {MAX_SEARCH_BYTES} bytes"));
         }

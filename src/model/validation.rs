@@ -2,14 +2,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// Logs in one batch write, at most.
-pub const MAX_BATCH_LOGS: usize = 1_000;
-/// Bytes of UTF-8 in one message, at most.
-pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
-/// Bytes of UTF-8 in a source, at most.
-pub const MAX_SOURCE_BYTES: usize = 256;
-/// Bytes of a log's metadata serialized as JSON, at most.
-pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+use super::limits::{Limits, TRUNCATED_FROM_BYTES};
 
 /// The earliest time logwell stores: protobuf's Timestamp range, which both
 /// backends hold with microsecond precision.
@@ -140,33 +133,64 @@ pub(crate) fn storable_time(violations: &mut Violations, field: &str, time: Date
     truncated
 }
 
-pub(crate) fn check_source(violations: &mut Violations, field: &str, source: &str) {
-    if source.len() > MAX_SOURCE_BYTES {
-        violations.add(field, format!("is {} bytes long; at most {MAX_SOURCE_BYTES} are allowed", source.len()));
+pub(crate) fn check_source(violations: &mut Violations, field: &str, source: &str, max_bytes: usize) {
+    if source.len() > max_bytes {
+        violations.add(field, format!("is {} bytes long; at most {max_bytes} are allowed", source.len()));
     }
     if source.chars().any(char::is_control) {
         violations.add(field, "must not contain control characters");
     }
 }
 
-pub(crate) fn check_message(violations: &mut Violations, field: &str, message: &str) {
+/// Checks a message; a message over the bound is cut to it (at a character
+/// boundary) if the limits say so. Answers the length it was sent with, if cut.
+pub(crate) fn check_message(
+    violations: &mut Violations,
+    field: &str,
+    message: &mut String,
+    limits: &Limits,
+) -> Option<usize> {
+    let mut truncated_from = None;
     if message.is_empty() {
         violations.add(field, "is required and must not be empty");
-    } else if message.len() > MAX_MESSAGE_BYTES {
-        violations.add(field, format!("is {} bytes long; at most {MAX_MESSAGE_BYTES} are allowed", message.len()));
+    } else if message.len() > limits.message_bytes && limits.truncate_messages {
+        truncated_from = Some(message.len());
+        let cut = (0..=limits.message_bytes).rev().find(|&index| message.is_char_boundary(index)).unwrap_or(0);
+        message.truncate(cut);
+    } else if message.len() > limits.message_bytes {
+        violations.add(field, format!("is {} bytes long; at most {} are allowed", message.len(), limits.message_bytes));
     }
     if message.contains('\0') {
         violations.add(field, "must not contain NUL characters");
     }
+    truncated_from
 }
 
-pub(crate) fn check_metadata(violations: &mut Violations, field: &str, metadata: &Map<String, Value>) {
+/// Marks metadata whose message was cut from `bytes` long.
+pub(crate) fn mark_truncated(metadata: &mut Map<String, Value>, bytes: usize) {
+    metadata.insert(TRUNCATED_FROM_BYTES.into(), Value::from(bytes));
+}
+
+pub(crate) fn check_metadata(violations: &mut Violations, field: &str, metadata: &Map<String, Value>, limits: &Limits) {
     let size = serde_json::to_string(metadata).map_or(usize::MAX, |json| json.len());
-    if size > MAX_METADATA_BYTES {
-        violations.add(field, format!("is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"));
+    if size > limits.metadata_bytes {
+        violations.add(field, format!("is {size} bytes as JSON; at most {} are allowed", limits.metadata_bytes));
+    }
+    let depth = 1 + metadata.values().map(depth).max().unwrap_or(0);
+    if depth > limits.metadata_depth {
+        violations.add(field, format!("nests {depth} levels deep; at most {} are allowed", limits.metadata_depth));
     }
     if object_contains_nul(metadata) {
         violations.add(field, "must not contain NUL characters in keys or strings");
+    }
+}
+
+/// Levels of objects and arrays in `value`: 0 for a scalar.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(object) => 1 + object.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -220,9 +244,9 @@ mod tests {
     fn nul_anywhere_in_metadata_is_refused() {
         let mut violations = Violations::default();
         let nested: Map<String, Value> = serde_json::from_str(r#"{"a": [{"b": "x\u0000y"}]}"#).unwrap();
-        check_metadata(&mut violations, "metadata", &nested);
+        check_metadata(&mut violations, "metadata", &nested, &Limits::default());
         let clean: Map<String, Value> = serde_json::from_str(r#"{"a": [{"b": "xy"}]}"#).unwrap();
-        check_metadata(&mut violations, "clean", &clean);
+        check_metadata(&mut violations, "clean", &clean, &Limits::default());
         let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["metadata"]);
     }
@@ -230,11 +254,36 @@ mod tests {
     #[test]
     fn messages_must_be_non_empty_and_nul_free() {
         let mut violations = Violations::default();
-        check_message(&mut violations, "empty", "");
-        check_message(&mut violations, "nul", "a\0b");
-        check_message(&mut violations, "fine", "tab\tand newline\n and \u{1b}[31mcolour");
-        check_message(&mut violations, "huge", &"x".repeat(MAX_MESSAGE_BYTES + 1));
+        let limits = Limits::default();
+        check_message(&mut violations, "empty", &mut String::new(), &limits);
+        check_message(&mut violations, "nul", &mut "a\0b".into(), &limits);
+        check_message(&mut violations, "fine", &mut "tab\tand newline\n and \u{1b}[31mcolour".into(), &limits);
+        check_message(&mut violations, "huge", &mut "x".repeat(limits.message_bytes + 1), &limits);
         let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["empty", "nul", "huge"]);
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary_if_wanted() {
+        let limits = Limits { message_bytes: 5, truncate_messages: true, ..Limits::default() };
+        let mut violations = Violations::default();
+        let mut message = "abcdé€".to_string();
+        assert_eq!(check_message(&mut violations, "message", &mut message, &limits), Some(9));
+        assert_eq!(message, "abcd");
+        let mut exact = "abcde".to_string();
+        assert_eq!(check_message(&mut violations, "message", &mut exact, &limits), None);
+        assert!(violations.is_empty());
+    }
+
+    #[test]
+    fn metadata_depth_is_bounded() {
+        let limits = Limits { metadata_depth: 3, ..Limits::default() };
+        let at_bound: Map<String, Value> = serde_json::from_str(r#"{"a": {"b": [1]}}"#).unwrap();
+        let past: Map<String, Value> = serde_json::from_str(r#"{"a": {"b": [[1]]}}"#).unwrap();
+        let mut violations = Violations::default();
+        check_metadata(&mut violations, "at_bound", &at_bound, &limits);
+        check_metadata(&mut violations, "past", &past, &limits);
+        let described: Vec<String> = violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect();
+        assert_eq!(described, ["past: nests 4 levels deep; at most 3 are allowed"]);
     }
 }

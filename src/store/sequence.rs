@@ -236,7 +236,7 @@ mod tests {
         };
         let time = DateTime::from_timestamp(seconds, 0);
         LogDraft { job_run_id, time, message: "m".into(), ..LogDraft::default() }
-            .validate(log_type, Utc::now())
+            .validate(log_type, Utc::now(), &crate::model::Limits::default())
             .unwrap()
     }
 

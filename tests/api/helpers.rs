@@ -159,6 +159,9 @@ pub fn test_settings() -> ServerSettings {
         access: logwell::api::AccessPolicy::open(),
         job_run_tokens: None,
         revocation_refresh_interval: Duration::from_millis(100),
+        limits: logwell::model::Limits::default(),
+        max_request_bytes: 16 * 1024 * 1024,
+        max_followers_per_job_run: 10_000,
     }
 }
 

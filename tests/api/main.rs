@@ -7,9 +7,11 @@ mod postgres_cluster;
 
 mod auth;
 mod health;
+mod hostile;
 mod ingest;
 mod job_runs;
 mod lifecycle;
+mod limits;
 mod queries;
 mod schema;
 mod streams;

@@ -177,7 +177,7 @@ async fn a_failing_transaction_stores_nothing_and_leaves_no_gap(backend: Backend
     let run = Uuid::now_v7();
     let valid = |message: &str| -> NewLog {
         LogDraft { job_run_id: run.to_string(), message: message.into(), ..LogDraft::default() }
-            .validate(LogType::Job, chrono::Utc::now())
+            .validate(LogType::Job, chrono::Utc::now(), &logwell::model::Limits::default())
             .expect("valid log")
     };
     let mut broken = valid("broken");
@@ -253,7 +253,7 @@ async fn one_group_commit_stores_each_batch_whole_or_not_at_all(backend: Backend
     let (open, done) = (Uuid::now_v7(), Uuid::now_v7());
     let log = |run: Uuid, message: &str| -> NewLog {
         LogDraft { job_run_id: run.to_string(), message: message.into(), ..LogDraft::default() }
-            .validate(LogType::Job, chrono::Utc::now())
+            .validate(LogType::Job, chrono::Utc::now(), &logwell::model::Limits::default())
             .expect("valid log")
     };
     let request = pb::CompleteJobRunRequest {
