@@ -66,8 +66,16 @@ pub struct TestDatabase {
 }
 
 enum Location {
-    SqliteFile { _folder: tempfile::TempDir, file: PathBuf },
-    PostgresDatabase { admin_url: String, name: String },
+    SqliteFile {
+        _folder: tempfile::TempDir,
+        file: PathBuf,
+    },
+    PostgresDatabase {
+        admin_url: String,
+        name: String,
+    },
+    /// A private cluster's own database: the cluster goes with its test.
+    PrivateCluster,
 }
 
 impl TestDatabase {
@@ -91,6 +99,15 @@ impl TestDatabase {
         }
     }
 
+    /// The `postgres` database of a test's private cluster.
+    pub fn on_private_cluster(cluster: &postgres_cluster::PrivateCluster) -> TestDatabase {
+        TestDatabase {
+            backend: Backend::Postgres,
+            url: cluster.admin_url().to_string(),
+            location: Location::PrivateCluster,
+        }
+    }
+
     /// Makes the database disappear under a running server: the SQLite data
     /// file is deleted, the PostgreSQL database dropped (its sessions killed).
     pub async fn destroy(&self) {
@@ -101,6 +118,7 @@ impl TestDatabase {
                 }
             }
             Location::PostgresDatabase { admin_url, name } => drop_postgres_database(admin_url, name).await,
+            Location::PrivateCluster => panic!("stop a private cluster's server instead"),
         }
     }
 

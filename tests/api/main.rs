@@ -12,6 +12,7 @@ mod ingest;
 mod job_runs;
 mod lifecycle;
 mod limits;
+mod outage;
 mod queries;
 mod schema;
 mod streams;

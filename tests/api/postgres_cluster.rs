@@ -1,16 +1,17 @@
 //! A real PostgreSQL server for the tests: `LOGWELL_TEST_DATABASE_URL` if it
 //! is set, otherwise a throwaway cluster that this test process starts once
-//! and that stops and deletes itself when the process ends.
+//! and that stops and deletes itself when the process ends. Tests that stop
+//! and restart their server get a private cluster of their own.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 
 /// Runs as the cluster's owner. It starts the server, says "ready", then
-/// waits for its standard input to close, which happens when the test
-/// process exits however it exits; then it stops the server and deletes the
-/// cluster.
+/// obeys "stop" and "start" lines on its standard input until it closes,
+/// which happens when the test process exits however it exits; then it stops
+/// the server and deletes the cluster.
 const CLUSTER_SCRIPT: &str = r#"
 set -eu
 dir=$(mktemp -d /tmp/logwell-test-pg.XXXXXX)
@@ -19,18 +20,67 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 "$PGBIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; exit 1; }
-"$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "-p $PORT -k $dir -c listen_addresses=127.0.0.1 \
-  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null \
-  || { cat "$dir/server.log" >&2; exit 1; }
+start() {
+  "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "-p $PORT -k $dir -c listen_addresses=127.0.0.1 \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null \
+    || { cat "$dir/server.log" >&2; exit 1; }
+}
+start
 echo ready
-while read -r _; do :; done
+while read -r command; do
+  case "$command" in
+    stop) "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null; echo stopped ;;
+    start) start; echo started ;;
+  esac
+done
 "#;
 
 struct Cluster {
     admin_url: String,
     // Held open for the life of the process; its closing stops the cluster.
-    _stdin: Option<ChildStdin>,
+    stdin: Option<ChildStdin>,
+    stdout: Option<BufReader<ChildStdout>>,
     _child: Option<Child>,
+}
+
+/// A cluster of one test's own, which it may stop and start.
+pub struct PrivateCluster(Cluster);
+
+impl PrivateCluster {
+    pub fn start() -> PrivateCluster {
+        PrivateCluster(start_throwaway_cluster().unwrap_or_else(|error| panic!("no private cluster: {error}")))
+    }
+
+    pub fn admin_url(&self) -> &str {
+        &self.0.admin_url
+    }
+
+    /// Stops the server (fast shutdown: connections are cut).
+    pub async fn stop_server(&mut self) {
+        self.command("stop", "stopped").await;
+    }
+
+    /// Starts the server again, on the same port and data.
+    pub async fn start_server(&mut self) {
+        self.command("start", "started").await;
+    }
+
+    async fn command(&mut self, command: &str, answer: &str) {
+        let (Some(mut stdin), Some(mut stdout)) = (self.0.stdin.take(), self.0.stdout.take()) else {
+            panic!("the cluster script is gone")
+        };
+        let (command, answer) = (command.to_string(), answer.to_string());
+        let (stdin, stdout) = tokio::task::spawn_blocking(move || {
+            writeln!(stdin, "{command}").expect("send to the cluster script");
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read the cluster script");
+            assert_eq!(line.trim(), answer, "the cluster script did not {command}");
+            (stdin, stdout)
+        })
+        .await
+        .expect("cluster command");
+        (self.0.stdin, self.0.stdout) = (Some(stdin), Some(stdout));
+    }
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
@@ -38,7 +88,7 @@ static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 /// A URL of a role that may create databases, on the test server.
 pub fn admin_url() -> String {
     let cluster = CLUSTER.get_or_init(|| match std::env::var("LOGWELL_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Ok(Cluster { admin_url: url, _stdin: None, _child: None }),
+        Ok(url) if !url.is_empty() => Ok(Cluster { admin_url: url, stdin: None, stdout: None, _child: None }),
         _ => start_throwaway_cluster(),
     });
     match cluster {
@@ -82,16 +132,17 @@ fn start_throwaway_cluster() -> Result<Cluster, String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|error| format!("cannot start the cluster script: {error}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).map_err(|error| error.to_string())?;
+    stdout.read_line(&mut line).map_err(|error| error.to_string())?;
     if line.trim() != "ready" {
         let status = child.wait().map_err(|error| error.to_string())?;
         return Err(format!("the throwaway cluster did not start ({status}); see stderr above"));
     }
     Ok(Cluster {
         admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        _stdin: child.stdin.take(),
+        stdin: child.stdin.take(),
+        stdout: Some(stdout),
         _child: Some(child),
     })
 }
