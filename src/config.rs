@@ -14,6 +14,7 @@ use crate::auth::{Authentication, JobRunTokens, Scopes, ShortKey, TokenError, To
 use crate::model::Limits;
 use crate::server::ServerSettings;
 use crate::store::ConnectOptions;
+use crate::tls::{ReloadableTls, TlsError, TlsFiles};
 
 /// Where logwell stores when no database is named: a file in ./data,
 /// created with its folder.
@@ -65,6 +66,8 @@ pub enum ConfigError {
     #[error(transparent)]
     SigningKey(#[from] ShortKey),
     #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
     Tokens(#[from] TokenError),
     #[error("{flag} must be at least 1")]
     Zero { flag: &'static str },
@@ -75,8 +78,8 @@ pub enum ConfigError {
     #[error("--insecure-no-auth contradicts the configured tokens; drop one")]
     InsecureWithTokens,
     #[error(
-        "refusing to listen on {listen} without authentication: configure tokens (--tokens-file), \
-         listen on loopback, or pass --insecure-no-auth"
+        "refusing to listen on {listen} without authentication: configure tokens (--tokens-file) or \
+         client certificates (--tls-client-ca-file), listen on loopback, or pass --insecure-no-auth"
     )]
     OpenToNetwork { listen: SocketAddr },
 }
@@ -154,6 +157,18 @@ pub struct ServeArgs {
     /// Followers of one job run (or of the system logs) on this server, at most.
     #[arg(long, env = "LOGWELL_MAX_FOLLOWERS_PER_JOB_RUN", default_value_t = 10_000)]
     pub max_followers_per_job_run: usize,
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs --tls-key-file.
+    #[arg(long, env = "LOGWELL_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long, env = "LOGWELL_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "LOGWELL_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// How often the TLS files are checked for changes (they also reload on SIGHUP).
+    #[arg(long, env = "LOGWELL_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tls_reload_interval: Duration,
     /// How often each server reads revocations of job-run tokens made on other replicas.
     #[arg(long, env = "LOGWELL_REVOCATION_REFRESH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub revocation_refresh_interval: Duration,
@@ -217,7 +232,15 @@ impl ServeArgs {
             limits: self.limits()?,
             max_request_bytes: positive("--max-request-bytes", self.max_request_bytes)?,
             max_followers_per_job_run: positive("--max-followers-per-job-run", self.max_followers_per_job_run)?,
+            tls: self.tls()?,
+            tls_reload_interval: self.tls_reload_interval,
         })
+    }
+
+    fn tls(&self) -> Result<Option<Arc<ReloadableTls>>, ConfigError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else { return Ok(None) };
+        let files = TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: self.tls_client_ca_file.clone() };
+        Ok(Some(Arc::new(ReloadableTls::new(files)?)))
     }
 
     fn limits(&self) -> Result<Limits, ConfigError> {
@@ -259,7 +282,10 @@ impl ServeArgs {
             (true, false) if tokens.is_empty() => return Err(ConfigError::NoTokensFound),
             (true, false) => Authentication::Tokens { tokens, job_run_tokens },
             (false, true) => Authentication::Off,
-            (false, false) if self.listen.ip().is_loopback() => Authentication::Off,
+            // Every client proves itself with a certificate from the CA.
+            (false, false) if self.listen.ip().is_loopback() || self.tls_client_ca_file.is_some() => {
+                Authentication::Off
+            }
             (false, false) => return Err(ConfigError::OpenToNetwork { listen: self.listen }),
         };
         Ok(AccessPolicy {

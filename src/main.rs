@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
                 address = %grpc.local_addr()?,
                 metrics = ?metrics.as_ref().map(TcpListener::local_addr).transpose()?,
                 database = %redacted(&args.database.database_url),
+                tls = settings.tls.is_some(),
                 "logwell serving"
             );
             match &settings.access.authentication {
@@ -51,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
                     address = %args.listen,
                     "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches this address reads and writes every log"
                 ),
+                Authentication::Off if args.tls_client_ca_file.is_some() => {
+                    tracing::info!("no tokens configured: clients are authenticated by their certificates only")
+                }
                 Authentication::Off => tracing::info!("no tokens configured: authentication is off, on loopback only"),
             }
             let listeners = Listeners { grpc, metrics };

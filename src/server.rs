@@ -2,6 +2,7 @@
 //! a listener the caller bound, until a shutdown signal.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::store::LogStore;
+use crate::tls::{self, ReloadableTls};
 use crate::{health, metrics};
 
 /// How the server behaves, apart from where it listens and stores.
@@ -64,6 +66,10 @@ pub struct ServerSettings {
     pub max_request_bytes: usize,
     /// Followers of one job run (or of the system logs) on this server, at most.
     pub max_followers_per_job_run: usize,
+    /// TLS for the gRPC listener; plaintext if `None`.
+    pub tls: Option<Arc<ReloadableTls>>,
+    /// How often the TLS files are checked for changes.
+    pub tls_reload_interval: Duration,
 }
 
 /// Where the server listens.
@@ -176,8 +182,21 @@ pub async fn serve(
             }
         });
     }
-    let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
-    let serving = router.serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
+    let serving: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match &settings.tls {
+        Some(reloadable) => {
+            tokio::spawn(tls::reload_when_asked(
+                reloadable.clone(),
+                settings.tls_reload_interval,
+                stopped(stopping.clone()),
+            ));
+            let incoming = tls::incoming(listeners.grpc, reloadable.clone());
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped(stopping.clone())))
+        }
+        None => {
+            let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped(stopping.clone())))
+        }
+    };
     let grace_over = {
         let stopped = stopped(stopping);
         async move {

@@ -180,6 +180,8 @@ pub fn test_settings() -> ServerSettings {
         limits: logwell::model::Limits::default(),
         max_request_bytes: 16 * 1024 * 1024,
         max_followers_per_job_run: 10_000,
+        tls: None,
+        tls_reload_interval: Duration::from_millis(100),
     }
 }
 
@@ -195,6 +197,8 @@ pub struct TestServer {
     pub database: TestDatabase,
     /// Where the server's Prometheus metrics are.
     pub metrics_address: SocketAddr,
+    /// Where it serves gRPC.
+    pub address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -218,8 +222,10 @@ impl TestServer {
         tokio::spawn(logwell::server::serve(listeners, store.clone(), hub, settings, async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");
-        TestServer { channel, store, database, metrics_address, stop: Some(stop) }
+        // Lazily: a TLS server is not for a plaintext channel, but its tests
+        // make their own.
+        let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect_lazy();
+        TestServer { channel, store, database, metrics_address, address, stop: Some(stop) }
     }
 
     /// The value of one metric, read over HTTP from the metrics endpoint.

@@ -16,4 +16,5 @@ mod outage;
 mod queries;
 mod schema;
 mod streams;
+mod tls;
 mod writes;

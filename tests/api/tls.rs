@@ -1,0 +1,212 @@
+//! TLS with certificates the tests make (rcgen): handshakes, mutual TLS, and
+//! reloading certificates when their files change or on SIGHUP, without
+//! dropping established connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use logwell::proto::v1 as pb;
+use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
+use logwell::server::ServerSettings;
+use logwell::tls::{ReloadableTls, TlsFiles};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use uuid::Uuid;
+
+use crate::helpers::{Backend, TestDatabase, TestServer, job_entry, start_serving_with, test_settings};
+
+/// A CA, and what it signed.
+struct Authority {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A certificate and its key, in PEM.
+struct Issued {
+    cert: String,
+    key: String,
+}
+
+impl Authority {
+    fn new(name: &str) -> Authority {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        Authority { cert: params.self_signed(&key).expect("CA certificate"), key }
+    }
+
+    fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    fn issue(&self, names: &[&str]) -> Issued {
+        let key = KeyPair::generate().expect("key");
+        let params =
+            CertificateParams::new(names.iter().map(|name| name.to_string()).collect::<Vec<_>>()).expect("params");
+        let cert = params.signed_by(&key, &self.cert, &self.key).expect("certificate");
+        Issued { cert: cert.pem(), key: key.serialize_pem() }
+    }
+}
+
+/// The server's certificate files in a folder of their own.
+struct Files {
+    folder: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Files {
+        Files { folder: tempfile::tempdir().expect("folder") }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.folder.path().join(name)
+    }
+
+    /// Writes the server's certificate and key (replacing, as an operator's
+    /// tooling does: write aside, then rename).
+    fn install(&self, server: &Issued, client_ca: Option<&Authority>) {
+        replace(&self.path("server.pem"), &server.cert);
+        replace(&self.path("server.key"), &server.key);
+        if let Some(authority) = client_ca {
+            replace(&self.path("clients-ca.pem"), &authority.pem());
+        }
+    }
+
+    fn tls_files(&self, mutual: bool) -> TlsFiles {
+        TlsFiles {
+            cert: self.path("server.pem"),
+            key: self.path("server.key"),
+            client_ca: mutual.then(|| self.path("clients-ca.pem")),
+        }
+    }
+}
+
+fn replace(path: &Path, contents: &str) {
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, contents).expect("write");
+    std::fs::rename(&aside, path).expect("rename");
+}
+
+async fn tls_server(files: &Files, mutual: bool) -> TestServer {
+    let tls = Arc::new(ReloadableTls::new(files.tls_files(mutual)).expect("TLS files load"));
+    let settings = ServerSettings { tls: Some(tls), ..test_settings() };
+    TestServer::start_with(TestDatabase::create(Backend::Sqlite).await, settings).await
+}
+
+/// A client that trusts `ca` and, for mutual TLS, shows `identity`.
+async fn connect(address: &str, ca: &Authority, identity: Option<&Issued>) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem())).domain_name("localhost");
+    if let Some(identity) = identity {
+        tls = tls.identity(Identity::from_pem(&identity.cert, &identity.key));
+    }
+    Channel::from_shared(address.to_string()).expect("uri").tls_config(tls)?.connect().await
+}
+
+async fn write(channel: Channel) -> Result<(), tonic::Status> {
+    let log = Some(job_entry(Uuid::now_v7(), "over TLS"));
+    JobLogServiceClient::new(channel).write_job_log(pb::WriteJobLogRequest { log }).await.map(drop)
+}
+
+fn https(server: &TestServer) -> String {
+    format!("https://{}", server.address)
+}
+
+#[tokio::test]
+async fn tls_serves_clients_that_trust_its_ca_and_no_others() {
+    let (ca, files) = (Authority::new("logwell test CA"), Files::new());
+    files.install(&ca.issue(&["localhost", "127.0.0.1"]), None);
+    let server = tls_server(&files, false).await;
+
+    let channel = connect(&https(&server), &ca, None).await.expect("TLS handshake");
+    write(channel).await.expect("a write over TLS");
+    assert!(connect(&https(&server), &Authority::new("another CA"), None).await.is_err(), "an unknown CA");
+    let plaintext = write(server.channel.clone()).await.expect_err("plaintext is not served");
+    assert!(plaintext.message().contains("transport error"), "{plaintext:?}");
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_a_client_certificate_from_the_clients_ca() {
+    let (ca, clients_ca, files) = (Authority::new("server CA"), Authority::new("clients CA"), Files::new());
+    files.install(&ca.issue(&["localhost"]), Some(&clients_ca));
+    let server = tls_server(&files, true).await;
+
+    let client = clients_ca.issue(&["runner-7"]);
+    let channel = connect(&https(&server), &ca, Some(&client)).await.expect("mutual TLS handshake");
+    write(channel).await.expect("a write with a client certificate");
+
+    let refused = |channel: Result<Channel, tonic::transport::Error>| async move {
+        match channel {
+            Err(_) => true,
+            Ok(channel) => write(channel).await.is_err(),
+        }
+    };
+    assert!(refused(connect(&https(&server), &ca, None).await).await, "no client certificate");
+    let stranger = Authority::new("a stranger's CA").issue(&["runner-7"]);
+    assert!(refused(connect(&https(&server), &ca, Some(&stranger)).await).await, "a certificate from another CA");
+}
+
+#[tokio::test]
+async fn changed_files_reload_without_dropping_connections() {
+    let (old_ca, new_ca, files) = (Authority::new("old CA"), Authority::new("new CA"), Files::new());
+    files.install(&old_ca.issue(&["localhost"]), None);
+    let server = tls_server(&files, false).await;
+    let established = connect(&https(&server), &old_ca, None).await.expect("handshake with the old certificate");
+    write(established.clone()).await.expect("write");
+
+    files.install(&new_ca.issue(&["localhost"]), None);
+    let reloaded = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(channel) = connect(&https(&server), &new_ca, None).await {
+                return channel;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("new handshakes use the new certificate");
+    write(reloaded).await.expect("write over the new certificate");
+    // The old connection was not dropped: a new one would meet the new
+    // certificate, which this client does not trust.
+    write(established).await.expect("the established connection still works");
+    assert!(connect(&https(&server), &old_ca, None).await.is_err(), "new handshakes no longer use the old one");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificates_of_a_running_server() {
+    let (old_ca, new_ca, files) = (Authority::new("old CA"), Authority::new("new CA"), Files::new());
+    files.install(&old_ca.issue(&["localhost"]), None);
+    let database = format!("sqlite:{}", files.path("logwell.db").display());
+    let (cert, key) = (files.path("server.pem"), files.path("server.key"));
+    let flags = [
+        "--tls-cert-file",
+        cert.to_str().expect("path"),
+        "--tls-key-file",
+        key.to_str().expect("path"),
+        // Only the signal reloads within this test.
+        "--tls-reload-interval",
+        "1h",
+    ];
+    let (child, address, _lines) = start_serving_with(&database, &flags, &[]).await;
+    let address = address.replace("http://", "https://");
+    write(connect(&address, &old_ca, None).await.expect("old certificate")).await.expect("write");
+
+    files.install(&new_ca.issue(&["localhost"]), None);
+    assert!(connect(&address, &new_ca, None).await.is_err(), "nothing reloads before the signal");
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill");
+    assert!(status.success());
+    let reloaded = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(channel) = connect(&address, &new_ca, None).await {
+                return channel;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the signal reloads the certificates");
+    write(reloaded).await.expect("write over the new certificate");
+    drop(child);
+}
