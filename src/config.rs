@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::auth::{Authentication, JobRunTokens, Scopes, ShortKey, TokenError, TokenSet};
 use crate::model::Limits;
+use crate::rate_limit::RateLimiter;
 use crate::server::ServerSettings;
 use crate::store::ConnectOptions;
 use crate::tls::{ReloadableTls, TlsError, TlsFiles};
@@ -71,6 +72,8 @@ pub enum ConfigError {
     Tokens(#[from] TokenError),
     #[error("{flag} must be at least 1")]
     Zero { flag: &'static str },
+    #[error("--rate-limit-burst-logs ({burst}) must be at least --max-batch-logs ({batch})")]
+    BurstUnderBatch { burst: u32, batch: u32 },
     #[error("--max-batch-logs ({batch}) must fit in --write-queue-logs ({queue})")]
     BatchOverQueue { batch: usize, queue: usize },
     #[error("tokens were configured, but none were found in them")]
@@ -157,6 +160,12 @@ pub struct ServeArgs {
     /// Followers of one job run (or of the system logs) on this server, at most.
     #[arg(long, env = "LOGWELL_MAX_FOLLOWERS_PER_JOB_RUN", default_value_t = 10_000)]
     pub max_followers_per_job_run: usize,
+    /// Logs per second each caller (token, job-run token) may write; 0 means no limit.
+    #[arg(long, env = "LOGWELL_RATE_LIMIT_LOGS_PER_SECOND", default_value_t = 0)]
+    pub rate_limit_logs_per_second: u32,
+    /// Logs a caller may write at once after a pause; default: the rate or --max-batch-logs, whichever is more.
+    #[arg(long, env = "LOGWELL_RATE_LIMIT_BURST_LOGS")]
+    pub rate_limit_burst_logs: Option<u32>,
     /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs --tls-key-file.
     #[arg(long, env = "LOGWELL_TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
@@ -232,9 +241,23 @@ impl ServeArgs {
             limits: self.limits()?,
             max_request_bytes: positive("--max-request-bytes", self.max_request_bytes)?,
             max_followers_per_job_run: positive("--max-followers-per-job-run", self.max_followers_per_job_run)?,
+            rate_limit: self.rate_limit()?,
             tls: self.tls()?,
             tls_reload_interval: self.tls_reload_interval,
         })
+    }
+
+    fn rate_limit(&self) -> Result<Option<Arc<RateLimiter>>, ConfigError> {
+        if self.rate_limit_logs_per_second == 0 {
+            return Ok(None);
+        }
+        let batch = u32::try_from(self.max_batch_logs).unwrap_or(u32::MAX);
+        let burst = self.rate_limit_burst_logs.unwrap_or(self.rate_limit_logs_per_second.max(batch));
+        if burst < batch {
+            // A full batch could never be written.
+            return Err(ConfigError::BurstUnderBatch { burst, batch });
+        }
+        Ok(Some(Arc::new(RateLimiter::new(self.rate_limit_logs_per_second, burst))))
     }
 
     fn tls(&self) -> Result<Option<Arc<ReloadableTls>>, ConfigError> {
@@ -352,6 +375,20 @@ mod tests {
         assert!(matches!(access(&["--tokens", &tokens, "--insecure-no-auth"]), Err(ConfigError::InsecureWithTokens)));
         assert!(matches!(access(&["--tokens", "# nobody"]), Err(ConfigError::NoTokensFound)));
         assert!(matches!(access(&["--tokens-file", "/nonexistent/tokens"]), Err(ConfigError::Unreadable { .. })));
+    }
+
+    #[test]
+    fn a_rate_limit_burst_holds_a_full_batch() {
+        let serve = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["logwell", "serve"], args].concat()).unwrap();
+            let Command::Serve(serve) = cli.command else { panic!("expected serve") };
+            serve.rate_limit()
+        };
+        assert!(serve(&[]).unwrap().is_none(), "off by default");
+        let limiter = serve(&["--rate-limit-logs-per-second", "50"]).unwrap().unwrap();
+        assert_eq!((limiter.logs_per_second, limiter.burst_logs), (50, 1_000));
+        let small = serve(&["--rate-limit-logs-per-second", "50", "--rate-limit-burst-logs", "999"]);
+        assert!(matches!(small, Err(ConfigError::BurstUnderBatch { burst: 999, batch: 1_000 })));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::proto::v1::log_stream_service_server::LogStreamServiceServer;
 use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
+use crate::rate_limit::RateLimiter;
 use crate::store::LogStore;
 use crate::tls::{self, ReloadableTls};
 use crate::{health, metrics};
@@ -66,6 +67,8 @@ pub struct ServerSettings {
     pub max_request_bytes: usize,
     /// Followers of one job run (or of the system logs) on this server, at most.
     pub max_followers_per_job_run: usize,
+    /// Each caller's write rate, if limited.
+    pub rate_limit: Option<Arc<RateLimiter>>,
     /// TLS for the gRPC listener; plaintext if `None`.
     pub tls: Option<Arc<ReloadableTls>>,
     /// How often the TLS files are checked for changes.
@@ -113,7 +116,7 @@ pub async fn serve(
     };
     let (ingest, committer) = Ingest::start(store.clone(), settings.write_queue_logs);
     let ingest = Arc::new(ingest);
-    let writer = LogWriter::new(ingest.clone(), settings.limits);
+    let writer = LogWriter::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
     let reader = LogReader::new(store.clone());
     let streamer = LogStreamer::new(
         store.clone(),

@@ -29,6 +29,11 @@ pub enum ApiError {
     TooManyFollowers { followers: usize, limit: usize },
     #[error("the request is {bytes} bytes; --max-request-bytes allows at most {limit}")]
     RequestTooLarge { bytes: usize, limit: usize },
+    #[error(
+        "{caller} is over its write rate of {logs_per_second} logs/s (--rate-limit-logs-per-second); \
+         nothing was stored; retry in {:.2} s", retry_after.as_secs_f64()
+    )]
+    RateLimited { caller: String, logs_per_second: u32, retry_after: std::time::Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -69,6 +74,11 @@ impl From<ApiError> for Status {
             ApiError::NoSigningKey => Status::failed_precondition(error.to_string()),
             ApiError::TooManyFollowers { .. } | ApiError::RequestTooLarge { .. } => {
                 Status::resource_exhausted(error.to_string())
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(retry_after));
+                Status::with_error_details(Code::ResourceExhausted, error.to_string(), details)
             }
             ApiError::Store(StoreError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "database unavailable");

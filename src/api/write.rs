@@ -2,6 +2,7 @@
 //! that carry another type's fields are refused, naming the field.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use tonic::{Request, Response, Status};
@@ -16,17 +17,35 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::job_log_service_server::JobLogService;
 use crate::proto::v1::system_log_service_server::SystemLogService;
 use crate::proto::v1::task_log_service_server::TaskLogService;
+use crate::rate_limit::RateLimiter;
 
 /// Serves SystemLogService, JobLogService and TaskLogService.
 #[derive(Clone)]
 pub struct LogWriter {
     ingest: Arc<Ingest>,
     limits: Limits,
+    rate: Option<Arc<RateLimiter>>,
 }
 
 impl LogWriter {
-    pub fn new(ingest: Arc<Ingest>, limits: Limits) -> Self {
-        LogWriter { ingest, limits }
+    pub fn new(ingest: Arc<Ingest>, limits: Limits, rate: Option<Arc<RateLimiter>>) -> Self {
+        LogWriter { ingest, limits, rate }
+    }
+
+    /// Charges `logs` to the caller's write rate: refuses at once, or waits
+    /// (so that a stream's flow control slows its producer).
+    async fn charge(&self, principal: &Principal, logs: usize, when_full: WhenFull) -> Result<(), ApiError> {
+        let Some(rate) = &self.rate else { return Ok(()) };
+        let caller = principal.caller();
+        loop {
+            match rate.take(&caller, logs, Instant::now()) {
+                Ok(()) => return Ok(()),
+                Err(retry_after) if when_full == WhenFull::Wait => tokio::time::sleep(retry_after).await,
+                Err(retry_after) => {
+                    return Err(ApiError::RateLimited { caller, logs_per_second: rate.logs_per_second, retry_after });
+                }
+            }
+        }
     }
 
     async fn write_one(
@@ -42,6 +61,7 @@ impl LogWriter {
         };
         let log = validate_entry(entry, log_type, "log", &self.limits)?;
         principal.may_write(&log.owner, "log.job_run_id")?;
+        self.charge(principal, 1, WhenFull::Refuse).await?;
         let receipts = self.ingest.write(vec![log], WhenFull::Refuse).await?;
         receipts.into_iter().next().map(receipt_to_proto).ok_or(ApiError::Internal("the store acknowledged no log"))
     }
@@ -84,6 +104,7 @@ impl LogWriter {
         for (index, log) in logs.iter().enumerate() {
             principal.may_write(&log.owner, &format!("logs[{index}].job_run_id"))?;
         }
+        self.charge(principal, logs.len(), when_full).await?;
         let receipts = self.ingest.write(logs, when_full).await?;
         Ok(receipts.into_iter().map(receipt_to_proto).collect())
     }

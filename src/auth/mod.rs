@@ -136,6 +136,15 @@ impl Principal {
         }
     }
 
+    /// Names the caller for its write rate and in refusals.
+    pub fn caller(&self) -> String {
+        match self {
+            Principal::Anyone => "everyone (no authentication)".into(),
+            Principal::Token { name, .. } => format!("token {name}"),
+            Principal::JobRun(grant) => format!("job-run token {}", grant.token_id),
+        }
+    }
+
     /// Whether a principal admitted earlier still holds: a long stream
     /// outlives its job-run token's expiry or revocation only until the next
     /// check.

@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod outage;
 mod queries;
+mod rate_limit;
 mod schema;
 mod streams;
 mod tls;
