@@ -61,7 +61,7 @@ impl<U: Message + Default> Decoder for StrictDecoder<U> {
 /// prost's "failed to decode Protobuf message: LogEntry.message:
 /// WriteJobLogRequest.log: invalid string value: …" (innermost field first)
 /// as a violation of field `log.message`.
-fn undecodable(error: &str) -> Violations {
+pub(super) fn undecodable(error: &str) -> Violations {
     let detail = error.strip_prefix("failed to decode Protobuf message: ").unwrap_or(error);
     let mut path = Vec::new();
     let mut rest = detail;

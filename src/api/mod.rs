@@ -8,6 +8,8 @@ mod error;
 mod ingest_stream;
 mod job_runs;
 mod page_token;
+#[cfg(test)]
+mod properties;
 mod query;
 mod request_size;
 mod stream;

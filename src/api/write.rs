@@ -111,7 +111,12 @@ impl LogWriter {
 }
 
 /// Decodes and validates one entry; violations are named under `prefix`.
-fn validate_entry(entry: pb::LogEntry, log_type: LogType, prefix: &str, limits: &Limits) -> Result<NewLog, Violations> {
+pub(super) fn validate_entry(
+    entry: pb::LogEntry,
+    log_type: LogType,
+    prefix: &str,
+    limits: &Limits,
+) -> Result<NewLog, Violations> {
     let mut decoding = Violations::default();
     let draft = log_draft(entry, &mut decoding);
     decoding.judge(draft.validate(log_type, Utc::now(), limits)).map_err(|violations| violations.under(prefix))
