@@ -14,7 +14,7 @@ use super::codec::undecodable;
 use super::convert::{log_to_proto, query_draft};
 use super::page_token;
 use super::write::validate_entry;
-use crate::model::{Cursor, Limits, Log, LogType, MAX_TIME, MIN_TIME, SortOrder, Violations};
+use crate::model::{Cursor, Limits, Log, LogType, MAX_TIME, MIN_TIME, Ordering, SortOrder, Violations};
 use crate::proto::v1 as pb;
 
 const TYPES: [LogType; 3] = [LogType::System, LogType::Job, LogType::Task];
@@ -210,7 +210,13 @@ proptest! {
             }
             // A token the server did not make is refused, never trusted.
             prop_assert!(page_token.is_empty() || page_token::decode(&page_token, &filter, order).is_err());
-            let cursor = Cursor::Time { time: Utc::now(), id: Uuid::now_v7() };
+            // Cursors come from stored logs: microsecond times.
+            let time = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+            let cursor = match filter.ordering() {
+                Ordering::RunSeq | Ordering::SystemSeq => Cursor::Seq(after_seq),
+                Ordering::TaskRunSeq => Cursor::RunSeq { job_run_id: Uuid::now_v7(), seq: after_seq },
+                Ordering::Time => Cursor::Time { time, id: Uuid::now_v7() },
+            };
             let token = page_token::encode(cursor, &filter, order);
             prop_assert_eq!(page_token::decode(&token, &filter, order), Ok(cursor));
             let reversed = match order { SortOrder::Ascending => SortOrder::Descending, SortOrder::Descending => SortOrder::Ascending };

@@ -103,11 +103,12 @@ impl LogDraft {
             (_, stream) => stream,
         };
         check_source(&mut violations, "source", &self.source, limits.source_bytes);
-        let truncated_from = check_message(&mut violations, "message", &mut self.message, limits);
-        check_metadata(&mut violations, "metadata", &self.metadata, limits);
-        if let Some(bytes) = truncated_from {
+        // The mark counts against the metadata bound, so that what is stored
+        // is always within the limits (and a resend of it is accepted as is).
+        if let Some(bytes) = check_message(&mut violations, "message", &mut self.message, limits) {
             mark_truncated(&mut self.metadata, bytes);
         }
+        check_metadata(&mut violations, "metadata", &self.metadata, limits);
 
         match (owner, time, received_at, stream) {
             (Some(owner), Some(time), Some(received_at), Some(stream)) if violations.is_empty() => Ok(NewLog {

@@ -153,12 +153,16 @@ pub(crate) fn check_message(
     let mut truncated_from = None;
     if message.is_empty() {
         violations.add(field, "is required and must not be empty");
-    } else if message.len() > limits.message_bytes && limits.truncate_messages {
-        truncated_from = Some(message.len());
-        let cut = (0..=limits.message_bytes).rev().find(|&index| message.is_char_boundary(index)).unwrap_or(0);
-        message.truncate(cut);
     } else if message.len() > limits.message_bytes {
-        violations.add(field, format!("is {} bytes long; at most {} are allowed", message.len(), limits.message_bytes));
+        // The longest prefix of whole characters that fits; none may fit.
+        let cut = (0..=limits.message_bytes).rev().find(|&index| message.is_char_boundary(index)).unwrap_or(0);
+        if limits.truncate_messages && cut > 0 {
+            truncated_from = Some(message.len());
+            message.truncate(cut);
+        } else {
+            violations
+                .add(field, format!("is {} bytes long; at most {} are allowed", message.len(), limits.message_bytes));
+        }
     }
     if message.contains('\0') {
         violations.add(field, "must not contain NUL characters");
@@ -273,6 +277,11 @@ mod tests {
         let mut exact = "abcde".to_string();
         assert_eq!(check_message(&mut violations, "message", &mut exact, &limits), None);
         assert!(violations.is_empty());
+        // Found by the property tests: a cut that keeps nothing would leave
+        // an empty message.
+        let one_byte = Limits { message_bytes: 1, ..limits };
+        assert_eq!(check_message(&mut violations, "wide", &mut "€".to_string(), &one_byte), None);
+        assert_eq!(violations.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(), ["wide"]);
     }
 
     #[test]

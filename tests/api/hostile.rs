@@ -1,19 +1,22 @@
 //! Hostile input: bytes that are not UTF-8, metadata nested past what the
-//! decoder follows, and search text full of SQL and wildcards. Each is refused
-//! with INVALID_ARGUMENT naming the field, or matched literally, the same on
-//! both backends; none is INTERNAL. (NUL bytes, control characters, extreme
-//! times, duplicate ids in a batch and tampered page tokens are covered with
-//! the writes and queries they belong to.)
+//! decoder follows, duplicate ids inside one batch, empty batches, and search
+//! text full of SQL and wildcards. Each is refused with INVALID_ARGUMENT naming
+//! the field, or matched literally, the same on both backends; none is
+//! INTERNAL, and a refused batch stores nothing. (NUL bytes, control
+//! characters, extreme times and tampered page tokens are covered with the
+//! writes and queries they belong to.)
 
 use logwell::proto::v1 as pb;
+use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
 use tonic::Code;
 use uuid::Uuid;
 
 use crate::conformance;
-use crate::helpers::{Backend, TestServer, job_entry};
+use crate::helpers::{Backend, TestServer, assert_invalid, job_entry};
 use crate::writes::metadata;
 
 conformance!(
+    duplicate_ids_and_empty_batches_are_refused_whole,
     strings_that_are_not_utf8_name_their_field,
     metadata_nested_past_the_decoder_is_invalid_argument,
     search_text_is_literal,
@@ -44,6 +47,40 @@ async fn write_raw(server: &TestServer, entry: RawEntry) -> Result<pb::WriteJobL
     let codec = tonic_prost::ProstCodec::<RawWriteJobLogRequest, pb::WriteJobLogResponse>::default();
     let request = tonic::Request::new(RawWriteJobLogRequest { log: Some(entry) });
     grpc.unary(request, path, codec).await.map(tonic::Response::into_inner)
+}
+
+async fn duplicate_ids_and_empty_batches_are_refused_whole(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let id = Uuid::now_v7().to_string();
+    let with_id = |message: &str| pb::LogEntry { id: id.clone(), ..job_entry(run, message) };
+    let twice = vec![job_entry(run, "no id"), with_id("first"), with_id("second")];
+    let refused = server.job().write_job_logs(pb::WriteJobLogsRequest { logs: twice.clone() }).await;
+    assert_invalid(refused, &["logs[2].id"]);
+    assert_invalid(server.job().write_job_logs(pb::WriteJobLogsRequest { logs: Vec::new() }).await, &["logs"]);
+
+    let batch = |batch_number: u64, logs: Vec<pb::LogEntry>| pb::IngestLogsRequest {
+        batch_number,
+        r#type: pb::LogType::Job.into(),
+        logs,
+    };
+    let mut answers = LogIngestServiceClient::new(server.channel.clone())
+        .ingest_logs(tokio_stream::iter([batch(1, twice), batch(2, Vec::new()), batch(3, vec![with_id("alone")])]))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut refusals = std::collections::BTreeMap::new();
+    while let Some(answer) = answers.message().await.expect("answer") {
+        refusals.insert(answer.batch_number, answer.refusal.map(|refusal| (refusal.code, refusal.field_violations)));
+    }
+    let field = |number: u64| refusals[&number].as_ref().map(|(code, fields)| (*code, fields[0].field.clone()));
+    assert_eq!(field(1), Some((Code::InvalidArgument as i32, "logs[2].id".to_string())));
+    assert_eq!(field(2), Some((Code::InvalidArgument as i32, "logs".to_string())));
+    assert_eq!(refusals[&3], None, "a good batch after refused ones is stored");
+
+    let stored = server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await;
+    let stored: Vec<&str> = stored.iter().map(|log| log.message.as_str()).collect();
+    assert_eq!(stored, ["alone"], "refused batches stored nothing");
 }
 
 async fn strings_that_are_not_utf8_name_their_field(backend: Backend) {

@@ -90,7 +90,7 @@ async fn each_limit_holds_at_its_bound_and_refuses_past_it(backend: Backend) {
 }
 
 async fn long_messages_are_truncated_and_marked_when_configured(backend: Backend) {
-    let limits = Limits { truncate_messages: true, ..LIMITS };
+    let limits = Limits { truncate_messages: true, metadata_bytes: 100, ..LIMITS };
     let server = server(backend, ServerSettings { limits, ..test_settings() }).await;
     let run = Uuid::now_v7();
     // 63 ASCII bytes and a 3-byte character: the cut keeps whole characters.
@@ -133,6 +133,35 @@ async fn requests_over_the_size_limit_are_resource_exhausted(backend: Backend) {
     let ended = answers.message().await.expect_err("the oversized batch ends the stream");
     assert_eq!(ended.code(), Code::ResourceExhausted, "{ended:?}");
     assert!(ended.message().contains("--max-request-bytes allows at most 4096"), "{}", ended.message());
+}
+
+/// The HTTP/2 bound on streams per connection: a call past it waits for a
+/// slot (the client queues it) rather than failing, and starts once one frees.
+#[tokio::test]
+async fn streams_per_connection_are_bounded() {
+    let settings = ServerSettings { max_concurrent_streams: 2, ..test_settings() };
+    let server = server(Backend::Sqlite, settings).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.address))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let follow = |channel: tonic::transport::Channel| async move {
+        let request = pb::StreamLogsRequest {
+            job_run_id: Uuid::now_v7().to_string(),
+            start: Some(pb::stream_logs_request::Start::FromNow(true)),
+            ..Default::default()
+        };
+        logwell::proto::v1::log_stream_service_client::LogStreamServiceClient::new(channel).stream_logs(request).await
+    };
+    let first = follow(channel.clone()).await.expect("first stream");
+    let _second = follow(channel.clone()).await.expect("second stream");
+    let mut third = Box::pin(follow(channel.clone()));
+    let waited = tokio::time::timeout(Duration::from_millis(500), &mut third).await;
+    assert!(waited.is_err(), "a third stream started on a connection that allows two");
+    drop(first);
+    let started = tokio::time::timeout(Duration::from_secs(10), third).await.expect("the third starts once one ends");
+    started.expect("third stream");
 }
 
 async fn followers_per_job_run_are_bounded(backend: Backend) {
