@@ -74,7 +74,7 @@ fn requirement(path: &str) -> Requirement {
         ) => Requirement::Scope(Scope::Write),
         ("logwell.v1.LogQueryService" | "logwell.v1.LogStreamService", _) => Requirement::Scope(Scope::Read),
         ("logwell.v1.JobRunService", "GetJobRun") => Requirement::Scope(Scope::Read),
-        ("logwell.v1.JobRunService", "CompleteJobRun") | ("logwell.v1.TokenService", _) => {
+        ("logwell.v1.JobRunService", "CompleteJobRun" | "DeleteJobRun") | ("logwell.v1.TokenService", _) => {
             Requirement::Scope(Scope::Admin)
         }
         _ => Requirement::Token,

@@ -90,6 +90,9 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::IdTaken(id)) => Status::already_exists(format!(
                 "log id {id} is already used by a log of another job run, task run or type; ids name one log forever"
             )),
+            ApiError::Store(StoreError::JobRunOpen(id)) => Status::failed_precondition(format!(
+                "job run {id} is open; complete it first, so that no write races the deletion"
+            )),
             ApiError::Store(StoreError::JobRunAlreadyComplete(run)) => {
                 let outcome = run.completion.map(|completion| completion.outcome.as_str()).unwrap_or_default();
                 Status::failed_precondition(format!(

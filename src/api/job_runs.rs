@@ -44,8 +44,27 @@ impl JobRuns {
     }
 }
 
+impl JobRuns {
+    async fn delete(&self, request: pb::DeleteJobRunRequest) -> Result<pb::DeleteJobRunResponse, ApiError> {
+        let id = required_id("job_run_id", &request.job_run_id)?;
+        let Some((run, deleted)) = self.store.delete_job_run(id, Utc::now()).await? else {
+            return Err(ApiError::NotFound(format!("job run {id} has neither logged nor been completed")));
+        };
+        tracing::info!(job_run_id = %id, deleted, "job run's logs deleted");
+        let deleted_logs = i64::try_from(deleted).unwrap_or(i64::MAX);
+        Ok(pb::DeleteJobRunResponse { job_run: Some(job_run_to_proto(run)), deleted_logs })
+    }
+}
+
 #[tonic::async_trait]
 impl JobRunService for JobRuns {
+    async fn delete_job_run(
+        &self,
+        request: Request<pb::DeleteJobRunRequest>,
+    ) -> Result<Response<pb::DeleteJobRunResponse>, Status> {
+        Ok(Response::new(self.delete(request.into_inner()).await?))
+    }
+
     async fn complete_job_run(
         &self,
         request: Request<pb::CompleteJobRunRequest>,

@@ -24,6 +24,8 @@ pub struct JobRun {
     pub first_log_time: Option<DateTime<Utc>>,
     pub last_log_time: Option<DateTime<Utc>>,
     pub completion: Option<Completion>,
+    /// When its logs were deleted; a deleted run is complete and holds none.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl JobRun {

@@ -26,6 +26,9 @@ pub enum StoreError {
     /// A client id already names a log of another job run, task run or type.
     #[error("log id {0} is already used by another log")]
     IdTaken(Uuid),
+    /// A deletion of a run that is still open.
+    #[error("job run {0} is open")]
+    JobRunOpen(Uuid),
     /// A completion of a run that was already completed differently.
     #[error("job run {} was already completed", .0.id)]
     JobRunAlreadyComplete(Box<JobRun>),

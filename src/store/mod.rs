@@ -50,6 +50,11 @@ pub trait LogStore: Send + Sync + 'static {
     /// summary returns the run unchanged; otherwise `JobRunAlreadyComplete`.
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError>;
 
+    /// Deletes a completed run's logs and marks it deleted; answers the run
+    /// and how many logs went. `JobRunOpen` if it is not complete, `None` if
+    /// it does not exist.
+    async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError>;
+
     /// Records that a job-run token is revoked until `expires_at` (again is
     /// harmless), and forgets revocations whose tokens have expired.
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
@@ -188,6 +193,7 @@ struct JobRunRow {
     completed_at: Option<DateTime<Utc>>,
     outcome: Option<String>,
     summary: String,
+    deleted_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<JobRunRow> for JobRun {
@@ -209,6 +215,7 @@ impl TryFrom<JobRunRow> for JobRun {
             first_log_time: row.first_log_time,
             last_log_time: row.last_log_time,
             completion,
+            deleted_at: row.deleted_at,
         })
     }
 }

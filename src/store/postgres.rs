@@ -32,7 +32,7 @@ const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time,
      RETURNING id, next_seq, completed_at IS NOT NULL";
 
 const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
-     outcome, summary FROM job_runs WHERE id = $1";
+     outcome, summary, deleted_at FROM job_runs WHERE id = $1";
 
 /// Completes a run unless it already is; returns a row only if it changed.
 const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary) \
@@ -247,6 +247,33 @@ impl LogStore for PostgresStore {
         self.commit_and_notify(transaction, vec![id]).await?;
         self.hub.storage_changed([id]);
         super::settle_completion(changed, JobRun::try_from(row)?, completion)
+    }
+
+    async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        // The row lock orders this after any write still allocating seqs.
+        let locking = format!("{SELECT_JOB_RUN} FOR UPDATE");
+        let Some(row): Option<JobRunRow> = sqlx::query_as(&locking).bind(id).fetch_optional(&mut *transaction).await?
+        else {
+            return Ok(None);
+        };
+        if JobRun::try_from(row)?.completion.is_none() {
+            return Err(StoreError::JobRunOpen(id));
+        }
+        let deleted = sqlx::query("DELETE FROM logs WHERE job_run_id = $1")
+            .bind(id)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE job_runs SET deleted_at = coalesce(deleted_at, $1) WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *transaction)
+            .await?;
+        let row: JobRunRow = sqlx::query_as(SELECT_JOB_RUN).bind(id).fetch_one(&mut *transaction).await?;
+        self.commit_and_notify(transaction, vec![id]).await?;
+        self.hub.storage_changed([id]);
+        Ok(Some((JobRun::try_from(row)?, deleted)))
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -37,7 +37,7 @@ const ALLOCATE_SEQS_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET next_seq = j
      RETURNING id, next_seq, completed_at IS NOT NULL";
 
 const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
-     outcome, summary FROM job_runs WHERE id = ?";
+     outcome, summary, deleted_at FROM job_runs WHERE id = ?";
 
 /// Completes a run unless it already is; returns a row only if it changed.
 const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary) \
@@ -278,6 +278,7 @@ struct SqliteJobRunRow {
     completed_at: Option<i64>,
     outcome: Option<String>,
     summary: String,
+    deleted_at: Option<i64>,
 }
 
 impl TryFrom<SqliteJobRunRow> for JobRun {
@@ -298,6 +299,7 @@ impl TryFrom<SqliteJobRunRow> for JobRun {
             completed_at: time(row.completed_at)?,
             outcome: row.outcome,
             summary: row.summary,
+            deleted_at: time(row.deleted_at)?,
         })
     }
 }
@@ -413,6 +415,32 @@ impl LogStore for SqliteStore {
         transaction.commit().await?;
         self.hub.storage_changed([id]);
         super::settle_completion(changed, JobRun::try_from(row)?, completion)
+    }
+
+    async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
+        let mut transaction = self.writer.begin().await?;
+        let select = sqlx::query_as(SELECT_JOB_RUN).bind(id.to_string());
+        let Some(row): Option<SqliteJobRunRow> = select.fetch_optional(&mut *transaction).await? else {
+            return Ok(None);
+        };
+        if JobRun::try_from(row)?.completion.is_none() {
+            return Err(StoreError::JobRunOpen(id));
+        }
+        let deleted = sqlx::query("DELETE FROM logs WHERE job_run_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE job_runs SET deleted_at = coalesce(deleted_at, ?) WHERE id = ?")
+            .bind(now.timestamp_micros())
+            .bind(id.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        let row: SqliteJobRunRow =
+            sqlx::query_as(SELECT_JOB_RUN).bind(id.to_string()).fetch_one(&mut *transaction).await?;
+        transaction.commit().await?;
+        self.hub.storage_changed([id]);
+        Ok(Some((JobRun::try_from(row)?, deleted)))
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {

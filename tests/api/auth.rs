@@ -207,6 +207,17 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
             };
             code(server.job_runs().complete_job_run(request(completion, credential)).await)
         }
+        "DeleteJobRun" => {
+            let completed = Uuid::now_v7();
+            let completion = pb::CompleteJobRunRequest {
+                job_run_id: completed.to_string(),
+                outcome: pb::JobRunOutcome::Failed.into(),
+                summary: String::new(),
+            };
+            server.job_runs().complete_job_run(request(completion, &Credential::Admin)).await.expect("complete");
+            let delete = pb::DeleteJobRunRequest { job_run_id: completed.to_string() };
+            code(server.job_runs().delete_job_run(request(delete, credential)).await)
+        }
         "MintJobRunToken" => {
             let mut tokens = TokenServiceClient::new(server.channel.clone());
             code(tokens.mint_job_run_token(request(for_run(run), credential)).await)
@@ -223,7 +234,7 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
 
 /// Every RPC of logwell's contract: the configured token that may call it,
 /// and what job-run tokens for the calls' run and for another run get.
-const RPCS: [(&str, Credential, Code, Code); 17] = [
+const RPCS: [(&str, Credential, Code, Code); 18] = [
     ("WriteSystemLog", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteSystemLogs", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteJobLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
@@ -237,6 +248,7 @@ const RPCS: [(&str, Credential, Code, Code); 17] = [
     ("StreamLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("GetJobRun", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("CompleteJobRun", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
+    ("DeleteJobRun", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
     ("MintJobRunToken", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
     ("RevokeJobRunToken", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
     // Again, so that order does not matter: a refused call changes nothing.

@@ -8,7 +8,12 @@ use uuid::Uuid;
 use crate::conformance;
 use crate::helpers::{Backend, TestServer, assert_invalid, job_entry, task_entry};
 
-conformance!(state_follows_the_logs, completion_rules, a_completed_run_takes_no_more_logs);
+conformance!(
+    state_follows_the_logs,
+    completion_rules,
+    a_completed_run_takes_no_more_logs,
+    a_completed_run_can_be_deleted
+);
 
 fn completion(run: Uuid, outcome: pb::JobRunOutcome, summary: &str) -> pb::CompleteJobRunRequest {
     pb::CompleteJobRunRequest { job_run_id: run.to_string(), outcome: outcome.into(), summary: summary.into() }
@@ -98,4 +103,62 @@ async fn a_completed_run_takes_no_more_logs(backend: Backend) {
     assert_eq!(done_logs.len(), 1);
     let state = server.job_runs().get_job_run(pb::GetJobRunRequest { job_run_id: done.to_string() }).await;
     assert_eq!(state.expect("state").into_inner().job_run.expect("run").last_seq, 1, "refused writes left no seqs");
+}
+
+async fn a_completed_run_can_be_deleted(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (run, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let task = Uuid::now_v7();
+    let logs = [job_entry(run, "one"), job_entry(run, "two"), task_entry(run, task, "three")];
+    let kept = pb::WriteTaskLogRequest { log: Some(task_entry(other, task, "kept")) };
+    server.task().write_task_log(kept).await.expect("another run's log");
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs: logs[..2].to_vec() }).await.expect("write");
+    let written = server.task().write_task_log(pb::WriteTaskLogRequest { log: Some(logs[2].clone()) }).await;
+    let log_id = written.expect("write").into_inner().receipt.expect("receipt").id;
+    let delete = |job_run_id: Uuid| {
+        let mut client = server.job_runs();
+        async move { client.delete_job_run(pb::DeleteJobRunRequest { job_run_id: job_run_id.to_string() }).await }
+    };
+
+    let open = delete(run).await.expect_err("an open run");
+    assert_eq!(open.code(), Code::FailedPrecondition, "{open:?}");
+    assert_eq!(delete(Uuid::now_v7()).await.expect_err("an unknown run").code(), Code::NotFound);
+    assert_invalid(delete(Uuid::nil()).await, &["job_run_id"]);
+    assert_eq!(
+        server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await.len(),
+        3
+    );
+
+    let completion = pb::CompleteJobRunRequest {
+        job_run_id: run.to_string(),
+        outcome: pb::JobRunOutcome::Succeeded.into(),
+        summary: String::new(),
+    };
+    server.job_runs().complete_job_run(completion).await.expect("complete");
+    let deleted = delete(run).await.expect("delete").into_inner();
+    assert_eq!(deleted.deleted_logs, 3);
+    let state = deleted.job_run.expect("run");
+    assert!(state.deleted_at.is_some());
+    assert_eq!((state.state, state.log_count, state.last_seq), (pb::JobRunState::Complete.into(), 0, 3));
+
+    assert!(
+        server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await.is_empty()
+    );
+    let gone = server.query().get_log(pb::GetLogRequest { id: log_id }).await.expect_err("deleted");
+    assert_eq!(gone.code(), Code::NotFound);
+    let late = server.job().write_job_log(pb::WriteJobLogRequest { log: Some(job_entry(run, "late")) }).await;
+    assert_eq!(late.expect_err("a deleted run stays complete").code(), Code::FailedPrecondition);
+    let again = delete(run).await.expect("deleting again is harmless").into_inner();
+    assert_eq!((again.deleted_logs, again.job_run.expect("run").deleted_at), (0, state.deleted_at));
+    let fetched = server.job_runs().get_job_run(pb::GetJobRunRequest { job_run_id: run.to_string() }).await;
+    assert_eq!(fetched.expect("get").into_inner().job_run.expect("run").deleted_at, state.deleted_at);
+
+    // Following it finds no logs, only its end.
+    let follow = pb::StreamLogsRequest { job_run_id: run.to_string(), ..Default::default() };
+    let mut stream = server.stream().stream_logs(follow).await.expect("follow").into_inner();
+    let first = stream.message().await.expect("event").expect("an event");
+    assert!(matches!(first.event, Some(pb::stream_logs_response::Event::Completed(_))), "{first:?}");
+
+    let kept = server.list_all(pb::ListLogsRequest { job_run_id: other.to_string(), ..Default::default() }).await;
+    assert_eq!(kept.len(), 1, "other runs keep their logs");
 }

@@ -1,0 +1,3 @@
+-- When a completed job run's logs were deleted (DeleteJobRun). The run keeps
+-- its row, so that it stays complete and takes no more logs.
+ALTER TABLE job_runs ADD COLUMN deleted_at INTEGER CHECK (deleted_at IS NULL OR completed_at IS NOT NULL);
