@@ -32,7 +32,7 @@ def examples():
 
 
 def run(script, env):
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=180)
 
 
 def main():
