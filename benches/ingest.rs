@@ -98,14 +98,12 @@ fn message(bytes: usize, index: usize) -> String {
 /// Each write's size in logs and its round trip.
 type Acks = Arc<Mutex<Vec<(usize, Duration)>>>;
 
-fn report(
-    name: &str,
-    logs: usize,
-    elapsed: Duration,
-    acks: &[(usize, Duration)],
-    args: &Args,
-    server: (f64, u64),
-) -> f64 {
+/// What `drive` measured: logs acknowledged, the time taken, each write's
+/// size and round trip, and the server's CPU seconds and peak memory.
+type Measured = (usize, Duration, Vec<(usize, Duration)>, (f64, u64));
+
+/// Prints a mode's figures and its ratio to the raw baseline.
+fn report(name: &str, (logs, elapsed, acks, server): Measured, args: &Args, baseline: f64) {
     let rate = logs as f64 / elapsed.as_secs_f64();
     let mut latencies: Vec<f64> = acks.iter().map(|(_, latency)| latency.as_secs_f64() * 1_000.0).collect();
     latencies.sort_by(f64::total_cmp);
@@ -121,16 +119,11 @@ fn report(
         100.0 * server.0 / elapsed.as_secs_f64(),
         server.1 as f64 / (1024.0 * 1024.0)
     );
-    rate
+    println!("    ratio to the raw baseline: {:.2}", rate / baseline);
 }
 
 /// Runs `writer(connection index)` on every connection until the time is up.
-async fn drive<F, Fut>(
-    server: &Server,
-    connections: usize,
-    seconds: u64,
-    writer: F,
-) -> (usize, Duration, Vec<(usize, Duration)>, (f64, u64))
+async fn drive<F, Fut>(server: &Server, connections: usize, seconds: u64, writer: F) -> Measured
 where
     F: Fn(usize, Channel, Instant, Acks) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -180,7 +173,7 @@ async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: Client
     let wanted = |mode| args.mode == Mode::All || args.mode == mode;
     if wanted(Mode::Batch) {
         let (batch, bytes) = (args.batch, args.message_bytes);
-        let (logs, elapsed, acks, usage) =
+        let measured =
             drive(server, args.batch_connections, args.seconds, move |_, channel, deadline, acks| async move {
                 let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
                 while Instant::now() < deadline {
@@ -193,36 +186,26 @@ async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: Client
                 }
             })
             .await;
-        let rate = report(
-            &format!("unary batches of {batch}, {} connections", args.batch_connections),
-            logs,
-            elapsed,
-            &acks,
-            args,
-            usage,
-        );
-        println!("    ratio to the raw baseline: {:.2}", rate / baseline);
+        report(&format!("unary batches of {batch}, {} connections", args.batch_connections), measured, args, baseline);
     }
     if wanted(Mode::Single) {
         let bytes = args.message_bytes;
-        let (logs, elapsed, acks, usage) =
-            drive(server, args.connections, args.seconds, move |_, channel, deadline, acks| async move {
-                let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    let log = entries(run, 1, bytes, ids).pop();
-                    client.write_job_log(pb::WriteJobLogRequest { log }).await.expect("write");
-                    acks.lock().expect("acks").push((1, sent.elapsed()));
-                }
-            })
-            .await;
+        let measured = drive(server, args.connections, args.seconds, move |_, channel, deadline, acks| async move {
+            let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let log = entries(run, 1, bytes, ids).pop();
+                client.write_job_log(pb::WriteJobLogRequest { log }).await.expect("write");
+                acks.lock().expect("acks").push((1, sent.elapsed()));
+            }
+        })
+        .await;
         let name = format!("one log per RPC, {} connections", args.connections);
-        let rate = report(&name, logs, elapsed, &acks, args, usage);
-        println!("    ratio to the raw baseline: {:.2}", rate / baseline);
+        report(&name, measured, args, baseline);
     }
     if wanted(Mode::Stream) {
         let (batch, bytes) = (args.batch, args.message_bytes);
-        let (logs, elapsed, acks, usage) =
+        let measured =
             drive(server, args.batch_connections, args.seconds, move |_, channel, deadline, acks| async move {
                 let run = Uuid::now_v7();
                 let (sender, receiver) = tokio::sync::mpsc::channel(16);
@@ -258,15 +241,12 @@ async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: Client
                 producer.await.expect("producer");
             })
             .await;
-        let rate = report(
+        report(
             &format!("IngestLogs streams, batches of {batch}, {} streams", args.batch_connections),
-            logs,
-            elapsed,
-            &acks,
+            measured,
             args,
-            usage,
+            baseline,
         );
-        println!("    ratio to the raw baseline: {:.2}", rate / baseline);
     }
 }
 

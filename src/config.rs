@@ -225,7 +225,6 @@ impl DatabaseArgs {
 
 impl ServeArgs {
     pub fn server_settings(&self) -> Result<ServerSettings, ConfigError> {
-        let job_run_tokens = self.job_run_tokens()?;
         Ok(ServerSettings {
             health_check_interval: self.health_check_interval,
             shutdown_grace: self.shutdown_grace,
@@ -235,8 +234,7 @@ impl ServeArgs {
             max_concurrent_streams: self.max_concurrent_streams,
             concurrent_stream_reads: usize::try_from(self.database.database_max_connections).unwrap_or(1),
             write_queue_logs: self.write_queue_logs,
-            access: self.access_policy(job_run_tokens.clone())?,
-            job_run_tokens,
+            access: self.access_policy()?,
             revocation_refresh_interval: self.revocation_refresh_interval,
             limits: self.limits()?,
             max_request_bytes: positive("--max-request-bytes", self.max_request_bytes)?,
@@ -289,7 +287,7 @@ impl ServeArgs {
 
     /// Tokens, if any are configured. Without them the server is open, which
     /// it allows only on loopback unless told `--insecure-no-auth`.
-    fn access_policy(&self, job_run_tokens: Option<Arc<JobRunTokens>>) -> Result<AccessPolicy, ConfigError> {
+    fn access_policy(&self) -> Result<AccessPolicy, ConfigError> {
         let mut tokens = TokenSet::default();
         if let Some(path) = &self.tokens_file {
             let text = std::fs::read_to_string(path)
@@ -303,7 +301,7 @@ impl ServeArgs {
         let authentication = match (configured, self.insecure_no_auth) {
             (true, true) => return Err(ConfigError::InsecureWithTokens),
             (true, false) if tokens.is_empty() => return Err(ConfigError::NoTokensFound),
-            (true, false) => Authentication::Tokens { tokens, job_run_tokens },
+            (true, false) => Authentication::Tokens(tokens),
             (false, true) => Authentication::Off,
             // Every client proves itself with a certificate from the CA.
             (false, false) if self.listen.ip().is_loopback() || self.tls_client_ca_file.is_some() => {
@@ -313,6 +311,7 @@ impl ServeArgs {
         };
         Ok(AccessPolicy {
             authentication,
+            job_run_tokens: self.job_run_tokens()?,
             public_health: !self.authenticate_health,
             public_reflection: !self.authenticate_reflection,
         })
@@ -351,7 +350,7 @@ mod tests {
     fn access(args: &[&str]) -> Result<AccessPolicy, ConfigError> {
         let cli = Cli::try_parse_from([&["logwell", "serve"], args].concat()).unwrap();
         let Command::Serve(serve) = cli.command else { panic!("expected serve") };
-        serve.access_policy(None)
+        serve.access_policy()
     }
 
     #[test]
@@ -368,7 +367,7 @@ mod tests {
     fn tokens_turn_authentication_on_anywhere() {
         let tokens = format!("ci write {}", crate::auth::token_hash("t"));
         let policy = access(&["--listen", "0.0.0.0:50051", "--tokens", &tokens]).unwrap();
-        assert!(matches!(policy.authentication, Authentication::Tokens { .. }));
+        assert!(matches!(policy.authentication, Authentication::Tokens(_)));
         assert!(policy.public_health && policy.public_reflection);
         let policy = access(&["--tokens", &tokens, "--authenticate-health", "--authenticate-reflection"]).unwrap();
         assert!(!policy.public_health && !policy.public_reflection);

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
                 "logwell serving"
             );
             match &settings.access.authentication {
-                Authentication::Tokens { .. } => tracing::info!("bearer tokens required"),
+                Authentication::Tokens(_) => tracing::info!("bearer tokens required"),
                 Authentication::Off if args.insecure_no_auth => tracing::warn!(
                     address = %args.listen,
                     "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches this address reads and writes every log"

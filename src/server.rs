@@ -57,8 +57,6 @@ pub struct ServerSettings {
     pub write_queue_logs: usize,
     /// Who may call what.
     pub access: AccessPolicy,
-    /// Mints and checks job-run tokens, if a signing key is configured.
-    pub job_run_tokens: Option<Arc<JobRunTokens>>,
     /// How often revocations made on other replicas are read.
     pub revocation_refresh_interval: Duration,
     /// Bounds on logs and batches.
@@ -123,7 +121,7 @@ pub async fn serve(
         hub.clone(),
         settings.stream_heartbeat_interval,
         settings.concurrent_stream_reads,
-        settings.job_run_tokens.clone(),
+        settings.access.job_run_tokens.clone(),
         settings.max_followers_per_job_run,
     );
     // tonic's refusal of an oversized request happens before any handler.
@@ -148,7 +146,10 @@ pub async fn serve(
         .add_service(limited!(LogQueryServiceServer::new(reader)))
         .add_service(limited!(LogStreamServiceServer::new(streamer)))
         .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone()))))
-        .add_service(limited!(TokenServiceServer::new(Tokens::new(store.clone(), settings.job_run_tokens.clone()))));
+        .add_service(limited!(TokenServiceServer::new(Tokens::new(
+            store.clone(),
+            settings.access.job_run_tokens.clone()
+        ))));
 
     let (stopping_sender, stopping) = watch::channel(false);
     let health_task = tokio::spawn(health::watch_database(
@@ -161,7 +162,7 @@ pub async fn serve(
         // An error means every sender is gone, which also means "stop".
         let _ = receiver.wait_for(|stopping| *stopping).await;
     };
-    if let Some(job_run_tokens) = settings.job_run_tokens.clone() {
+    if let Some(job_run_tokens) = settings.access.job_run_tokens.clone() {
         tokio::spawn(refresh_revocations(
             store.clone(),
             job_run_tokens,

@@ -12,12 +12,15 @@ use std::task::{Context, Poll};
 use tonic::Status;
 
 use super::error::ApiError;
-use crate::auth::{AuthError, Authentication, Principal, Scope};
+use crate::auth::{AuthError, Authentication, JobRunTokens, Principal, Scope};
 
 /// Who may call what.
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
     pub authentication: Authentication,
+    /// Mints and checks job-run tokens, if a signing key is configured (also
+    /// when authentication is off: minting still works).
+    pub job_run_tokens: Option<Arc<JobRunTokens>>,
     /// The health service answers without a token.
     pub public_health: bool,
     /// Reflection answers without a token (it describes the API, not data).
@@ -27,7 +30,12 @@ pub struct AccessPolicy {
 impl AccessPolicy {
     /// No authentication: anyone may call anything.
     pub fn open() -> AccessPolicy {
-        AccessPolicy { authentication: Authentication::Off, public_health: true, public_reflection: true }
+        AccessPolicy {
+            authentication: Authentication::Off,
+            job_run_tokens: None,
+            public_health: true,
+            public_reflection: true,
+        }
     }
 
     /// The principal calling `path`, if the call may go on; `None` for a
@@ -39,7 +47,7 @@ impl AccessPolicy {
             Requirement::Health | Requirement::Reflection | Requirement::Token => None,
             Requirement::Scope(scope) => Some(scope),
         };
-        let principal = self.authentication.authenticate(bearer(headers)?)?;
+        let principal = self.authentication.authenticate(bearer(headers)?, self.job_run_tokens.as_deref())?;
         if let Some(scope) = needed {
             principal.require(scope, path.trim_start_matches('/'))?;
         }

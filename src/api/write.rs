@@ -60,7 +60,7 @@ impl LogWriter {
             return Err(violations.into());
         };
         let log = validate_entry(entry, log_type, "log", &self.limits)?;
-        principal.may_write(&log.owner, "log.job_run_id")?;
+        principal.may_write(&log.owner, || "log.job_run_id".into())?;
         self.charge(principal, 1, WhenFull::Refuse).await?;
         let receipts = self.ingest.write(vec![log], WhenFull::Refuse).await?;
         receipts.into_iter().next().map(receipt_to_proto).ok_or(ApiError::Internal("the store acknowledged no log"))
@@ -102,7 +102,7 @@ impl LogWriter {
             return Err(violations.into());
         }
         for (index, log) in logs.iter().enumerate() {
-            principal.may_write(&log.owner, &format!("logs[{index}].job_run_id"))?;
+            principal.may_write(&log.owner, || format!("logs[{index}].job_run_id"))?;
         }
         self.charge(principal, logs.len(), when_full).await?;
         let receipts = self.ingest.write(logs, when_full).await?;

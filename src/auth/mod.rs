@@ -7,7 +7,6 @@ mod job_run_tokens;
 mod tokens;
 
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::Utc;
 use uuid::Uuid;
@@ -119,8 +118,8 @@ impl Principal {
     }
 
     /// Whether this principal may write a log of `owner`; `field` names the
-    /// log's place in the request, for the refusal.
-    pub fn may_write(&self, owner: &Owner, field: &str) -> Result<(), Denied> {
+    /// log's place in the request, and is made only for a refusal.
+    pub fn may_write(&self, owner: &Owner, field: impl FnOnce() -> String) -> Result<(), Denied> {
         match self {
             Principal::Anyone | Principal::Token { .. } => Ok(()),
             Principal::JobRun(grant) => grant.covers(owner.job_run_id(), owner.task_run_id(), field),
@@ -132,7 +131,7 @@ impl Principal {
     pub fn may_read(&self, job_run_id: Option<Uuid>, task_run_id: Option<Uuid>) -> Result<(), Denied> {
         match self {
             Principal::Anyone | Principal::Token { .. } => Ok(()),
-            Principal::JobRun(grant) => grant.covers(job_run_id, task_run_id, "job_run_id"),
+            Principal::JobRun(grant) => grant.covers(job_run_id, task_run_id, || "job_run_id".into()),
         }
     }
 
@@ -186,13 +185,18 @@ impl Principal {
 
 impl JobRunGrant {
     /// Whether a request pinned to these ids stays inside the grant.
-    fn covers(&self, job_run_id: Option<Uuid>, task_run_id: Option<Uuid>, field: &str) -> Result<(), Denied> {
-        let outside = |field: &str| Err(Denied::OutsideGrant { grant: self.describe(), field: field.into() });
+    fn covers(
+        &self,
+        job_run_id: Option<Uuid>,
+        task_run_id: Option<Uuid>,
+        field: impl FnOnce() -> String,
+    ) -> Result<(), Denied> {
+        let outside = |field: String| Err(Denied::OutsideGrant { grant: self.describe(), field });
         if job_run_id != Some(self.job_run_id) {
-            return outside(field);
+            return outside(field());
         }
         match self.task_run_id {
-            Some(task) if task_run_id != Some(task) => outside(&field.replace("job_run_id", "task_run_id")),
+            Some(task) if task_run_id != Some(task) => outside(field().replace("job_run_id", "task_run_id")),
             _ => Ok(()),
         }
     }
@@ -212,15 +216,20 @@ pub enum Authentication {
     Off,
     /// Every caller presents one of these tokens, or a job-run token if a
     /// signing key is configured.
-    Tokens { tokens: TokenSet, job_run_tokens: Option<Arc<JobRunTokens>> },
+    Tokens(TokenSet),
 }
 
 impl Authentication {
-    /// Who presents `bearer` (the token from `authorization: Bearer …`).
-    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, AuthError> {
+    /// Who presents `bearer` (the token from `authorization: Bearer …`);
+    /// `job_run_tokens` checks job-run tokens, if a signing key is configured.
+    pub fn authenticate(
+        &self,
+        bearer: Option<&str>,
+        job_run_tokens: Option<&JobRunTokens>,
+    ) -> Result<Principal, AuthError> {
         match self {
             Authentication::Off => Ok(Principal::Anyone),
-            Authentication::Tokens { tokens, job_run_tokens } => {
+            Authentication::Tokens(tokens) => {
                 let token = bearer.ok_or(AuthError::MissingToken)?;
                 match job_run_tokens {
                     Some(job_run_tokens) if token.starts_with(JOB_RUN_TOKEN_PREFIX) => {
@@ -272,13 +281,13 @@ mod tests {
 
     #[test]
     fn tokens_authenticate_only_when_configured() {
-        assert_eq!(Authentication::Off.authenticate(None), Ok(Principal::Anyone));
+        assert_eq!(Authentication::Off.authenticate(None, None), Ok(Principal::Anyone));
         let mut tokens = TokenSet::default();
         tokens.add("test", &format!("reader read {}", token_hash("secret"))).unwrap();
-        let tokens = Authentication::Tokens { tokens, job_run_tokens: None };
-        assert_eq!(tokens.authenticate(None), Err(AuthError::MissingToken));
-        assert_eq!(tokens.authenticate(Some("guess")), Err(AuthError::UnknownToken));
-        let reader = tokens.authenticate(Some("secret")).unwrap();
+        let tokens = Authentication::Tokens(tokens);
+        assert_eq!(tokens.authenticate(None, None), Err(AuthError::MissingToken));
+        assert_eq!(tokens.authenticate(Some("guess"), None), Err(AuthError::UnknownToken));
+        let reader = tokens.authenticate(Some("secret"), None).unwrap();
         assert_eq!(reader.require(Scope::Read, "ListLogs"), Ok(()));
         assert_eq!(
             reader.require(Scope::Write, "WriteJobLog").unwrap_err().to_string(),
@@ -301,21 +310,24 @@ mod tests {
             })
         };
         let whole_run = grant(None);
-        assert_eq!(whole_run.may_write(&Owner::Job { job_run_id: run }, "log.job_run_id"), Ok(()));
-        assert_eq!(whole_run.may_write(&Owner::Task { job_run_id: run, task_run_id: task }, "log"), Ok(()));
-        let elsewhere = whole_run.may_write(&Owner::Job { job_run_id: Uuid::now_v7() }, "logs[2].job_run_id");
+        assert_eq!(whole_run.may_write(&Owner::Job { job_run_id: run }, || "log.job_run_id".into()), Ok(()));
+        assert_eq!(whole_run.may_write(&Owner::Task { job_run_id: run, task_run_id: task }, || "log".into()), Ok(()));
+        let elsewhere = whole_run.may_write(&Owner::Job { job_run_id: Uuid::now_v7() }, || "logs[2].job_run_id".into());
         assert_eq!(
             elsewhere.unwrap_err().to_string(),
             format!("this token is bound to job run {run}; logs[2].job_run_id names something outside it")
         );
-        assert!(whole_run.may_write(&Owner::System, "log.job_run_id").is_err());
+        assert!(whole_run.may_write(&Owner::System, || "log.job_run_id".into()).is_err());
         assert_eq!(whole_run.may_read(Some(run), None), Ok(()));
         assert!(whole_run.may_read(None, None).is_err(), "a listing across runs");
         assert_eq!(whole_run.may_read_job_run(run), Ok(()));
 
         let one_task = grant(Some(task));
-        assert_eq!(one_task.may_write(&Owner::Task { job_run_id: run, task_run_id: task }, "log.job_run_id"), Ok(()));
-        let job_log = one_task.may_write(&Owner::Job { job_run_id: run }, "log.job_run_id").unwrap_err();
+        assert_eq!(
+            one_task.may_write(&Owner::Task { job_run_id: run, task_run_id: task }, || "log.job_run_id".into()),
+            Ok(())
+        );
+        let job_log = one_task.may_write(&Owner::Job { job_run_id: run }, || "log.job_run_id".into()).unwrap_err();
         assert!(job_log.to_string().contains("log.task_run_id names"), "{job_log}");
         assert!(one_task.may_read(Some(run), None).is_err());
         assert_eq!(one_task.may_read(Some(run), Some(task)), Ok(()));

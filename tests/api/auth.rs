@@ -10,17 +10,17 @@ use std::time::Duration;
 use logwell::api::AccessPolicy;
 use logwell::auth::{Authentication, JobRunTokens, TokenSet, token_hash};
 use logwell::proto::v1 as pb;
-use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
-use logwell::proto::v1::token_service_client::TokenServiceClient;
 use logwell::server::ServerSettings;
 use tonic::Code;
-use tonic::metadata::MetadataValue;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_request::MessageRequest};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestDatabase, TestServer, job_entry, logwell, start_serving_with, task_entry};
+use crate::helpers::{
+    Backend, TestDatabase, TestServer, error_ending, eventually, job_entry, logwell, start_serving_with, task_entry,
+    with_authorization,
+};
 
 const READER: &str = "lw_reader_token";
 const WRITER: &str = "lw_writer_token";
@@ -69,21 +69,16 @@ impl Credential {
 }
 
 fn request<T>(message: T, credential: &Credential) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(header) = credential.header() {
-        request.metadata_mut().insert("authorization", MetadataValue::try_from(header).expect("header"));
+    match credential.header() {
+        Some(header) => with_authorization(message, &header),
+        None => tonic::Request::new(message),
     }
-    request
 }
 
 /// Configured read, write and admin tokens, and job-run tokens signed with a
 /// test key.
 fn tokens_policy() -> AccessPolicy {
-    let AccessPolicy { authentication: Authentication::Tokens { tokens, .. }, .. } = static_tokens_policy() else {
-        unreachable!("tokens configured")
-    };
-    let job_run_tokens = Some(signing_key());
-    AccessPolicy { authentication: Authentication::Tokens { tokens, job_run_tokens }, ..AccessPolicy::open() }
+    AccessPolicy { job_run_tokens: Some(signing_key()), ..static_tokens_policy() }
 }
 
 fn signing_key() -> Arc<JobRunTokens> {
@@ -99,28 +94,17 @@ fn static_tokens_policy() -> AccessPolicy {
         token_hash(ADMIN)
     );
     tokens.add("test", &lines).expect("tokens");
-    AccessPolicy { authentication: Authentication::Tokens { tokens, job_run_tokens: None }, ..AccessPolicy::open() }
+    AccessPolicy { authentication: Authentication::Tokens(tokens), ..AccessPolicy::open() }
 }
 
-/// A server with `access`; it mints job-run tokens with the key `access`
-/// verifies them with.
 async fn server_with(access: AccessPolicy) -> TestServer {
     let database = TestDatabase::create(Backend::Sqlite).await;
-    let job_run_tokens = match &access.authentication {
-        Authentication::Tokens { job_run_tokens, .. } => job_run_tokens.clone(),
-        Authentication::Off => None,
-    };
-    let settings = ServerSettings { access, job_run_tokens, ..crate::helpers::test_settings() };
-    TestServer::start_with(database, settings).await
+    TestServer::start_with(database, ServerSettings { access, ..crate::helpers::test_settings() }).await
 }
 
 /// Mints a job-run token with the admin token.
 async fn mint(server: &TestServer, request_body: pb::MintJobRunTokenRequest) -> pb::MintJobRunTokenResponse {
-    TokenServiceClient::new(server.channel.clone())
-        .mint_job_run_token(request(request_body, &Credential::Admin))
-        .await
-        .expect("mint")
-        .into_inner()
+    server.tokens().mint_job_run_token(request(request_body, &Credential::Admin)).await.expect("mint").into_inner()
 }
 
 fn for_run(run: Uuid) -> pb::MintJobRunTokenRequest {
@@ -166,7 +150,7 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
                 r#type: pb::LogType::Job.into(),
                 logs: vec![job_entry(run, "ingested")],
             };
-            let mut client = LogIngestServiceClient::new(server.channel.clone());
+            let mut client = server.ingest();
             match client.ingest_logs(request(tokio_stream::iter([batch]), credential)).await {
                 Ok(answers) => {
                     let answer = answers.into_inner().message().await.expect("answer").expect("one answer");
@@ -219,14 +203,12 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
             code(server.job_runs().delete_job_run(request(delete, credential)).await)
         }
         "MintJobRunToken" => {
-            let mut tokens = TokenServiceClient::new(server.channel.clone());
+            let mut tokens = server.tokens();
             code(tokens.mint_job_run_token(request(for_run(run), credential)).await)
         }
         "RevokeJobRunToken" => {
             let revoke = pb::RevokeJobRunTokenRequest { token_id: Uuid::now_v7().to_string() };
-            code(
-                TokenServiceClient::new(server.channel.clone()).revoke_job_run_token(request(revoke, credential)).await,
-            )
+            code(server.tokens().revoke_job_run_token(request(revoke, credential)).await)
         }
         other => panic!("no call for {other}"),
     }
@@ -465,7 +447,7 @@ async fn revoked_expired_and_forged_job_run_tokens_are_refused() {
     assert_eq!(get_run(minted.token.clone()).await, Code::NotFound);
 
     let revoke = pb::RevokeJobRunTokenRequest { token_id: minted.token_id.clone() };
-    let mut tokens = TokenServiceClient::new(server.channel.clone());
+    let mut tokens = server.tokens();
     tokens.revoke_job_run_token(request(revoke.clone(), &Credential::Admin)).await.expect("revoke");
     assert_eq!(get_run(minted.token.clone()).await, Code::Unauthenticated, "revoked");
     tokens.revoke_job_run_token(request(revoke, &Credential::Admin)).await.expect("revoking again is harmless");
@@ -493,7 +475,7 @@ async fn revoked_expired_and_forged_job_run_tokens_are_refused() {
 #[tokio::test]
 async fn minting_needs_a_signing_key() {
     let server = server_with(static_tokens_policy()).await;
-    let mut tokens = TokenServiceClient::new(server.channel.clone());
+    let mut tokens = server.tokens();
     let refused = tokens.mint_job_run_token(request(for_run(Uuid::now_v7()), &Credential::Admin)).await;
     let status = refused.expect_err("no key");
     assert_eq!(status.code(), Code::FailedPrecondition);
@@ -507,15 +489,9 @@ async fn minting_needs_a_signing_key() {
 async fn revocations_reach_other_replicas() {
     let database = TestDatabase::create(Backend::Postgres).await;
     let url = database.url.clone();
-    let first = TestServer::start_with(
-        database,
-        ServerSettings {
-            job_run_tokens: Some(signing_key()),
-            access: tokens_policy(),
-            ..crate::helpers::test_settings()
-        },
-    )
-    .await;
+    let first =
+        TestServer::start_with(database, ServerSettings { access: tokens_policy(), ..crate::helpers::test_settings() })
+            .await;
     let folder = tempfile::tempdir().expect("folder");
     let key_file = folder.path().join("signing.key");
     std::fs::write(&key_file, b"a test key of at least 32 bytes!\n").expect("key file");
@@ -539,17 +515,13 @@ async fn revocations_reach_other_replicas() {
     assert_eq!(code(second_query.list_logs(request(list.clone(), &token)).await), Code::Ok);
 
     let revoke = pb::RevokeJobRunTokenRequest { token_id: minted.token_id };
-    TokenServiceClient::new(first.channel.clone())
-        .revoke_job_run_token(request(revoke, &Credential::Admin))
-        .await
-        .expect("revoke");
-    let refused_in_time = tokio::time::timeout(Duration::from_secs(5), async {
-        while code(second_query.list_logs(request(list.clone(), &token)).await) != Code::Unauthenticated {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    first.tokens().revoke_job_run_token(request(revoke, &Credential::Admin)).await.expect("revoke");
+    eventually("the second server refusing the revoked token", Duration::from_secs(5), || {
+        let (mut query, list) = (second_query.clone(), list.clone());
+        let token = token.clone();
+        async move { (code(query.list_logs(request(list, &token)).await) == Code::Unauthenticated).then_some(()) }
     })
     .await;
-    assert!(refused_in_time.is_ok(), "the second server still accepts the revoked token");
     second.kill().await.expect("kill");
 }
 
@@ -569,17 +541,7 @@ async fn streams_end_when_their_token_expires_or_is_revoked() {
             };
             let mut stream =
                 client.stream_logs(request(from_now, &Credential::ThisRun(token))).await.expect("follow").into_inner();
-            tokio::time::timeout(Duration::from_secs(10), async {
-                loop {
-                    match stream.message().await {
-                        Ok(Some(_heartbeat)) => continue,
-                        Ok(None) => panic!("the stream ended with OK"),
-                        Err(status) => return status,
-                    }
-                }
-            })
-            .await
-            .expect("the stream ends in time")
+            error_ending(&mut stream, Duration::from_secs(10)).await
         }
     };
     let short =
@@ -591,10 +553,7 @@ async fn streams_end_when_their_token_expires_or_is_revoked() {
     let following = tokio::spawn(follow(minted.token));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let revoke = pb::RevokeJobRunTokenRequest { token_id: minted.token_id };
-    TokenServiceClient::new(server.channel.clone())
-        .revoke_job_run_token(request(revoke, &Credential::Admin))
-        .await
-        .expect("revoke");
+    server.tokens().revoke_job_run_token(request(revoke, &Credential::Admin)).await.expect("revoke");
     let revoked = following.await.expect("follower");
     assert_eq!((revoked.code(), revoked.message()), (Code::Unauthenticated, "the job-run token was revoked"));
 }

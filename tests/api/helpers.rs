@@ -10,10 +10,12 @@ use std::time::Duration;
 use logwell::live::Hub;
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::job_run_service_client::JobRunServiceClient;
+use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
 use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
 use logwell::proto::v1::log_stream_service_client::LogStreamServiceClient;
 use logwell::proto::v1::system_log_service_client::SystemLogServiceClient;
 use logwell::proto::v1::task_log_service_client::TaskLogServiceClient;
+use logwell::proto::v1::token_service_client::TokenServiceClient;
 use logwell::proto::v1::{self as pb};
 use logwell::server::{Listeners, ServerSettings};
 use logwell::store::{ConnectOptions, LogStore};
@@ -175,7 +177,6 @@ pub fn test_settings() -> ServerSettings {
         concurrent_stream_reads: 5,
         write_queue_logs: 100_000,
         access: logwell::api::AccessPolicy::open(),
-        job_run_tokens: None,
         revocation_refresh_interval: Duration::from_millis(100),
         limits: logwell::model::Limits::default(),
         max_request_bytes: 16 * 1024 * 1024,
@@ -265,6 +266,14 @@ impl TestServer {
         JobRunServiceClient::new(self.channel.clone())
     }
 
+    pub fn ingest(&self) -> LogIngestServiceClient<Channel> {
+        LogIngestServiceClient::new(self.channel.clone())
+    }
+
+    pub fn tokens(&self) -> TokenServiceClient<Channel> {
+        TokenServiceClient::new(self.channel.clone())
+    }
+
     pub fn health(&self) -> HealthClient<Channel> {
         HealthClient::new(self.channel.clone())
     }
@@ -329,6 +338,45 @@ pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, tonic::Status>, fiel
     let status = result.expect_err("request should have been refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert_eq!(violated_fields(&status), fields, "{}", status.message());
+}
+
+/// Retries `attempt` every 50 ms until it gives a value; fails the test if
+/// that takes longer than `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads `stream` past its heartbeats until it ends with an error, within
+/// `within`; a stream that ends with OK fails the test.
+pub async fn error_ending<T>(stream: &mut tonic::Streaming<T>, within: Duration) -> tonic::Status {
+    let ending = async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_heartbeat)) => continue,
+                Ok(None) => panic!("the stream ended with OK"),
+                Err(status) => return status,
+            }
+        }
+    };
+    tokio::time::timeout(within, ending).await.expect("the stream ends in time")
+}
+
+/// `message` with `authorization: <header>` metadata.
+pub fn with_authorization<T>(message: T, header: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", header.parse().expect("an ASCII header"));
+    request
 }
 
 /// The `logwell` binary, with a clean environment.

@@ -7,7 +7,6 @@
 //! writes and queries they belong to.)
 
 use logwell::proto::v1 as pb;
-use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -64,7 +63,8 @@ async fn duplicate_ids_and_empty_batches_are_refused_whole(backend: Backend) {
         r#type: pb::LogType::Job.into(),
         logs,
     };
-    let mut answers = LogIngestServiceClient::new(server.channel.clone())
+    let mut answers = server
+        .ingest()
         .ingest_logs(tokio_stream::iter([batch(1, twice), batch(2, Vec::new()), batch(3, vec![with_id("alone")])]))
         .await
         .expect("stream")

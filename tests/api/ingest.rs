@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
 use logwell::proto::v1::{self as pb};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,7 +20,7 @@ fn batch(batch_number: u64, log_type: pb::LogType, logs: Vec<pb::LogEntry>) -> p
 /// Opens an ingest stream; returns where to send batches and the answers.
 async fn open(server: &TestServer) -> (mpsc::Sender<pb::IngestLogsRequest>, tonic::Streaming<pb::IngestLogsResponse>) {
     let (sender, receiver) = mpsc::channel(128);
-    let mut client = LogIngestServiceClient::new(server.channel.clone());
+    let mut client = server.ingest();
     let answers = client.ingest_logs(ReceiverStream::new(receiver)).await.expect("ingest stream").into_inner();
     (sender, answers)
 }

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use logwell::model::Limits;
 use logwell::proto::v1 as pb;
-use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
 use logwell::server::ServerSettings;
 use tonic::Code;
 use uuid::Uuid;
 
 use crate::conformance;
-use crate::helpers::{Backend, TestDatabase, TestServer, assert_invalid, job_entry, test_settings};
+use crate::helpers::{Backend, TestDatabase, TestServer, assert_invalid, eventually, job_entry, test_settings};
 use crate::writes::{metadata, text};
 
 conformance!(
@@ -123,7 +122,8 @@ async fn requests_over_the_size_limit_are_resource_exhausted(backend: Backend) {
         r#type: pb::LogType::Job.into(),
         logs: vec![job_entry(run, &"i".repeat(message_bytes))],
     };
-    let mut answers = LogIngestServiceClient::new(server.channel.clone())
+    let mut answers = server
+        .ingest()
         .ingest_logs(tokio_stream::iter([batch(1, 10), batch(2, 5_000)]))
         .await
         .expect("stream")
@@ -183,14 +183,6 @@ async fn followers_per_job_run_are_bounded(backend: Backend) {
     assert!(third.message().contains("has 2 followers"), "{}", third.message());
     follow(Uuid::now_v7()).await.expect("another run has room");
     drop(first);
-    let room = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if follow(run).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(room.is_ok(), "a follower that left frees its place");
+    eventually("a follower that left freeing its place", Duration::from_secs(5), || async { follow(run).await.ok() })
+        .await;
 }

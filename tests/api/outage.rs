@@ -11,24 +11,15 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
 
-use crate::helpers::{TestDatabase, TestServer, job_entry, test_settings};
+use crate::helpers::{TestDatabase, TestServer, error_ending, eventually, job_entry, test_settings};
 use crate::postgres_cluster::PrivateCluster;
+
+/// How long each change may take to show.
+const WITHIN: Duration = Duration::from_secs(30);
 
 async fn health(server: &TestServer) -> Option<ServingStatus> {
     let answer = server.health().check(HealthCheckRequest::default()).await.ok()?;
     ServingStatus::try_from(answer.into_inner().status).ok()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -41,7 +32,10 @@ async fn logwell_rides_out_a_postgres_restart() {
         async move { client.write_job_log(pb::WriteJobLogRequest { log: Some(job_entry(run, message)) }).await }
     };
     write("before").await.expect("write while up");
-    eventually("health SERVING", || async { health(&server).await == Some(ServingStatus::Serving) }).await;
+    eventually("health SERVING", WITHIN, || async {
+        (health(&server).await == Some(ServingStatus::Serving)).then_some(())
+    })
+    .await;
     let follow = pb::StreamLogsRequest { job_run_id: run.to_string(), ..Default::default() };
     let mut follower = server.stream().stream_logs(follow).await.expect("follow").into_inner();
     let first = follower.message().await.expect("first event").expect("an event");
@@ -49,27 +43,23 @@ async fn logwell_rides_out_a_postgres_restart() {
 
     cluster.stop_server().await;
 
-    eventually("health NOT_SERVING", || async { health(&server).await == Some(ServingStatus::NotServing) }).await;
+    eventually("health NOT_SERVING", WITHIN, || async {
+        (health(&server).await == Some(ServingStatus::NotServing)).then_some(())
+    })
+    .await;
     let refused = write("during").await.expect_err("the database is down");
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("nothing was stored, retry"), "{}", refused.message());
-    let ended = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match follower.message().await {
-                Ok(Some(_heartbeat)) => continue,
-                Ok(None) => panic!("the stream ended with OK"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await
-    .expect("the follower's stream ends");
+    let ended = error_ending(&mut follower, WITHIN).await;
     assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
 
     cluster.start_server().await;
 
-    eventually("health SERVING again", || async { health(&server).await == Some(ServingStatus::Serving) }).await;
-    eventually("writes work again", || async { write("after").await.is_ok() }).await;
+    eventually("health SERVING again", WITHIN, || async {
+        (health(&server).await == Some(ServingStatus::Serving)).then_some(())
+    })
+    .await;
+    eventually("writes work again", WITHIN, || async { write("after").await.ok() }).await;
     let stored = server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await;
     let stored: Vec<(i64, &str)> = stored.iter().map(|log| (log.seq, log.message.as_str())).collect();
     assert_eq!(stored, [(1, "before"), (2, "after")], "the refused write left nothing, not even a seq");

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 use logwell::api::AccessPolicy;
 use logwell::auth::{Authentication, TokenSet, token_hash};
 use logwell::proto::v1 as pb;
-use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
 use logwell::rate_limit::RateLimiter;
 use logwell::server::ServerSettings;
 use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestDatabase, TestServer, job_entry, test_settings};
+use crate::helpers::{Backend, TestDatabase, TestServer, job_entry, test_settings, with_authorization};
 
 async fn rate_limited_server() -> TestServer {
     let mut tokens = TokenSet::default();
@@ -23,10 +22,7 @@ async fn rate_limited_server() -> TestServer {
         .add("test", &format!("a write,read {}\nb write {}", token_hash("token-a"), token_hash("token-b")))
         .expect("tokens");
     let settings = ServerSettings {
-        access: AccessPolicy {
-            authentication: Authentication::Tokens { tokens, job_run_tokens: None },
-            ..AccessPolicy::open()
-        },
+        access: AccessPolicy { authentication: Authentication::Tokens(tokens), ..AccessPolicy::open() },
         rate_limit: Some(Arc::new(RateLimiter::new(100, 100))),
         ..test_settings()
     };
@@ -34,9 +30,7 @@ async fn rate_limited_server() -> TestServer {
 }
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    request
+    with_authorization(message, &format!("Bearer {token}"))
 }
 
 fn batch(run: Uuid, count: usize) -> pb::WriteJobLogsRequest {
@@ -73,7 +67,8 @@ async fn a_streaming_writer_is_slowed_not_refused() {
         logs: batch(run, 100).logs,
     });
     let started = Instant::now();
-    let mut answers = LogIngestServiceClient::new(server.channel.clone())
+    let mut answers = server
+        .ingest()
         .ingest_logs(with_token(tokio_stream::iter(batches), "token-a"))
         .await
         .expect("stream")

@@ -14,7 +14,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestDatabase, TestServer, job_entry, start_serving_with, test_settings};
+use crate::helpers::{Backend, TestDatabase, TestServer, eventually, job_entry, start_serving_with, test_settings};
 
 /// A CA, and what it signed.
 struct Authority {
@@ -156,16 +156,10 @@ async fn changed_files_reload_without_dropping_connections() {
     write(established.clone()).await.expect("write");
 
     files.install(&new_ca.issue(&["localhost"]), None);
-    let reloaded = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(channel) = connect(&https(&server), &new_ca, None).await {
-                return channel;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let reloaded = eventually("new handshakes using the new certificate", Duration::from_secs(10), || async {
+        connect(&https(&server), &new_ca, None).await.ok()
     })
-    .await
-    .expect("new handshakes use the new certificate");
+    .await;
     write(reloaded).await.expect("write over the new certificate");
     // The old connection was not dropped: a new one would meet the new
     // certificate, which this client does not trust.
@@ -197,16 +191,10 @@ async fn sighup_reloads_the_certificates_of_a_running_server() {
     let pid = child.id().expect("pid").to_string();
     let status = std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill");
     assert!(status.success());
-    let reloaded = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(channel) = connect(&address, &new_ca, None).await {
-                return channel;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let reloaded = eventually("the signal reloading the certificates", Duration::from_secs(10), || async {
+        connect(&address, &new_ca, None).await.ok()
     })
-    .await
-    .expect("the signal reloads the certificates");
+    .await;
     write(reloaded).await.expect("write over the new certificate");
     drop(child);
 }
