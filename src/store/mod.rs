@@ -29,9 +29,11 @@ pub trait LogStore: Send + Sync + 'static {
     /// Stores independent batches in one transaction (group commit). Each
     /// batch is stored whole, in order, or not at all: one that writes to a
     /// completed job run is refused with `JobRunComplete` while the others
-    /// are stored. Each log gets the next seq of its job run (or of the
-    /// system sequence), allocated inside the transaction so that seq order
-    /// is commit order. Any other failure fails the whole group.
+    /// are stored; a run completed by another process may instead fail the
+    /// whole group with `JobRunComplete`, and the caller retries each batch
+    /// alone. Each log gets the next seq of its job run (or of the system
+    /// sequence), allocated inside the transaction so that seq order is
+    /// commit order. Any other failure fails the whole group.
     async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError>;
 
     /// Runs one page of a listing.

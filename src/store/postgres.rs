@@ -1,12 +1,13 @@
-//! PostgreSQL, for production: one pool; batches go in as arrays through a
-//! single `INSERT … SELECT FROM unnest(…)`.
+//! PostgreSQL, for production: one pool; a group of batches goes in as
+//! arrays through one call of `logwell_append` (migration 0006), one round
+//! trip and one transaction.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgDatabaseError, PgListener, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
@@ -17,19 +18,6 @@ use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 /// sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
 /// replicas that start together migrate one after the other.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
-/// Reserves seqs for every sequence of a write in one statement: for each,
-/// `count` seqs (bound as `count + 1`), widening its time range. Returns each
-/// sequence's next free seq (its first reserved seq is that minus its count)
-/// and whether the run was already complete. Rows are locked in id order,
-/// the same in every transaction, so writers cannot deadlock; the locks last
-/// until the transaction ends, which makes seq order commit order.
-const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time) \
-     SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::timestamptz[]) ORDER BY 1 \
-     ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1, \
-     first_log_time = LEAST(job_runs.first_log_time, excluded.first_log_time), \
-     last_log_time = GREATEST(job_runs.last_log_time, excluded.last_log_time) \
-     RETURNING id, next_seq, completed_at IS NOT NULL";
 
 const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
      outcome, summary, deleted_at FROM job_runs WHERE id = $1";
@@ -45,14 +33,39 @@ const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at
 /// committed to. It carries wake-ups only, never logs.
 const COMMITS_CHANNEL: &str = "logwell_commits";
 
-const INSERT_LOGS: &str = "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, \
-     level, stream, source, message, metadata) \
-     SELECT id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, \
-     metadata::jsonb \
-     FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int8[], $6::timestamptz[], \
-     $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) \
-     AS batch(id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, \
-     metadata)";
+/// Stores a group in one statement, so that it costs one round trip; see
+/// migration 0006.
+const APPEND: &str = "SELECT logwell_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+     $16, $17, $18)";
+
+/// The SQLSTATE `logwell_append` raises when a run of the group is complete.
+const JOB_RUN_COMPLETE: &str = "LW001";
+
+/// Runs this process has seen complete, so that a write to one is refused
+/// before it reaches the database and fails the rest of its group. Runs
+/// never reopen, so the set is never wrong, only incomplete: one it misses
+/// costs a failed group, retried batch by batch.
+#[derive(Default)]
+struct CompletedRuns(std::sync::Mutex<BTreeSet<Uuid>>);
+
+impl CompletedRuns {
+    /// Runs remembered at most; then the set starts over.
+    const CAPACITY: usize = 100_000;
+
+    fn add(&self, run: Uuid) {
+        if let Ok(mut runs) = self.0.lock() {
+            if runs.len() >= Self::CAPACITY {
+                runs.clear();
+            }
+            runs.insert(run);
+        }
+    }
+
+    /// The runs among `sequences` known to be complete.
+    fn among(&self, sequences: &BTreeSet<Uuid>) -> BTreeSet<Uuid> {
+        self.0.lock().map(|runs| sequences.intersection(&runs).copied().collect()).unwrap_or_default()
+    }
+}
 
 pub(super) struct PostgresStore {
     pool: PgPool,
@@ -60,6 +73,7 @@ pub(super) struct PostgresStore {
     listener: tokio::task::AbortHandle,
     /// Names this process in its notifications, so that it can skip its own.
     replica: Uuid,
+    completed_runs: CompletedRuns,
 }
 
 struct PostgresDialect;
@@ -85,7 +99,7 @@ impl PostgresStore {
         let replica = Uuid::new_v4();
         let listener = listen(&pool).await?;
         let listener = tokio::spawn(forward_notifications(pool.clone(), listener, hub.clone(), replica)).abort_handle();
-        Ok(PostgresStore { pool, hub, listener, replica })
+        Ok(PostgresStore { pool, hub, listener, replica, completed_runs: CompletedRuns::default() })
     }
 
     /// Commits `transaction`, telling the other replicas which sequences it
@@ -107,6 +121,71 @@ impl PostgresStore {
         }
         transaction.commit().await?;
         Ok(())
+    }
+
+    /// The logs already stored under these client ids. A log stored by
+    /// another replica after this looked makes the append fail on the
+    /// primary key; each batch is then retried alone, and finds it.
+    async fn stored_ids(&self, client_ids: &[Uuid]) -> Result<HashMap<Uuid, sequence::StoredId>, StoreError> {
+        if client_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        sqlx::query_as::<_, StoredIdRow>(&format!("{SELECT_STORED_IDS} (SELECT unnest($1::uuid[]))"))
+            .bind(client_ids)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| sequence::StoredId::try_from(row).map(|stored| (stored.receipt.id, stored)))
+            .collect()
+    }
+
+    /// Stores `logs` and notifies the other replicas, in one statement and
+    /// its own transaction; answers each log's seq once committed.
+    async fn append(&self, logs: &[&NewLog]) -> Result<Vec<i64>, StoreError> {
+        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
+        let demand = sequence::demand(logs);
+        let slots = sequence::slots(logs, &demand);
+        let notification = sequence::notification_payload(self.replica, demand.keys().copied());
+        let firsts: Vec<i64> = sqlx::query_scalar(APPEND)
+            .bind(demand.keys().copied().collect::<Vec<Uuid>>())
+            .bind(demand.values().map(|wanted| wanted.count).collect::<Vec<i64>>())
+            .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
+            .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
+            .bind(logs.iter().map(|log| log.id).collect::<Vec<Uuid>>())
+            .bind(logs.iter().map(|log| log.owner.log_type().as_str()).collect::<Vec<&str>>())
+            .bind(logs.iter().map(|log| log.owner.job_run_id()).collect::<Vec<Option<Uuid>>>())
+            .bind(logs.iter().map(|log| log.owner.task_run_id()).collect::<Vec<Option<Uuid>>>())
+            .bind(&slots.positions)
+            .bind(&slots.offsets)
+            .bind(logs.iter().map(|log| log.time).collect::<Vec<DateTime<Utc>>>())
+            .bind(logs.iter().map(|log| log.received_at).collect::<Vec<DateTime<Utc>>>())
+            .bind(logs.iter().map(|log| log.level.as_str()).collect::<Vec<&str>>())
+            .bind(logs.iter().map(|log| log.stream.as_str()).collect::<Vec<&str>>())
+            .bind(logs.iter().map(|log| log.source.as_str()).collect::<Vec<&str>>())
+            .bind(logs.iter().map(|log| log.message.as_str()).collect::<Vec<&str>>())
+            .bind(&metadata)
+            .bind(notification)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| self.refusal(error))?;
+        slots.seqs(&firsts)
+    }
+
+    /// Turns `logwell_append`'s refusal into `JobRunComplete`, remembering
+    /// the run.
+    fn refusal(&self, error: sqlx::Error) -> StoreError {
+        let complete_run = error
+            .as_database_error()
+            .and_then(|database| database.try_downcast_ref::<PgDatabaseError>())
+            .filter(|database| database.code() == JOB_RUN_COMPLETE)
+            .and_then(|database| Uuid::try_parse(database.detail()?).ok());
+        match complete_run {
+            Some(run) => {
+                self.completed_runs.add(run);
+                StoreError::JobRunComplete(run)
+            }
+            None => StoreError::from(error),
+        }
     }
 }
 
@@ -152,55 +231,13 @@ async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<
 #[async_trait::async_trait]
 impl LogStore for PostgresStore {
     async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let sequences: Vec<Uuid> = sequence::sequences(batches).into_iter().collect();
-        let completed: BTreeSet<Uuid> =
-            sqlx::query_scalar("SELECT id FROM job_runs WHERE completed_at IS NOT NULL AND id = ANY($1)")
-                .bind(&sequences)
-                .fetch_all(&mut *transaction)
-                .await?
-                .into_iter()
-                .collect();
-        let client_ids = sequence::client_ids(batches);
-        let stored: HashMap<Uuid, sequence::StoredId> = if client_ids.is_empty() {
-            HashMap::new()
-        } else {
-            sqlx::query_as::<_, StoredIdRow>(&format!("{SELECT_STORED_IDS} (SELECT unnest($1::uuid[]))"))
-                .bind(&client_ids)
-                .fetch_all(&mut *transaction)
-                .await?
-                .into_iter()
-                .map(|row| sequence::StoredId::try_from(row).map(|stored| (stored.receipt.id, stored)))
-                .collect::<Result<_, _>>()?
-        };
+        let completed = self.completed_runs.among(&sequence::sequences(batches));
+        let stored = self.stored_ids(&sequence::client_ids(batches)).await?;
         let (logs, plans) = sequence::plan(batches, &completed, &stored);
-        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
-        let demand = sequence::demand(&logs);
-        let allocated: Vec<(Uuid, i64, bool)> = sqlx::query_as(ALLOCATE_SEQS)
-            .bind(demand.keys().copied().collect::<Vec<Uuid>>())
-            .bind(demand.values().map(|wanted| wanted.count + 1).collect::<Vec<i64>>())
-            .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
-            .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
-            .fetch_all(&mut *transaction)
-            .await?;
-        let starts = sequence::starts(&demand, allocated)?;
-        let seqs = sequence::assign(&logs, starts);
-        sqlx::query(INSERT_LOGS)
-            .bind(logs.iter().map(|log| log.id).collect::<Vec<Uuid>>())
-            .bind(logs.iter().map(|log| log.owner.log_type().as_str()).collect::<Vec<&str>>())
-            .bind(logs.iter().map(|log| log.owner.job_run_id()).collect::<Vec<Option<Uuid>>>())
-            .bind(logs.iter().map(|log| log.owner.task_run_id()).collect::<Vec<Option<Uuid>>>())
-            .bind(&seqs)
-            .bind(logs.iter().map(|log| log.time).collect::<Vec<DateTime<Utc>>>())
-            .bind(logs.iter().map(|log| log.received_at).collect::<Vec<DateTime<Utc>>>())
-            .bind(logs.iter().map(|log| log.level.as_str()).collect::<Vec<&str>>())
-            .bind(logs.iter().map(|log| log.stream.as_str()).collect::<Vec<&str>>())
-            .bind(logs.iter().map(|log| log.source.as_str()).collect::<Vec<&str>>())
-            .bind(logs.iter().map(|log| log.message.as_str()).collect::<Vec<&str>>())
-            .bind(&metadata)
-            .execute(&mut *transaction)
-            .await?;
-        self.commit_and_notify(transaction, demand.into_keys().collect()).await?;
+        if logs.is_empty() {
+            return Ok(sequence::answers(plans, &[]));
+        }
+        let seqs = self.append(&logs).await?;
         self.hub.committed(&logs, &seqs);
         Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
     }
@@ -245,6 +282,7 @@ impl LogStore for PostgresStore {
             .is_some();
         let row: JobRunRow = sqlx::query_as(SELECT_JOB_RUN).bind(id).fetch_one(&mut *transaction).await?;
         self.commit_and_notify(transaction, vec![id]).await?;
+        self.completed_runs.add(id);
         self.hub.storage_changed([id]);
         super::settle_completion(changed, JobRun::try_from(row)?, completion)
     }

@@ -147,14 +147,14 @@ pub(super) fn demand(logs: &[&NewLog]) -> BTreeMap<Uuid, Demand> {
     demand
 }
 
-/// The first seq reserved for each sequence, from what the allocating
-/// statement returned (`id`, next free seq, already complete). A run found
-/// complete here was completed after the group looked (by another replica):
-/// the whole group fails, and each batch is retried alone.
-pub(super) fn starts(
+/// The first seq reserved for each sequence, in the demand's order, from
+/// what the allocating statement returned (`id`, next free seq, already
+/// complete). A run found complete here fails the whole group, and each
+/// batch is retried alone.
+pub(super) fn firsts(
     demand: &BTreeMap<Uuid, Demand>,
     allocated: Vec<(Uuid, i64, bool)>,
-) -> Result<BTreeMap<Uuid, i64>, StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     let mut starts = BTreeMap::new();
     for (sequence, next, completed) in allocated {
         if completed {
@@ -169,20 +169,48 @@ pub(super) fn starts(
     if starts.len() != demand.len() {
         return Err(StoreError::Internal("a sequence got no seqs"));
     }
-    Ok(starts)
+    Ok(starts.into_values().collect())
 }
 
-/// The seq of each log, in order, given the first seq allocated to each
-/// sequence (consumed as the logs take them).
-pub(super) fn assign(logs: &[&NewLog], mut next: BTreeMap<Uuid, i64>) -> Vec<i64> {
-    logs.iter()
-        .map(|log| {
-            let slot = next.entry(sequence_of(log)).or_insert(1);
-            let seq = *slot;
-            *slot += 1;
-            seq
-        })
-        .collect()
+/// Where each log's seq comes from: its sequence's position among the
+/// demand's sequences (counting from 1, as SQL arrays do) and how many logs
+/// of that sequence come before it in the write.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Slots {
+    pub positions: Vec<i32>,
+    pub offsets: Vec<i64>,
+}
+
+pub(super) fn slots(logs: &[&NewLog], demand: &BTreeMap<Uuid, Demand>) -> Slots {
+    let mut taken: BTreeMap<Uuid, (i32, i64)> = BTreeMap::new();
+    let mut position = 0;
+    for sequence in demand.keys() {
+        position += 1;
+        taken.insert(*sequence, (position, 0));
+    }
+    let mut slots = Slots::default();
+    for log in logs {
+        let (position, offset) = taken.entry(sequence_of(log)).or_insert((0, 0));
+        slots.positions.push(*position);
+        slots.offsets.push(*offset);
+        *offset += 1;
+    }
+    slots
+}
+
+impl Slots {
+    /// Each log's seq, given the first seq reserved for each sequence, in
+    /// the demand's order.
+    pub fn seqs(&self, firsts: &[i64]) -> Result<Vec<i64>, StoreError> {
+        self.positions
+            .iter()
+            .zip(&self.offsets)
+            .map(|(position, offset)| {
+                let first = usize::try_from(*position - 1).ok().and_then(|index| firsts.get(index));
+                first.map(|first| first + offset).ok_or(StoreError::Internal("a log's sequence got no seqs"))
+            })
+            .collect()
+    }
 }
 
 /// What the store tells the writer of each log, once committed.
@@ -249,8 +277,11 @@ mod tests {
         let counts: Vec<(Uuid, i64)> = wanted.iter().map(|(id, demand)| (*id, demand.count)).collect();
         assert_eq!(counts, [(SYSTEM_SEQUENCE, 1), (a, 2), (b, 2)]);
         assert_eq!((wanted[&a].earliest.timestamp(), wanted[&a].latest.timestamp()), (3, 5));
-        let starts = BTreeMap::from([(SYSTEM_SEQUENCE, 7), (a, 1), (b, 40)]);
-        assert_eq!(assign(&logs, starts), [1, 40, 7, 2, 41]);
+        let slots = slots(&logs, &wanted);
+        assert_eq!(slots.positions, [2, 3, 1, 2, 3], "SQL arrays count from 1");
+        assert_eq!(slots.offsets, [0, 0, 0, 1, 1]);
+        assert_eq!(slots.seqs(&[7, 1, 40]).unwrap(), [1, 40, 7, 2, 41]);
+        assert!(slots.seqs(&[7, 1]).is_err(), "a sequence without seqs is a bug, not a panic");
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl SqliteStore {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // A multi-row INSERT keeps a statement journal, by default in a
+            // temporary file created and deleted for every statement.
+            .pragma("temp_store", "memory");
         let path = connect.get_filename().to_path_buf();
         if path == Path::new(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::InMemorySqlite);
@@ -345,8 +348,7 @@ impl LogStore for SqliteStore {
                 allocated.push((id, next, completed));
             }
         }
-        let starts = sequence::starts(&demand, allocated)?;
-        let seqs = sequence::assign(&logs, starts);
+        let seqs = sequence::slots(&logs, &demand).seqs(&sequence::firsts(&demand, allocated)?)?;
         let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO logs ({LOG_COLUMNS}) "));

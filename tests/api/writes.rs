@@ -18,6 +18,7 @@ conformance!(
     a_resent_batch_stores_only_what_is_new,
     a_full_write_queue_answers_resource_exhausted,
     one_group_commit_stores_each_batch_whole_or_not_at_all,
+    a_run_completed_by_another_process_refuses_only_its_own_writes,
     each_type_round_trips,
     forbidden_combinations_name_the_field,
     bad_values_name_the_field,
@@ -274,6 +275,39 @@ async fn one_group_commit_stores_each_batch_whole_or_not_at_all(backend: Backend
     assert!(matches!(results[1], Err(logwell::store::StoreError::JobRunComplete(run)) if run == done));
     let stored = server.list_all(pb::ListLogsRequest { job_run_id: open.to_string(), ..Default::default() }).await;
     assert_eq!(stored.iter().map(|log| log.message.as_str()).collect::<Vec<_>>(), ["a", "b", "d"]);
+}
+
+/// A run completed behind this server's back (by another replica; here by
+/// raw SQL) is refused to the writes that name it, while concurrent writes
+/// to another run, which may share their group commits, are all stored.
+async fn a_run_completed_by_another_process_refuses_only_its_own_writes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (open, done) = (Uuid::now_v7(), Uuid::now_v7());
+    let write = |run: Uuid, message: String| {
+        let mut job = server.job();
+        async move { job.write_job_log(pb::WriteJobLogRequest { log: Some(job_entry(run, &message)) }).await }
+    };
+    write(done, "before".into()).await.expect("the run is open");
+    let completed_at = match backend {
+        Backend::Sqlite => "1700000000000000",
+        Backend::Postgres => "now()",
+    };
+    let complete =
+        format!("UPDATE job_runs SET completed_at = {completed_at}, outcome = 'succeeded' WHERE id = '{done}'");
+    server.database.execute_raw(&complete).await.expect("complete the run directly");
+
+    let writes: Vec<_> =
+        (0..40).map(|i| tokio::spawn(write(if i % 2 == 0 { open } else { done }, format!("write {i}")))).collect();
+    for (i, write) in writes.into_iter().enumerate() {
+        match (i % 2, write.await.expect("writer").map_err(|status| status.code())) {
+            (0, Ok(_)) | (1, Err(Code::FailedPrecondition)) => {}
+            (_, other) => panic!("write {i}: {other:?}"),
+        }
+    }
+    for (run, wanted) in [(open, (1..=20).collect::<Vec<i64>>()), (done, vec![1])] {
+        let stored = server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await;
+        assert_eq!(stored.iter().map(|log| log.seq).collect::<Vec<_>>(), wanted, "run {run}");
+    }
 }
 
 async fn a_full_write_queue_answers_resource_exhausted(backend: Backend) {
