@@ -64,7 +64,8 @@ enum Mode {
     All,
     /// Unary WriteJobLogs of `batch` logs, `batch_connections` connections.
     Batch,
-    /// Unary WriteJobLog of one log, `connections` connections.
+    /// Unary WriteJobLog of one log, `connections` connections; then health
+    /// checks over as many, the RPC ceiling it is measured against.
     Single,
     /// IngestLogs streams of `batch`-log batches, `batch_connections` streams, 16 in flight each.
     Stream,

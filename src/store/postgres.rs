@@ -343,3 +343,23 @@ impl LogStore for PostgresStore {
         self.pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_runs_are_remembered_up_to_their_capacity() {
+        let runs = CompletedRuns::default();
+        let (first, open) = (Uuid::now_v7(), Uuid::now_v7());
+        runs.add(first);
+        assert_eq!(runs.among(&BTreeSet::from([first, open])), BTreeSet::from([first]));
+        for _ in 1..CompletedRuns::CAPACITY {
+            runs.add(Uuid::now_v7());
+        }
+        let last = Uuid::now_v7();
+        runs.add(last);
+        assert!(runs.among(&BTreeSet::from([first])).is_empty(), "a full set starts over");
+        assert_eq!(runs.among(&BTreeSet::from([last])), BTreeSet::from([last]));
+    }
+}
