@@ -103,8 +103,9 @@ type Acks = Arc<Mutex<Vec<(usize, Duration)>>>;
 /// size and round trip, and the server's CPU seconds and peak memory.
 type Measured = (usize, Duration, Vec<(usize, Duration)>, (f64, u64));
 
-/// Prints a mode's figures and its ratio to the raw baseline.
-fn report(name: &str, (logs, elapsed, acks, server): Measured, args: &Args, baseline: f64) {
+/// Prints a mode's figures and its ratio to the raw baseline; answers its
+/// rate in logs a second.
+fn report(name: &str, (logs, elapsed, acks, server): Measured, args: &Args, baseline: f64) -> f64 {
     let rate = logs as f64 / elapsed.as_secs_f64();
     let mut latencies: Vec<f64> = acks.iter().map(|(_, latency)| latency.as_secs_f64() * 1_000.0).collect();
     latencies.sort_by(f64::total_cmp);
@@ -121,12 +122,14 @@ fn report(name: &str, (logs, elapsed, acks, server): Measured, args: &Args, base
         server.1 as f64 / (1024.0 * 1024.0)
     );
     println!("    ratio to the raw baseline: {:.2}", rate / baseline);
+    rate
 }
 
-/// Runs `writer(connection index)` on every connection until the time is up.
+/// Runs `writer` on each of `connections` connections of its own until the
+/// time is up.
 async fn drive<F, Fut>(server: &Server, connections: usize, seconds: u64, writer: F) -> Measured
 where
-    F: Fn(usize, Channel, Instant, Acks) -> Fut,
+    F: Fn(Channel, Instant, Acks) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let acks: Acks = Arc::default();
@@ -137,9 +140,8 @@ where
     let cpu_before = server.cpu_seconds();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..connections)
-        .map(|index| tokio::spawn(writer(index, channels[index % channels.len()].clone(), deadline, acks.clone())))
-        .collect();
+    let tasks: Vec<_> =
+        channels.into_iter().map(|channel| tokio::spawn(writer(channel, deadline, acks.clone()))).collect();
     for task in tasks {
         task.await.expect("writer");
     }
@@ -174,24 +176,23 @@ async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: Client
     let wanted = |mode| args.mode == Mode::All || args.mode == mode;
     if wanted(Mode::Batch) {
         let (batch, bytes) = (args.batch, args.message_bytes);
-        let measured =
-            drive(server, args.batch_connections, args.seconds, move |_, channel, deadline, acks| async move {
-                let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    client
-                        .write_job_logs(pb::WriteJobLogsRequest { logs: entries(run, batch, bytes, ids) })
-                        .await
-                        .expect("write");
-                    acks.lock().expect("acks").push((batch, sent.elapsed()));
-                }
-            })
-            .await;
+        let measured = drive(server, args.batch_connections, args.seconds, move |channel, deadline, acks| async move {
+            let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                client
+                    .write_job_logs(pb::WriteJobLogsRequest { logs: entries(run, batch, bytes, ids) })
+                    .await
+                    .expect("write");
+                acks.lock().expect("acks").push((batch, sent.elapsed()));
+            }
+        })
+        .await;
         report(&format!("unary batches of {batch}, {} connections", args.batch_connections), measured, args, baseline);
     }
     if wanted(Mode::Single) {
         let bytes = args.message_bytes;
-        let measured = drive(server, args.connections, args.seconds, move |_, channel, deadline, acks| async move {
+        let measured = drive(server, args.connections, args.seconds, move |channel, deadline, acks| async move {
             let (mut client, run) = (JobLogServiceClient::new(channel), Uuid::now_v7());
             while Instant::now() < deadline {
                 let sent = Instant::now();
@@ -201,49 +202,47 @@ async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: Client
             }
         })
         .await;
-        let rate = measured.0 as f64 / measured.1.as_secs_f64();
-        report(&format!("one log per RPC, {} connections", args.connections), measured, args, baseline);
+        let rate = report(&format!("one log per RPC, {} connections", args.connections), measured, args, baseline);
         let ceiling = rpc_ceiling(server, args).await;
         println!("    ratio to the RPC ceiling: {:.2}", rate / ceiling);
     }
     if wanted(Mode::Stream) {
         let (batch, bytes) = (args.batch, args.message_bytes);
-        let measured =
-            drive(server, args.batch_connections, args.seconds, move |_, channel, deadline, acks| async move {
-                let run = Uuid::now_v7();
-                let (sender, receiver) = tokio::sync::mpsc::channel(16);
-                let mut answers = LogIngestServiceClient::new(channel)
-                    .ingest_logs(tokio_stream::wrappers::ReceiverStream::new(receiver))
-                    .await
-                    .expect("ingest")
-                    .into_inner();
-                let sent_at: Arc<Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
-                let producer = {
-                    let sent_at = sent_at.clone();
-                    tokio::spawn(async move {
-                        let mut number = 0u64;
-                        while Instant::now() < deadline {
-                            let request = pb::IngestLogsRequest {
-                                batch_number: number,
-                                r#type: pb::LogType::Job.into(),
-                                logs: entries(run, batch, bytes, ids),
-                            };
-                            sent_at.lock().expect("sent").insert(number, Instant::now());
-                            if sender.send(request).await.is_err() {
-                                break;
-                            }
-                            number += 1;
+        let measured = drive(server, args.batch_connections, args.seconds, move |channel, deadline, acks| async move {
+            let run = Uuid::now_v7();
+            let (sender, receiver) = tokio::sync::mpsc::channel(16);
+            let mut answers = LogIngestServiceClient::new(channel)
+                .ingest_logs(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                .await
+                .expect("ingest")
+                .into_inner();
+            let sent_at: Arc<Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
+            let producer = {
+                let sent_at = sent_at.clone();
+                tokio::spawn(async move {
+                    let mut number = 0u64;
+                    while Instant::now() < deadline {
+                        let request = pb::IngestLogsRequest {
+                            batch_number: number,
+                            r#type: pb::LogType::Job.into(),
+                            logs: entries(run, batch, bytes, ids),
+                        };
+                        sent_at.lock().expect("sent").insert(number, Instant::now());
+                        if sender.send(request).await.is_err() {
+                            break;
                         }
-                    })
-                };
-                while let Some(answer) = answers.message().await.expect("answers") {
-                    assert!(answer.refusal.is_none(), "{:?}", answer.refusal);
-                    let sent = sent_at.lock().expect("sent").remove(&answer.batch_number).expect("sent batch");
-                    acks.lock().expect("acks").push((answer.receipts.len(), sent.elapsed()));
-                }
-                producer.await.expect("producer");
-            })
-            .await;
+                        number += 1;
+                    }
+                })
+            };
+            while let Some(answer) = answers.message().await.expect("answers") {
+                assert!(answer.refusal.is_none(), "{:?}", answer.refusal);
+                let sent = sent_at.lock().expect("sent").remove(&answer.batch_number).expect("sent batch");
+                acks.lock().expect("acks").push((answer.receipts.len(), sent.elapsed()));
+            }
+            producer.await.expect("producer");
+        })
+        .await;
         report(
             &format!("IngestLogs streams, batches of {batch}, {} streams", args.batch_connections),
             measured,
@@ -257,7 +256,7 @@ async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: Client
 /// one-log mode's connections: what gRPC itself manages on this machine,
 /// with client and server sharing its cores.
 async fn rpc_ceiling(server: &Server, args: &Args) -> f64 {
-    let measured = drive(server, args.connections, args.seconds, move |_, channel, deadline, acks| async move {
+    let measured = drive(server, args.connections, args.seconds, move |channel, deadline, acks| async move {
         let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
         while Instant::now() < deadline {
             let sent = Instant::now();

@@ -30,7 +30,8 @@ const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at
      RETURNING id";
 
 /// The channel on which every replica learns which sequences others
-/// committed to. It carries wake-ups only, never logs.
+/// committed to. It carries wake-ups only, never logs. (`logwell_append`,
+/// migration 0006, names it too.)
 const COMMITS_CHANNEL: &str = "logwell_commits";
 
 /// Stores a group in one statement, so that it costs one round trip; see

@@ -182,12 +182,8 @@ pub(super) struct Slots {
 }
 
 pub(super) fn slots(logs: &[&NewLog], demand: &BTreeMap<Uuid, Demand>) -> Slots {
-    let mut taken: BTreeMap<Uuid, (i32, i64)> = BTreeMap::new();
-    let mut position = 0;
-    for sequence in demand.keys() {
-        position += 1;
-        taken.insert(*sequence, (position, 0));
-    }
+    let mut taken: BTreeMap<Uuid, (i32, i64)> =
+        (1..).zip(demand.keys()).map(|(position, id)| (*id, (position, 0))).collect();
     let mut slots = Slots::default();
     for log in logs {
         let (position, offset) = taken.entry(sequence_of(log)).or_insert((0, 0));
