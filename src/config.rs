@@ -76,6 +76,8 @@ pub enum ConfigError {
     BurstUnderBatch { burst: u32, batch: u32 },
     #[error("--max-batch-logs ({batch}) must fit in --write-queue-logs ({queue})")]
     BatchOverQueue { batch: usize, queue: usize },
+    #[error("--health-check-timeout ({timeout:?}) must be above zero and under --health-check-interval ({interval:?})")]
+    HealthCheckTimeout { timeout: Duration, interval: Duration },
     #[error("tokens were configured, but none were found in them")]
     NoTokensFound,
     #[error("--insecure-no-auth contradicts the configured tokens; drop one")]
@@ -89,14 +91,17 @@ pub enum ConfigError {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on for gRPC (plaintext HTTP/2).
+    /// Address to listen on for gRPC (HTTP/2; TLS with --tls-cert-file, plaintext otherwise).
     #[arg(long, env = "LOGWELL_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// How often the database is checked for the health service.
-    #[arg(long, env = "LOGWELL_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// How often the database is checked for the health service (requests also report what they meet, at once).
+    #[arg(long, env = "LOGWELL_HEALTH_CHECK_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_check_interval: Duration,
+    /// How long one health check (a connection and a statement) may take before it counts as failed; under the interval.
+    #[arg(long, env = "LOGWELL_HEALTH_CHECK_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub health_check_timeout: Duration,
     /// How long in-flight requests may run after SIGINT/SIGTERM before the server closes anyway.
     #[arg(long, env = "LOGWELL_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -227,6 +232,7 @@ impl ServeArgs {
     pub fn server_settings(&self) -> Result<ServerSettings, ConfigError> {
         Ok(ServerSettings {
             health_check_interval: self.health_check_interval,
+            health_check_timeout: self.health_check_timeout()?,
             shutdown_grace: self.shutdown_grace,
             stream_heartbeat_interval: self.stream_heartbeat_interval,
             http2_keepalive_interval: self.http2_keepalive_interval,
@@ -243,6 +249,14 @@ impl ServeArgs {
             tls: self.tls()?,
             tls_reload_interval: self.tls_reload_interval,
         })
+    }
+
+    fn health_check_timeout(&self) -> Result<Duration, ConfigError> {
+        let (timeout, interval) = (self.health_check_timeout, self.health_check_interval);
+        if timeout.is_zero() || timeout >= interval {
+            return Err(ConfigError::HealthCheckTimeout { timeout, interval });
+        }
+        Ok(timeout)
     }
 
     fn rate_limit(&self) -> Result<Option<Arc<RateLimiter>>, ConfigError> {

@@ -1,10 +1,12 @@
 //! `grpc.health.v1.Health` follows the database: SERVING only while it
-//! answers, for the whole server ("") and for each logwell service.
+//! answers, for the whole server ("") and for each logwell service; and
+//! NOT_SERVING from the moment the server starts shutting down.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -18,7 +20,7 @@ use crate::proto::v1::log_stream_service_server::LogStreamServiceServer;
 use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
-use crate::store::LogStore;
+use crate::store::{Availability, LogStore};
 
 /// The names whose status the health service reports; "" is the server.
 const SERVICES: [&str; 9] = [
@@ -39,41 +41,60 @@ pub(crate) async fn report(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Checks the database every `interval` until `stopping` turns true, and
-/// reports each change; reports NOT_SERVING on the way out, so that load
-/// balancers drain this server while it finishes its requests.
-pub(crate) async fn watch_database(
+/// Reports what the process knows of the database until `stopping` is
+/// cancelled: each storage call's verdict as it comes (`availability`), and
+/// a check every `interval`, failed if it takes longer than `timeout`
+/// (keep it well under the interval), so that a database that
+/// no request touches is still watched. Turns NOT_SERVING at once when
+/// `stopping` is cancelled, so that load balancers drain this server while
+/// it finishes its requests.
+pub(crate) async fn follow_database(
     store: Arc<dyn LogStore>,
     reporter: HealthReporter,
+    availability: Availability,
     interval: Duration,
-    mut stopping: watch::Receiver<bool>,
+    timeout: Duration,
+    stopping: CancellationToken,
 ) {
-    let check_timeout = interval.max(Duration::from_secs(1));
+    let mut verdicts = availability.watch();
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut reported = None;
-    while !*stopping.borrow() {
-        let status = match tokio::time::timeout(check_timeout, store.check_health()).await {
-            Ok(Ok(())) => ServingStatus::Serving,
-            Ok(Err(error)) => {
-                if reported != Some(ServingStatus::NotServing) {
-                    tracing::warn!(%error, "database health check failed");
+    loop {
+        tokio::select! {
+            biased;
+            () = stopping.cancelled() => break,
+            _ = ticks.tick() => {
+                let check = tokio::time::timeout(timeout, store.check_health());
+                let outcome = tokio::select! {
+                    biased;
+                    () = stopping.cancelled() => break,
+                    outcome = check => outcome,
+                };
+                let failure = match outcome {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(error.to_string()),
+                    Err(_) => {
+                        availability.record(false);
+                        Some(format!("no answer within {timeout:?}"))
+                    }
+                };
+                if let Some(reason) = failure
+                    && reported != Some(ServingStatus::NotServing)
+                {
+                    tracing::warn!(%reason, "database health check failed");
                 }
-                ServingStatus::NotServing
             }
-            Err(_) => {
-                if reported != Some(ServingStatus::NotServing) {
-                    tracing::warn!(timeout = ?check_timeout, "database health check timed out");
-                }
-                ServingStatus::NotServing
-            }
+            changed = verdicts.changed() => if changed.is_err() { break },
+        }
+        let status = match *verdicts.borrow_and_update() {
+            Some(true) => ServingStatus::Serving,
+            Some(false) | None => ServingStatus::NotServing,
         };
         if reported != Some(status) {
             tracing::info!(?status, "health changed");
             report(&reporter, status).await;
             reported = Some(status);
-        }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            _ = stopping.changed() => {}
         }
     }
     report(&reporter, ServingStatus::NotServing).await;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::model::{NewLog, Receipt};
 use crate::store::{LogStore, StoreError};
@@ -66,15 +67,33 @@ pub struct Ingest {
     stats: Arc<IngestStats>,
 }
 
+/// The committer's task.
+pub struct Committer {
+    task: JoinHandle<()>,
+    closing: CancellationToken,
+}
+
+impl Committer {
+    /// Closes the queue (later writes fail with `Stopped`), commits and
+    /// answers everything queued before, and waits for the task to end.
+    pub async fn finish(self) {
+        self.closing.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "the committer failed");
+        }
+    }
+}
+
 impl Ingest {
-    /// Starts the committer. It runs until every `Ingest` handle is dropped
-    /// and the queue is drained; await the handle to know it has finished.
-    pub fn start(store: Arc<dyn LogStore>, queue_logs: usize) -> (Ingest, JoinHandle<()>) {
+    /// Starts the committer. It runs until it is told to finish, or every
+    /// `Ingest` handle is dropped, and the queue is drained.
+    pub fn start(store: Arc<dyn LogStore>, queue_logs: usize) -> (Ingest, Committer) {
         let (queue, receiver) = mpsc::unbounded_channel();
         let stats = Arc::new(IngestStats::default());
-        let committer = tokio::spawn(commit_forever(store, receiver, stats.clone()));
+        let closing = CancellationToken::new();
+        let task = tokio::spawn(commit_forever(store, receiver, stats.clone(), closing.clone()));
         let capacity = Arc::new(Semaphore::new(queue_logs));
-        (Ingest { queue, capacity, queue_logs, stats }, committer)
+        (Ingest { queue, capacity, queue_logs, stats }, Committer { task, closing })
     }
 
     /// Stores `logs` atomically, in order; answers once they are committed.
@@ -110,8 +129,18 @@ async fn commit_forever(
     store: Arc<dyn LogStore>,
     mut queue: mpsc::UnboundedReceiver<Pending>,
     stats: Arc<IngestStats>,
+    closing: CancellationToken,
 ) {
-    while let Some(first) = queue.recv().await {
+    loop {
+        let next = tokio::select! {
+            next = queue.recv() => next,
+            () = closing.cancelled(), if !queue.is_closed() => {
+                // What is queued still comes out; nothing more goes in.
+                queue.close();
+                continue;
+            }
+        };
+        let Some(first) = next else { return };
         let mut logs = first.logs.len();
         let mut group = vec![first];
         while logs < MAX_GROUP_LOGS {

@@ -1,6 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use logwell::auth::{Authentication, generate_token, token_hash};
 use logwell::config::{Cli, Command, TokenCommand, redacted};
@@ -9,8 +10,21 @@ use logwell::server::Listeners;
 use logwell::{server, store, telemetry};
 use tokio::net::TcpListener;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long, once `main` is done, tasks still running may take to stop.
+const RUNTIME_SHUTDOWN_BOUND: Duration = Duration::from_secs(1);
+
+/// The exit status after a second SIGINT or SIGTERM (128 + SIGINT, as shells report an interrupt).
+const EXIT_INTERRUPTED: i32 = 130;
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let result = runtime.block_on(run());
+    // Whatever a stuck client still holds must not keep the process alive.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_BOUND);
+    result
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.logging.log_format, &cli.logging.log_filter)?;
     match cli.command {
@@ -58,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
                 Authentication::Off => tracing::info!("no tokens configured: authentication is off, on loopback only"),
             }
             let listeners = Listeners { grpc, metrics };
-            server::serve(listeners, store, hub, settings, shutdown_signal()).await?;
+            server::serve(listeners, store, hub, settings, shutdown_signal(Signals::watch()?)).await?;
         }
     }
     Ok(())
@@ -68,24 +82,40 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
 }
 
-/// Resolves at the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves at the first SIGINT or SIGTERM; the second ends the process at
+/// once. What was acknowledged is committed already, so nothing of it is lost.
+async fn shutdown_signal(mut signals: Signals) {
+    signals.next().await;
+    tokio::spawn(async move {
+        signals.next().await;
+        tracing::warn!("second signal: exiting now, without waiting for requests in flight");
+        std::process::exit(EXIT_INTERRUPTED);
+    });
+}
+
+/// SIGINT and SIGTERM, watched from start-up so that none is missed.
+struct Signals {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
-            }
-        }
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn watch() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot watch SIGTERM")?,
+        })
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+
+    async fn next(&mut self) {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        tokio::select! {
+            _ = interrupt => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = interrupt.await;
+    }
 }

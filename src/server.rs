@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -29,7 +29,7 @@ use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::rate_limit::RateLimiter;
-use crate::store::LogStore;
+use crate::store::{Availability, LogStore, Observed};
 use crate::tls::{self, ReloadableTls};
 use crate::{health, metrics};
 
@@ -38,6 +38,8 @@ use crate::{health, metrics};
 pub struct ServerSettings {
     /// How often the database is checked for the health service.
     pub health_check_interval: Duration,
+    /// How long one health check may take before it counts as failed.
+    pub health_check_timeout: Duration,
     /// How long in-flight requests may take to finish after a shutdown
     /// signal before the server closes regardless.
     pub shutdown_grace: Duration,
@@ -88,9 +90,16 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves on `listener` until `shutdown` resolves; then stops accepting,
-/// lets in-flight requests finish (up to the grace period) and closes the
-/// store.
+/// How long, after the grace period (or the last request, if sooner), the
+/// queued writes may take to commit and the database to close, at most.
+const CLOSING_BOUND: Duration = Duration::from_secs(5);
+
+/// Serves on `listener` until `shutdown` resolves. Then, at once: health
+/// turns NOT_SERVING, no new connections are accepted, and open streams end
+/// with UNAVAILABLE (followers resume elsewhere with `after_seq`, producers
+/// resend unanswered batches). Requests in flight finish, within the grace
+/// period; queued writes are committed and answered; the store closes. Ends
+/// within the grace period plus `CLOSING_BOUND`, whatever clients do.
 pub async fn serve(
     listeners: Listeners,
     store: Arc<dyn LogStore>,
@@ -100,6 +109,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&health_reporter, ServingStatus::NotServing).await;
+    let availability = Availability::default();
+    let store: Arc<dyn LogStore> = Arc::new(Observed::new(store, availability.clone()));
     // Both reflection versions describe everything a client may meet:
     // logwell's contract, health, both reflection services, and the
     // google.rpc error details, so that grpcurl can print BadRequest details.
@@ -112,6 +123,7 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
     };
+    let stopping = CancellationToken::new();
     let (ingest, committer) = Ingest::start(store.clone(), settings.write_queue_logs);
     let ingest = Arc::new(ingest);
     let writer = LogWriter::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
@@ -123,6 +135,7 @@ pub async fn serve(
         settings.concurrent_stream_reads,
         settings.access.job_run_tokens.clone(),
         settings.max_followers_per_job_run,
+        stopping.clone(),
     );
     // tonic's refusal of an oversized request happens before any handler.
     macro_rules! limited {
@@ -142,7 +155,7 @@ pub async fn serve(
         .add_service(limited!(SystemLogServiceServer::new(writer.clone())))
         .add_service(limited!(JobLogServiceServer::new(writer.clone())))
         .add_service(limited!(TaskLogServiceServer::new(writer.clone())))
-        .add_service(limited!(LogIngestServiceServer::new(LogIngester::new(writer))))
+        .add_service(limited!(LogIngestServiceServer::new(LogIngester::new(writer, stopping.clone()))))
         .add_service(limited!(LogQueryServiceServer::new(reader)))
         .add_service(limited!(LogStreamServiceServer::new(streamer)))
         .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone()))))
@@ -151,34 +164,33 @@ pub async fn serve(
             settings.access.job_run_tokens.clone()
         ))));
 
-    let (stopping_sender, stopping) = watch::channel(false);
-    let health_task = tokio::spawn(health::watch_database(
+    let health_task = tokio::spawn(health::follow_database(
         store.clone(),
         health_reporter,
+        availability,
         settings.health_check_interval,
+        settings.health_check_timeout,
         stopping.clone(),
     ));
-    let stopped = |mut receiver: watch::Receiver<bool>| async move {
-        // An error means every sender is gone, which also means "stop".
-        let _ = receiver.wait_for(|stopping| *stopping).await;
-    };
     if let Some(job_run_tokens) = settings.access.job_run_tokens.clone() {
         tokio::spawn(refresh_revocations(
             store.clone(),
             job_run_tokens,
             settings.revocation_refresh_interval,
-            stopped(stopping.clone()),
+            stopping.clone().cancelled_owned(),
         ));
     }
-    let signal_sender = stopping_sender.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        signal_sender.send_replace(true);
-    });
+    {
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!(grace = ?settings.shutdown_grace, "shutting down: not serving; ending streams; finishing in-flight requests");
+            stopping.cancel();
+        });
+    }
 
     if let Some(listener) = listeners.metrics {
-        let stopped = stopped(stopping.clone());
+        let stopped = stopping.clone().cancelled_owned();
         let sources = metrics::Sources { hub, ingest: Arc::downgrade(&ingest) };
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(listener, sources, stopped).await {
@@ -191,22 +203,19 @@ pub async fn serve(
             tokio::spawn(tls::reload_when_asked(
                 reloadable.clone(),
                 settings.tls_reload_interval,
-                stopped(stopping.clone()),
+                stopping.clone().cancelled_owned(),
             ));
             let incoming = tls::incoming(listeners.grpc, reloadable.clone());
-            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped(stopping.clone())))
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stopping.clone().cancelled_owned()))
         }
         None => {
             let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
-            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped(stopping.clone())))
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stopping.clone().cancelled_owned()))
         }
     };
-    let grace_over = {
-        let stopped = stopped(stopping);
-        async move {
-            stopped.await;
-            tokio::time::sleep(settings.shutdown_grace).await;
-        }
+    let grace_over = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(settings.shutdown_grace).await;
     };
     let result = tokio::select! {
         result = serving => result.map_err(ServeError::from),
@@ -215,18 +224,19 @@ pub async fn serve(
             Ok(())
         }
     };
-    stopping_sender.send_replace(true);
-    // The services are gone with the server; the last handle closes the
-    // queue, and the committer finishes what it holds.
-    drop(ingest);
-    if let Err(error) = committer.await {
-        tracing::error!(%error, "the committer failed");
+    // A transport failure ends serving without a signal: stop the rest too.
+    stopping.cancel();
+    let closing = async {
+        committer.finish().await;
+        if let Err(error) = health_task.await {
+            tracing::error!(%error, "health task failed");
+        }
+        store.close().await;
+    };
+    match tokio::time::timeout(CLOSING_BOUND, closing).await {
+        Ok(()) => tracing::info!("stopped"),
+        Err(_) => tracing::warn!(bound = ?CLOSING_BOUND, "the database did not close in time; stopping anyway"),
     }
-    if let Err(error) = health_task.await {
-        tracing::error!(%error, "health task failed");
-    }
-    store.close().await;
-    tracing::info!("stopped");
     result
 }
 

@@ -38,6 +38,9 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// The server is shutting down; `then` says how the client carries on.
+    #[error("the server is shutting down; {then}")]
+    ShuttingDown { then: &'static str },
     /// logwell broke one of its own promises: a bug, not the client's fault.
     #[error("{0}")]
     Internal(&'static str),
@@ -90,6 +93,7 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::IdTaken(id)) => Status::already_exists(format!(
                 "log id {id} is already used by a log of another job run, task run or type; ids name one log forever"
             )),
+            ApiError::Store(race @ StoreError::IdRace) => Status::aborted(race.to_string()),
             ApiError::Store(StoreError::JobRunOpen(id)) => Status::failed_precondition(format!(
                 "job run {id} is open; complete it first, so that no write races the deletion"
             )),
@@ -108,8 +112,9 @@ impl From<ApiError> for Status {
                 details.set_resource_info("write queue", "logwell", "", "full; nothing was stored");
                 Status::with_error_details(Code::ResourceExhausted, overloaded.to_string(), details)
             }
+            ApiError::ShuttingDown { .. } => Status::unavailable(error.to_string()),
             ApiError::Ingest(IngestError::Stopped) => {
-                Status::unavailable("the server is shutting down; retry elsewhere")
+                Status::unavailable("the server is shutting down; nothing was stored, retry on another server")
             }
             ApiError::Internal(what) => {
                 tracing::error!(what, "internal error");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::StatusExt;
 
@@ -26,11 +27,14 @@ const IN_FLIGHT_BATCHES: usize = 64;
 #[derive(Clone)]
 pub struct LogIngester {
     writer: LogWriter,
+    /// Cancelled when the server starts shutting down: streams then stop
+    /// reading, answer the batches they have read, and end.
+    stopping: CancellationToken,
 }
 
 impl LogIngester {
-    pub fn new(writer: LogWriter) -> Self {
-        LogIngester { writer }
+    pub fn new(writer: LogWriter, stopping: CancellationToken) -> Self {
+        LogIngester { writer, stopping }
     }
 
     async fn answer(&self, principal: &Principal, batch: pb::IngestLogsRequest) -> pb::IngestLogsResponse {
@@ -91,19 +95,29 @@ impl LogIngestService for LogIngester {
         let ingester = self.clone();
         tokio::spawn(async move {
             let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES));
-            let mut unreadable = None;
+            // Why the stream ends early, told after the answers in flight.
+            let mut ending = None;
             loop {
                 // Not reading while the batches in flight are many is what
                 // lets flow control slow the producer.
                 let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
-                let batch = match batches.message().await {
+                let message = tokio::select! {
+                    biased;
+                    () = ingester.stopping.cancelled() => {
+                        let then = "resend the batches that have no answer, to another server";
+                        ending = Some(ApiError::ShuttingDown { then }.into());
+                        break;
+                    }
+                    message = batches.message() => message,
+                };
+                let batch = match message {
                     Ok(Some(batch)) => batch,
                     Ok(None) => break,
                     Err(status) => {
                         // A batch that does not decode or is too large ends the
-                        // stream with its status, after the answers in flight.
+                        // stream with its status.
                         tracing::debug!(%status, "ingest stream ends on a bad request");
-                        unreadable = Some(oversize(&status).map_or(status, Status::from));
+                        ending = Some(oversize(&status).map_or(status, Status::from));
                         break;
                     }
                 };
@@ -116,7 +130,7 @@ impl LogIngestService for LogIngester {
             }
             // Every answer goes out before the stream ends.
             let _ = in_flight.acquire_many(IN_FLIGHT_BATCHES as u32).await;
-            if let Some(status) = unreadable {
+            if let Some(status) = ending {
                 let _ = answers.send(Err(status)).await;
             }
         });

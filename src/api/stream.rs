@@ -15,6 +15,7 @@ use chrono::Utc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
@@ -47,6 +48,9 @@ pub struct LogStreamer {
     job_run_tokens: Option<Arc<JobRunTokens>>,
     /// Followers of one sequence in this process, at most.
     max_followers: usize,
+    /// Cancelled when the server starts shutting down: every follower then
+    /// ends its stream, so that the server can stop.
+    stopping: CancellationToken,
 }
 
 impl LogStreamer {
@@ -57,9 +61,10 @@ impl LogStreamer {
         concurrent_reads: usize,
         job_run_tokens: Option<Arc<JobRunTokens>>,
         max_followers: usize,
+        stopping: CancellationToken,
     ) -> Self {
         let reads = Arc::new(Semaphore::new(concurrent_reads.max(1)));
-        LogStreamer { store, hub, heartbeat_interval, reads, job_run_tokens, max_followers }
+        LogStreamer { store, hub, heartbeat_interval, reads, job_run_tokens, max_followers, stopping }
     }
 
     async fn start(&self, principal: Principal, request: pb::StreamLogsRequest) -> Result<Follower, ApiError> {
@@ -123,7 +128,7 @@ impl LogStreamService for LogStreamer {
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let follower = self.start(principal(&request)?, request.into_inner()).await?;
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(follower.run(sender));
+        tokio::spawn(follower.run(sender, self.stopping.clone()));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 }
@@ -145,8 +150,18 @@ struct Follower {
 type Sender = mpsc::Sender<Result<pb::StreamLogsResponse, Status>>;
 
 impl Follower {
-    async fn run(mut self, sender: Sender) {
-        if let Err(error) = self.follow(&sender).await {
+    /// Follows until the run completes, the client leaves, something fails,
+    /// or the server shuts down; the stream then ends with the reason.
+    async fn run(mut self, sender: Sender, stopping: CancellationToken) {
+        let followed = tokio::select! {
+            result = self.follow(&sender) => result,
+            () = stopping.cancelled() => Err(ApiError::ShuttingDown {
+                then: "follow again, on another server, with after_seq set to the last seq you received",
+            }),
+        };
+        if let Err(error) = followed {
+            // Waits for a client that reads slowly; a shutdown's grace period
+            // bounds the wait.
             let _ = sender.send(Err(error.into())).await;
         }
     }

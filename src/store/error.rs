@@ -26,6 +26,11 @@ pub enum StoreError {
     /// A client id already names a log of another job run, task run or type.
     #[error("log id {0} is already used by another log")]
     IdTaken(Uuid),
+    /// Another process stored one of a group's client ids while the group
+    /// was being written, again and again; nothing was stored, and a retry
+    /// finds what it stored.
+    #[error("another writer stored the same log ids at the same moment; nothing was stored, retry")]
+    IdRace,
     /// A deletion of a run that is still open.
     #[error("job run {0} is open")]
     JobRunOpen(Uuid),

@@ -1,6 +1,7 @@
 //! Storage: one trait, one module per backend, each with its own SQL and its
 //! own migrations folder.
 
+mod availability;
 mod error;
 mod list_sql;
 mod postgres;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 use crate::live::Hub;
 use crate::model::{Completion, JobRun, Log, LogQuery, LogType, NewLog, Owner, Receipt};
 
+pub use availability::{Availability, Observed};
 pub use error::StoreError;
 
 /// One batch's answer within a group commit.

@@ -42,6 +42,14 @@ const APPEND: &str = "SELECT logwell_append($1, $2, $3, $4, $5, $6, $7, $8, $9, 
 /// The SQLSTATE `logwell_append` raises when a run of the group is complete.
 const JOB_RUN_COMPLETE: &str = "LW001";
 
+/// A unique index refused a row, and the index of logs' ids.
+const UNIQUE_VIOLATION: &str = "23505";
+const LOG_IDS: &str = "logs_pkey";
+
+/// Attempts at a group whose client ids another replica keeps storing
+/// between the lookup and the append (each attempt finds those it stored).
+const ID_RACE_ATTEMPTS: usize = 4;
+
 /// Runs this process has seen complete, so that a write to one is refused
 /// before it reaches the database and fails the rest of its group. Runs
 /// never reopen, so the set is never wrong, only incomplete: one it misses
@@ -126,7 +134,7 @@ impl PostgresStore {
 
     /// The logs already stored under these client ids. A log stored by
     /// another replica after this looked makes the append fail on the
-    /// primary key; each batch is then retried alone, and finds it.
+    /// primary key (`IdRace`); looking again finds it.
     async fn stored_ids(&self, client_ids: &[Uuid]) -> Result<HashMap<Uuid, sequence::StoredId>, StoreError> {
         if client_ids.is_empty() {
             return Ok(HashMap::new());
@@ -173,19 +181,22 @@ impl PostgresStore {
     }
 
     /// Turns `logwell_append`'s refusal into `JobRunComplete`, remembering
-    /// the run.
+    /// the run, and a clash on the logs' primary key into `IdRace`.
     fn refusal(&self, error: sqlx::Error) -> StoreError {
-        let complete_run = error
-            .as_database_error()
-            .and_then(|database| database.try_downcast_ref::<PgDatabaseError>())
-            .filter(|database| database.code() == JOB_RUN_COMPLETE)
-            .and_then(|database| Uuid::try_parse(database.detail()?).ok());
-        match complete_run {
-            Some(run) => {
+        let Some(database) =
+            error.as_database_error().and_then(|database| database.try_downcast_ref::<PgDatabaseError>())
+        else {
+            return StoreError::from(error);
+        };
+        if database.code() == UNIQUE_VIOLATION && database.constraint() == Some(LOG_IDS) {
+            return StoreError::IdRace;
+        }
+        match database.detail().and_then(|detail| Uuid::try_parse(detail).ok()) {
+            Some(run) if database.code() == JOB_RUN_COMPLETE => {
                 self.completed_runs.add(run);
                 StoreError::JobRunComplete(run)
             }
-            None => StoreError::from(error),
+            _ => StoreError::from(error),
         }
     }
 }
@@ -233,14 +244,25 @@ async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<
 impl LogStore for PostgresStore {
     async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
         let completed = self.completed_runs.among(&sequence::sequences(batches));
-        let stored = self.stored_ids(&sequence::client_ids(batches)).await?;
-        let (logs, plans) = sequence::plan(batches, &completed, &stored);
-        if logs.is_empty() {
-            return Ok(sequence::answers(plans, &[]));
+        let client_ids = sequence::client_ids(batches);
+        let mut attempt = 1;
+        loop {
+            let stored = self.stored_ids(&client_ids).await?;
+            let (logs, plans) = sequence::plan(batches, &completed, &stored);
+            if logs.is_empty() {
+                return Ok(sequence::answers(plans, &[]));
+            }
+            match self.append(&logs).await {
+                Ok(seqs) => {
+                    self.hub.committed(&logs, &seqs);
+                    return Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)));
+                }
+                // Another replica stored one of these ids after the lookup,
+                // and has committed: looking again finds it.
+                Err(StoreError::IdRace) if attempt < ID_RACE_ATTEMPTS => attempt += 1,
+                Err(error) => return Err(error),
+            }
         }
-        let seqs = self.append(&logs).await?;
-        self.hub.committed(&logs, &seqs);
-        Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {

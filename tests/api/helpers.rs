@@ -169,6 +169,7 @@ impl Drop for TestDatabase {
 pub fn test_settings() -> ServerSettings {
     ServerSettings {
         health_check_interval: Duration::from_millis(50),
+        health_check_timeout: Duration::from_millis(40),
         shutdown_grace: Duration::from_secs(5),
         stream_heartbeat_interval: Duration::from_millis(200),
         http2_keepalive_interval: Duration::from_secs(30),
@@ -384,6 +385,13 @@ pub fn logwell() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_logwell"));
     command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).kill_on_drop(true);
     command
+}
+
+/// Sends `signal` (`TERM`, `HUP`, …) to a `logwell` process.
+pub async fn send_signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("the process is running").to_string();
+    let sent = Command::new("kill").args([format!("-{signal}"), pid]).status().await.expect("kill");
+    assert!(sent.success(), "kill -{signal} failed");
 }
 
 /// Starts `logwell serve` on an ephemeral port; returns it and its address,

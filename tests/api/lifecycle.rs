@@ -7,12 +7,48 @@ use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
 use logwell::proto::v1::system_log_service_client::SystemLogServiceClient;
 use logwell::proto::v1::{self as pb};
-use tokio::process::Command;
 
 use crate::conformance;
-use crate::helpers::{Backend, TestDatabase, entry, job_entry, logwell, start_serving};
+use crate::helpers::{Backend, TestDatabase, entry, job_entry, logwell, send_signal, start_serving};
 
 conformance!(migrate_command_is_repeatable, serve_stops_cleanly_on_sigterm, kill_9_loses_no_acknowledged_log);
+
+/// logwell's own log lines from `logwell migrate`, run through `script` so
+/// that its standard error is a terminal when `terminal` is set.
+async fn own_log_output(terminal: bool, environment: &[(&str, &str)]) -> String {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let url = format!("sqlite:{}", folder.path().join("colour.db").display());
+    let binary = env!("CARGO_BIN_EXE_logwell");
+    let mut command = if terminal {
+        let mut command = tokio::process::Command::new("script");
+        command.args([
+            "--quiet",
+            "--return",
+            "--command",
+            &format!("{binary} migrate --database-url {url}"),
+            "/dev/null",
+        ]);
+        command
+    } else {
+        let mut command = tokio::process::Command::new(binary);
+        command.args(["migrate", "--database-url", &url]);
+        command
+    };
+    command.env_remove("NO_COLOR").envs(environment.iter().copied());
+    let output = command.output().await.expect("run logwell migrate");
+    assert!(output.status.success(), "{output:?}");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("migrations applied"), "{text}");
+    text
+}
+
+#[tokio::test]
+async fn own_logs_are_coloured_only_on_a_terminal_without_no_color() {
+    const ESCAPE: &str = "\u{1b}[";
+    assert!(own_log_output(true, &[]).await.contains(ESCAPE), "a terminal gets colour");
+    assert!(!own_log_output(true, &[("NO_COLOR", "1")]).await.contains(ESCAPE), "NO_COLOR turns it off");
+    assert!(!own_log_output(false, &[]).await.contains(ESCAPE), "a pipe gets none");
+}
 
 async fn migrate_command_is_repeatable(backend: Backend) {
     let database = TestDatabase::create(backend).await;
@@ -52,9 +88,7 @@ async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
         ids.push(acknowledged.recv().await.expect("writers are writing"));
     }
 
-    let pid = child.id().expect("pid").to_string();
-    let signal = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
-    assert!(signal.success());
+    send_signal(&child, "TERM").await;
     let status =
         tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits in time").expect("wait");
     assert!(status.success(), "exit status {status}");

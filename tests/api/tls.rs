@@ -14,7 +14,9 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestDatabase, TestServer, eventually, job_entry, start_serving_with, test_settings};
+use crate::helpers::{
+    Backend, TestDatabase, TestServer, eventually, job_entry, send_signal, start_serving_with, test_settings,
+};
 
 /// A CA, and what it signed.
 struct Authority {
@@ -188,9 +190,7 @@ async fn sighup_reloads_the_certificates_of_a_running_server() {
 
     files.install(&new_ca.issue(&["localhost"]), None);
     assert!(connect(&address, &new_ca, None).await.is_err(), "nothing reloads before the signal");
-    let pid = child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill");
-    assert!(status.success());
+    send_signal(&child, "HUP").await;
     let reloaded = eventually("the signal reloading the certificates", Duration::from_secs(10), || async {
         connect(&address, &new_ca, None).await.ok()
     })

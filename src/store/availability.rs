@@ -1,0 +1,130 @@
+//! Whether the database answers, as every storage call sees it: a store
+//! that wraps another and records, for each call, whether the database
+//! answered or was unreachable. Health follows this record, so a failure any
+//! request meets turns it NOT_SERVING at once, and the first success after
+//! an outage turns it SERVING at once, without waiting for the next check.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{BatchResult, LogStore, StoreError};
+use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
+
+/// The last word on the database: `None` until something has been tried.
+#[derive(Debug, Clone)]
+pub struct Availability(Arc<watch::Sender<Option<bool>>>);
+
+impl Default for Availability {
+    fn default() -> Self {
+        Availability(Arc::new(watch::channel(None).0))
+    }
+}
+
+impl Availability {
+    /// Records whether the database answered; wakes watchers on a change only.
+    pub fn record(&self, available: bool) {
+        if *self.0.borrow() == Some(available) {
+            return;
+        }
+        self.0.send_if_modified(|now| now.replace(available) != Some(available));
+    }
+
+    /// Follows every change from now on.
+    pub fn watch(&self) -> watch::Receiver<Option<bool>> {
+        self.0.subscribe()
+    }
+
+    /// What `result` says of the database: it answered, unless it could not
+    /// be reached. Other errors (a completed run, a corrupt row) say nothing
+    /// about reachability and leave the record alone.
+    fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => self.record(true),
+            Err(StoreError::Unavailable(_)) => self.record(false),
+            Err(_) => {}
+        }
+        result
+    }
+}
+
+/// A store that records each call's verdict on the database in `Availability`.
+pub struct Observed {
+    inner: Arc<dyn LogStore>,
+    availability: Availability,
+}
+
+impl Observed {
+    pub fn new(inner: Arc<dyn LogStore>, availability: Availability) -> Self {
+        Observed { inner, availability }
+    }
+}
+
+#[async_trait::async_trait]
+impl LogStore for Observed {
+    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
+        self.availability.observe(self.inner.append_batches(batches).await)
+    }
+
+    async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
+        self.availability.observe(self.inner.list(query).await)
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {
+        self.availability.observe(self.inner.get(id).await)
+    }
+
+    async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
+        self.availability.observe(self.inner.job_run(sequence).await)
+    }
+
+    async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
+        self.availability.observe(self.inner.complete_job_run(id, completion).await)
+    }
+
+    async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
+        self.availability.observe(self.inner.delete_job_run(id, now).await)
+    }
+
+    async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.availability.observe(self.inner.revoke_token(token_id, expires_at).await)
+    }
+
+    async fn revoked_tokens(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        self.availability.observe(self.inner.revoked_tokens(now).await)
+    }
+
+    /// A failed check means "not serving" whatever its cause (a database
+    /// that answers without logwell's schema included).
+    async fn check_health(&self) -> Result<(), StoreError> {
+        let result = self.inner.check_health().await;
+        self.availability.record(result.is_ok());
+        result
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reachability_changes_the_record_and_watchers_wake_on_changes_only() {
+        let availability = Availability::default();
+        let mut watcher = availability.watch();
+        assert_eq!(*watcher.borrow_and_update(), None);
+        let _ = availability.observe(Err::<(), _>(StoreError::Unavailable("gone".into())));
+        assert!(watcher.has_changed().unwrap());
+        assert_eq!(*watcher.borrow_and_update(), Some(false));
+        let _ = availability.observe(Err::<(), _>(StoreError::JobRunComplete(Uuid::nil())));
+        let _ = availability.observe(Err::<(), _>(StoreError::Unavailable("still gone".into())));
+        assert!(!watcher.has_changed().unwrap(), "no change, no wake-up");
+        let _ = availability.observe(Ok(()));
+        assert_eq!(*watcher.borrow_and_update(), Some(true));
+    }
+}
