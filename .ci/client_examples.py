@@ -9,7 +9,7 @@ enough that the examples' 3 x 1,000-log writes meet RESOURCE_EXHAUSTED, runs
 both examples with LOGWELL_SERVER pointing at it, and stops the server with
 SIGTERM. Exit status: non-zero if any example failed.
 
-    LOGWELL_BINARY=target/debug/logwell python3 .ci/client_examples.py
+    LOGWELL_BINARY=target/release/logwell python3 .ci/client_examples.py
 
 Stdlib only (Python 3.11).
 """
@@ -29,7 +29,7 @@ CLIENTS = os.path.join(REPO, "docs", "clients")
 PYTHON_DIR = os.path.join(CLIENTS, "python")
 NODE_DIR = os.path.join(CLIENTS, "node")
 PROTO_DIR = os.path.join(REPO, "proto")
-BINARY = os.path.join(REPO, os.environ.get("LOGWELL_BINARY", os.path.join("target", "debug", "logwell")))
+BINARY = os.path.join(REPO, os.environ.get("LOGWELL_BINARY", os.path.join("target", "release", "logwell")))
 # Low enough that 3 batches of 1,000 logs written back to back are refused
 # with RESOURCE_EXHAUSTED + RetryInfo (the burst holds one batch), high
 # enough that the waits stay short (2 s a batch).

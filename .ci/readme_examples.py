@@ -19,7 +19,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(REPO, "target", "debug", "logwell")
+BINARY = os.path.join(REPO, "target", "release", "logwell")
 JOB_RUN = "0192f1a0-7c3e-7b2a-9d4e-5f6a7b8c9d01"
 
 

@@ -47,10 +47,10 @@ pub(crate) async fn report(reporter: &HealthReporter, status: ServingStatus) {
 /// (keep it well under the interval), so that a database that
 /// no request touches is still watched. Turns NOT_SERVING at once when
 /// `stopping` is cancelled, so that load balancers drain this server while
-/// it finishes its requests.
+/// it finishes its requests, and ends health watchers' streams.
 pub(crate) async fn follow_database(
     store: Arc<dyn LogStore>,
-    reporter: HealthReporter,
+    mut reporter: HealthReporter,
     availability: Availability,
     interval: Duration,
     timeout: Duration,
@@ -98,4 +98,9 @@ pub(crate) async fn follow_database(
         }
     }
     report(&reporter, ServingStatus::NotServing).await;
+    // Health watchers (clients that check health with Watch) get NOT_SERVING,
+    // then their streams end, so that they do not hold the shutdown open.
+    for service in SERVICES {
+        reporter.clear_service_status(service).await;
+    }
 }

@@ -57,7 +57,8 @@ fn log_type(raw: i32) -> Result<LogType, Violations> {
         Ok(pb::LogType::Task) => Ok(LogType::Task),
         Ok(pb::LogType::Unspecified) | Err(_) => {
             let mut violations = Violations::default();
-            violations.add("type", format!("{raw} is not a log type: use SYSTEM, JOB or TASK"));
+            violations
+                .add("type", format!("{raw} is not a log type: use LOG_TYPE_SYSTEM, LOG_TYPE_JOB or LOG_TYPE_TASK"));
             Err(violations)
         }
     }

@@ -3,7 +3,7 @@ use uuid::Uuid;
 use super::kinds::{Level, LogType, Stream};
 use super::log::Log;
 use super::query::LogFilter;
-use super::validation::{Violations, optional_uuid, required_uuid};
+use super::validation::{Violations, optional_uuid};
 
 /// The sequence key of the system logs, which follow no job run. The model
 /// refuses the nil UUID as a job run id, so it cannot collide with a run.
@@ -65,7 +65,13 @@ impl FollowDraft {
             }
             Some(Followed::System)
         } else {
-            required_uuid(&mut violations, "job_run_id", &self.job_run_id).map(Followed::JobRun)
+            if self.job_run_id.is_empty() {
+                violations.add(
+                    "job_run_id",
+                    "is required to follow a job run; or set system: true to follow the system logs",
+                );
+            }
+            optional_uuid(&mut violations, "job_run_id", &self.job_run_id).map(Followed::JobRun)
         };
         let task_run_id = optional_uuid(&mut violations, "task_run_id", &self.task_run_id);
         let start = match self.start {
@@ -138,6 +144,8 @@ mod tests {
     #[test]
     fn a_job_run_or_the_system_logs_must_be_named() {
         assert_eq!(violated_fields(FollowDraft::default()), ["job_run_id"]);
+        let unnamed = FollowDraft::default().validate().expect_err("refused").to_string();
+        assert!(unnamed.contains("system: true"), "the refusal says how to follow the system logs: {unnamed}");
         let system_with_run =
             FollowDraft { system: true, job_run_id: Uuid::now_v7().to_string(), ..FollowDraft::default() };
         assert_eq!(violated_fields(system_with_run), ["job_run_id"]);

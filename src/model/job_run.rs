@@ -51,7 +51,10 @@ impl CompletionDraft {
         let mut violations = Violations::default();
         let job_run_id = required_uuid(&mut violations, "job_run_id", &self.job_run_id);
         if self.outcome.is_none() {
-            violations.add("outcome", "is required: succeeded, failed or cancelled");
+            violations.add(
+                "outcome",
+                "is required: JOB_RUN_OUTCOME_SUCCEEDED, JOB_RUN_OUTCOME_FAILED or JOB_RUN_OUTCOME_CANCELLED",
+            );
         }
         if self.summary.len() > MAX_SUMMARY_BYTES {
             violations.add(

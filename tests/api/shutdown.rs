@@ -1,5 +1,5 @@
-//! `logwell serve` stopping while people follow and write: on SIGTERM every
-//! open stream ends with UNAVAILABLE at once, the process exits within its
+//! `logwell serve` stopping while people follow and write: on SIGTERM health
+//! turns NOT_SERVING and every open stream ends (with UNAVAILABLE) at once, the process exits within its
 //! bound whatever clients do, nothing acknowledged is lost, and followers
 //! resume on the next server without missing or repeating a log. A second
 //! signal exits at once.
@@ -22,6 +22,9 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
 use crate::conformance;
@@ -156,8 +159,19 @@ async fn sigterm_ends_every_stream_and_loses_nothing(backend: Backend) {
     })
     .await;
 
+    let mut health = HealthClient::new(connections[1].clone())
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch health")
+        .into_inner();
+    let serving = health.message().await.expect("health").expect("a status");
+    assert_eq!(serving.status(), ServingStatus::Serving);
+
     let signalled = Instant::now();
     send_signal(&child, "TERM").await;
+    let not_serving = health.message().await.expect("health").expect("a status");
+    assert_eq!(not_serving.status(), ServingStatus::NotServing, "health turns first");
+    assert!(health.message().await.expect("the watch ends cleanly").is_none(), "and the watch ends");
     let status = tokio::time::timeout(GRACE + CLOSING, child.wait()).await.expect("exits within its bound");
     let took = signalled.elapsed();
     assert!(status.expect("wait").success(), "a clean exit");
