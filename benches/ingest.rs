@@ -3,10 +3,15 @@
 //! raw batched INSERTs into the same SQLite table). Starts real `logwell
 //! serve` processes (the release build) and drives them with real clients.
 //!
+//! The headline is the many-runs mode, the shape job systems write in:
+//! 200 writers into 1,000 runs at once (see `many_runs`).
+//!
 //!     cargo bench --bench ingest                          # both backends, every mode
+//!     cargo bench --bench ingest -- --mode runs --runs 1000 --writers 200
 //!     cargo bench --bench ingest -- --backend postgres --mode single --connections 64
 //!     cargo bench --bench ingest -- --backend postgres --mode batch --client-ids none,v7,v4
 
+mod many_runs;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -43,6 +48,16 @@ struct Args {
     /// Bytes per message.
     #[arg(long, default_value_t = 200)]
     message_bytes: usize,
+    /// Job runs written at once in the many-runs mode.
+    #[arg(long, default_value_t = 1_000)]
+    runs: usize,
+    /// Concurrent writers in the many-runs mode, each on a connection of its own.
+    #[arg(long, default_value_t = 200)]
+    writers: usize,
+    /// Logs a second the many-runs writers offer together in its second
+    /// round, for acknowledgement latency at a given load (0: skip it).
+    #[arg(long, default_value_t = 50_000)]
+    rate: u64,
     /// Which ids the clients give their logs; each kind in the list runs
     /// every mode again, so their costs compare within one run.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
@@ -62,6 +77,10 @@ enum Backends {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     All,
+    /// `writers` writers into `runs` job runs at once, job and task logs
+    /// mixed: unary batches of 10 to 100 logs, one-log RPCs and IngestLogs
+    /// streams. The headline.
+    Runs,
     /// Unary WriteJobLogs of `batch` logs, `batch_connections` connections.
     Batch,
     /// Unary WriteJobLog of one log, `connections` connections; then health
@@ -91,7 +110,7 @@ impl ClientIds {
     }
 }
 
-fn message(bytes: usize, index: usize) -> String {
+pub(crate) fn message(bytes: usize, index: usize) -> String {
     let head = format!("line {index} ");
     format!("{head}{}", "x".repeat(bytes.saturating_sub(head.len())))
 }
@@ -172,8 +191,59 @@ async fn run_modes(server: &Server, args: &Args, baseline: f64) {
     }
 }
 
+impl Args {
+    fn wants(&self, mode: Mode) -> bool {
+        self.mode == Mode::All || self.mode == mode
+    }
+
+    fn shape(&self) -> many_runs::Shape {
+        many_runs::Shape {
+            runs: self.runs,
+            writers: self.writers,
+            seconds: self.seconds,
+            message_bytes: self.message_bytes,
+            rate: 0,
+        }
+    }
+}
+
+/// `url` with logwell's schema applied.
+async fn migrated(url: String) -> String {
+    let options = logwell::store::ConnectOptions { max_connections: 2, acquire_timeout: Duration::from_secs(5) };
+    logwell::store::connect(&url, &options, logwell::live::Hub::new()).await.expect("migrate").close().await;
+    url
+}
+
+/// A fresh SQLite database with logwell's schema, in `folder`.
+async fn sqlite_database(folder: &std::path::Path, name: &str) -> String {
+    migrated(format!("sqlite:{}", folder.join(name).display())).await
+}
+
+/// Runs `writers` into `runs` on a fresh database as fast as they are
+/// answered, then the raw baseline of the same shape on another fresh one,
+/// in transactions of logwell's mean group size; then the writers again at
+/// the offered `rate`, for latency under a given load.
+async fn many_runs_mode(logwell_url: &str, baseline_url: &str, postgres: bool, args: &Args) {
+    let shape = args.shape();
+    let server = Server::start(logwell_url, &[]).await;
+    let measured = many_runs::drive(&server, shape).await;
+    let paced_shape = many_runs::Shape { rate: args.rate, ..shape };
+    let paced = if args.rate > 0 { Some(many_runs::drive(&server, paced_shape).await) } else { None };
+    drop(server);
+    let group = measured.mean_group.round().max(1.0) as usize;
+    let baseline = if postgres {
+        many_runs::postgres_baseline(baseline_url, shape, group, measured.logs).await
+    } else {
+        many_runs::sqlite_baseline(baseline_url, shape, group, measured.logs).await
+    };
+    many_runs::report(&measured, shape, Some(baseline));
+    if let Some(paced) = paced {
+        many_runs::report(&paced, paced_shape, None);
+    }
+}
+
 async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: ClientIds) {
-    let wanted = |mode| args.mode == Mode::All || args.mode == mode;
+    let wanted = |mode| args.wants(mode);
     if wanted(Mode::Batch) {
         let (batch, bytes) = (args.batch, args.message_bytes);
         let measured = drive(server, args.batch_connections, args.seconds, move |channel, deadline, acks| async move {
@@ -346,28 +416,34 @@ async fn sqlite_baseline(url: &str, args: &Args) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let other_modes = args.mode != Mode::Runs;
     if args.backend != Backends::Postgres {
         let folder = tempfile::tempdir().expect("temporary folder");
-        let url = format!("sqlite:{}", folder.path().join("ingest.db").display());
-        logwell::store::connect(
-            &url,
-            &logwell::store::ConnectOptions { max_connections: 2, acquire_timeout: Duration::from_secs(5) },
-            logwell::live::Hub::new(),
-        )
-        .await
-        .expect("migrate")
-        .close()
-        .await;
         println!("SQLite ({} s per mode, {}-byte messages):", args.seconds, args.message_bytes);
-        let baseline = sqlite_baseline(&url, &args).await;
-        let server = Server::start(&url, &[]).await;
-        run_modes(&server, &args, baseline).await;
+        if args.wants(Mode::Runs) {
+            let logwell = sqlite_database(folder.path(), "many-runs.db").await;
+            let baseline = sqlite_database(folder.path(), "many-runs-baseline.db").await;
+            many_runs_mode(&logwell, &baseline, false, &args).await;
+        }
+        if other_modes {
+            let url = sqlite_database(folder.path(), "ingest.db").await;
+            let baseline = sqlite_baseline(&url, &args).await;
+            let server = Server::start(&url, &[]).await;
+            run_modes(&server, &args, baseline).await;
+        }
     }
     if args.backend != Backends::Sqlite {
-        let url = support::postgres_database().await;
-        let server = Server::start(&url, &[]).await;
         println!("PostgreSQL ({} s per mode, {}-byte messages):", args.seconds, args.message_bytes);
-        let baseline = postgres_baseline(&url, &args).await;
-        run_modes(&server, &args, baseline).await;
+        if args.wants(Mode::Runs) {
+            let logwell = support::postgres_database().await;
+            let baseline = migrated(support::postgres_database().await).await;
+            many_runs_mode(&logwell, &baseline, true, &args).await;
+        }
+        if other_modes {
+            let url = support::postgres_database().await;
+            let server = Server::start(&url, &[]).await;
+            let baseline = postgres_baseline(&url, &args).await;
+            run_modes(&server, &args, baseline).await;
+        }
     }
 }

@@ -219,6 +219,9 @@ async fn fanout(server: &Server, args: &Args) {
         followers.push(tokio::spawn(drain(stream, false)));
     }
     let opened = opening.elapsed();
+    // The memory figure below is only meaningful with every follower in.
+    let registered = server.metric("logwell_stream_followers").await;
+    assert_eq!(registered as usize, args.followers, "the server holds every follower");
     let (connected, _) = server.memory();
     let (writing, cpu_before) = (Instant::now(), server.cpu_seconds());
     let writes = write_paced(channels[0].clone(), run, args).await;

@@ -17,6 +17,8 @@ mod postgres_cluster;
 pub struct Server {
     child: Child,
     address: String,
+    /// Where it serves Prometheus metrics.
+    metrics: String,
 }
 
 impl Server {
@@ -24,6 +26,7 @@ impl Server {
     pub async fn start(database_url: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_logwell"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-filter", "warn,logwell=info"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--database-url", database_url])
             .args(extra)
             .stderr(Stdio::piped())
@@ -31,15 +34,31 @@ impl Server {
             .spawn()
             .expect("spawn logwell serve");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let address = loop {
+        let (address, metrics) = loop {
             let line = lines.next_line().await.expect("read stderr").expect("logwell exited before serving");
             let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             if record["fields"]["message"] == "logwell serving" {
-                break record["fields"]["address"].as_str().expect("address").to_string();
+                let field = |name: &str| record["fields"][name].as_str().expect("address").to_string();
+                // Logged as an Option: `Some(127.0.0.1:PORT)`.
+                let metrics = field("metrics").trim_start_matches("Some(").trim_end_matches(')').to_string();
+                break (field("address"), metrics);
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { child, address: format!("http://{address}") }
+        Server { child, address: format!("http://{address}"), metrics }
+    }
+
+    /// The value of one of its metrics now.
+    pub async fn metric(&self, name: &str) -> f64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut connection = tokio::net::TcpStream::connect(&self.metrics).await.expect("connect to metrics");
+        connection.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.expect("request metrics");
+        let mut response = String::new();
+        connection.read_to_string(&mut response).await.expect("read metrics");
+        response
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
     }
 
     pub async fn channel(&self) -> Channel {
