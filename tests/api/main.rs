@@ -6,6 +6,7 @@ mod helpers;
 mod postgres_cluster;
 
 mod auth;
+mod checkpoints;
 mod health;
 mod hostile;
 mod ingest;

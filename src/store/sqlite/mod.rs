@@ -18,6 +18,8 @@ use super::{BatchResult, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, Sto
 use crate::live::Hub;
 use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 
+mod checkpoint;
+
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 const SQLITE_BUSY: &str = "5";
@@ -51,6 +53,7 @@ pub(super) struct SqliteStore {
     reader: SqlitePool,
     path: PathBuf,
     hub: Arc<Hub>,
+    checkpointer: tokio::task::AbortHandle,
 }
 
 struct SqliteDialect;
@@ -85,16 +88,17 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone())
+            .connect_with(connect.clone().pragma("wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES))
             .await?;
         enable_wal(&writer).await?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
-        Ok(SqliteStore { writer, reader, path, hub })
+        let checkpointer = tokio::spawn(checkpoint::checkpoint_forever(connect, path.clone())).abort_handle();
+        Ok(SqliteStore { writer, reader, path, hub, checkpointer })
     }
 }
 
@@ -481,6 +485,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn close(&self) {
+        self.checkpointer.abort();
         self.writer.close().await;
         self.reader.close().await;
     }
