@@ -207,6 +207,14 @@ impl Args {
     }
 }
 
+/// Makes PostgreSQL write out everything so far, so that a phase does not
+/// pay for the one before it (PostgreSQL checkpoints by itself as its
+/// write-ahead log grows, at moments no phase chooses).
+async fn checkpoint(url: &str) {
+    let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query("CHECKPOINT").execute(&mut connection).await.expect("checkpoint (the benchmark role needs superuser)");
+}
+
 /// `url` with logwell's schema applied.
 async fn migrated(url: String) -> String {
     let options = logwell::store::ConnectOptions { max_connections: 2, acquire_timeout: Duration::from_secs(5) };
@@ -225,6 +233,9 @@ async fn sqlite_database(folder: &std::path::Path, name: &str) -> String {
 /// the offered `rate`, for latency under a given load.
 async fn many_runs_mode(logwell_url: &str, baseline_url: &str, postgres: bool, args: &Args) {
     let shape = args.shape();
+    if postgres {
+        checkpoint(logwell_url).await;
+    }
     let server = Server::start(logwell_url, &[]).await;
     let measured = many_runs::drive(&server, shape).await;
     let paced_shape = many_runs::Shape { rate: args.rate, ..shape };
@@ -232,6 +243,7 @@ async fn many_runs_mode(logwell_url: &str, baseline_url: &str, postgres: bool, a
     drop(server);
     let group = measured.mean_group.round().max(1.0) as usize;
     let baseline = if postgres {
+        checkpoint(baseline_url).await;
         many_runs::postgres_baseline(baseline_url, shape, group, measured.logs).await
     } else {
         many_runs::sqlite_baseline(baseline_url, shape, group, measured.logs).await
