@@ -455,8 +455,10 @@ async fn revoked_expired_and_forged_job_run_tokens_are_refused() {
     let short =
         pb::MintJobRunTokenRequest { ttl: Some(prost_types::Duration { seconds: 1, nanos: 0 }), ..for_run(run) };
     let short = mint(&server, short).await;
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
-    assert_eq!(get_run(short.token).await, Code::Unauthenticated, "expired");
+    eventually("the one-second token expires", Duration::from_secs(5), || async {
+        (get_run(short.token.clone()).await == Code::Unauthenticated).then_some(())
+    })
+    .await;
 
     let forger = JobRunTokens::new(b"another key, also 32 bytes long!").expect("key");
     let grant = logwell::auth::GrantDraft { job_run_id: run.to_string(), ..Default::default() }
@@ -551,7 +553,10 @@ async fn streams_end_when_their_token_expires_or_is_revoked() {
 
     let minted = mint(&server, for_run(run)).await;
     let following = tokio::spawn(follow(minted.token));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the follower is registered", Duration::from_secs(10), || async {
+        (server.metric("logwell_stream_followers").await == 1.0).then_some(())
+    })
+    .await;
     let revoke = pb::RevokeJobRunTokenRequest { token_id: minted.token_id };
     server.tokens().revoke_job_run_token(request(revoke, &Credential::Admin)).await.expect("revoke");
     let revoked = following.await.expect("follower");
