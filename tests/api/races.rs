@@ -18,6 +18,8 @@ use crate::helpers::{Backend, TestDatabase, job_entry, start_serving};
 
 const ROUNDS: usize = 100;
 const LOGS_PER_BATCH: usize = 5;
+const LARGE_ROUNDS: usize = 10;
+const LARGE_BATCH: usize = 1_000;
 
 /// A batch of new logs with client ids, in `run`.
 fn batch_with_ids(run: Uuid, ids: &[Uuid]) -> Vec<pb::LogEntry> {
@@ -28,8 +30,7 @@ fn batch_with_ids(run: Uuid, ids: &[Uuid]) -> Vec<pb::LogEntry> {
 /// the same ids and seqs, each log new in exactly one answer.
 #[track_caller]
 fn assert_one_copy(round: usize, first: &[pb::LogReceipt], second: &[pb::LogReceipt]) {
-    assert_eq!(first.len(), LOGS_PER_BATCH, "round {round}");
-    assert_eq!(second.len(), LOGS_PER_BATCH, "round {round}");
+    assert_eq!(first.len(), second.len(), "round {round}");
     for (a, b) in first.iter().zip(second) {
         assert_eq!((&a.id, a.seq), (&b.id, b.seq), "round {round}: one log, one seq");
         assert!(a.duplicate != b.duplicate, "round {round}: stored once, a duplicate once: {a:?} {b:?}");
@@ -83,6 +84,7 @@ async fn racing_resends_through_two_replicas_answer_with_the_stored_log() {
         let request = pb::WriteJobLogsRequest { logs: batch_with_ids(run, &ids) };
         let (a, b) = tokio::join!(first_writer.write_job_logs(request.clone()), second_writer.write_job_logs(request));
         let (a, b) = (a.expect("first replica").into_inner(), b.expect("second replica").into_inner());
+        assert_eq!(a.receipts.len(), LOGS_PER_BATCH, "round {round}");
         assert_one_copy(round, &a.receipts, &b.receipts);
 
         // The same through IngestLogs: answered in-band, never refused.
@@ -93,6 +95,18 @@ async fn racing_resends_through_two_replicas_answer_with_the_stored_log() {
         let number = round as u64;
         let (a, b) = tokio::join!(first_ingester.send(number, logs.clone()), second_ingester.send(number, logs));
         assert!(a.refusal.is_none() && b.refusal.is_none(), "round {round}: {a:?} {b:?}");
+        assert_eq!(a.receipts.len(), LOGS_PER_BATCH, "round {round}");
+        assert_one_copy(round, &a.receipts, &b.receipts);
+    }
+
+    // Large batches: the clash happens deep inside a long insert.
+    for round in 0..LARGE_ROUNDS {
+        let run = Uuid::now_v7();
+        let ids: Vec<Uuid> = (0..LARGE_BATCH).map(|_| Uuid::now_v7()).collect();
+        let request = pb::WriteJobLogsRequest { logs: batch_with_ids(run, &ids) };
+        let (a, b) = tokio::join!(first_writer.write_job_logs(request.clone()), second_writer.write_job_logs(request));
+        let (a, b) = (a.expect("first replica").into_inner(), b.expect("second replica").into_inner());
+        assert_eq!(a.receipts.len(), LARGE_BATCH, "large round {round}");
         assert_one_copy(round, &a.receipts, &b.receipts);
     }
 

@@ -26,6 +26,7 @@ conformance!(
     a_failing_transaction_stores_nothing_and_leaves_no_gap,
     seqs_have_no_gaps_under_concurrent_writers,
     extreme_times_and_rich_metadata_round_trip,
+    a_large_batch_round_trips_exactly,
 );
 
 async fn each_type_round_trips(backend: Backend) {
@@ -295,6 +296,13 @@ async fn a_run_completed_by_another_process_refuses_only_its_own_writes(backend:
     let complete =
         format!("UPDATE job_runs SET completed_at = {completed_at}, outcome = 'succeeded' WHERE id = '{done}'");
     server.database.execute_raw(&complete).await.expect("complete the run directly");
+    // A batch of the largest size is refused the same way, whole.
+    let large = |run: Uuid| pb::WriteJobLogsRequest {
+        logs: (0..1_000).map(|i| job_entry(run, &format!("large {i}"))).collect(),
+    };
+    let refused = server.job().write_job_logs(large(done)).await.expect_err("a large batch to the completed run");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    server.job().write_job_logs(large(open)).await.expect("a large batch to the open run");
 
     let writes: Vec<_> =
         (0..40).map(|i| tokio::spawn(write(if i % 2 == 0 { open } else { done }, format!("write {i}")))).collect();
@@ -304,7 +312,7 @@ async fn a_run_completed_by_another_process_refuses_only_its_own_writes(backend:
             (_, other) => panic!("write {i}: {other:?}"),
         }
     }
-    for (run, wanted) in [(open, (1..=20).collect::<Vec<i64>>()), (done, vec![1])] {
+    for (run, wanted) in [(open, (1..=1_020).collect::<Vec<i64>>()), (done, vec![1])] {
         let stored = server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await;
         assert_eq!(stored.iter().map(|log| log.seq).collect::<Vec<_>>(), wanted, "run {run}");
     }
@@ -427,6 +435,46 @@ async fn extreme_times_and_rich_metadata_round_trip(backend: Backend) {
     assert_eq!(stored[2].message, "tabs\tnewlines\n\u{1b}[31mcolour ✓");
     assert_eq!(stored[2].metadata, Some(rich));
     assert_eq!(stored[0].metadata, Some(prost_types::Struct::default()), "metadata defaults to an empty object");
+}
+
+/// The largest batch, every field set and awkward, comes back exactly as
+/// sent, each log with its receipt's seq and time.
+async fn a_large_batch_round_trips_exactly(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let tasks = [Uuid::now_v7(), Uuid::now_v7()];
+    let awkward = ["back\\slash \\N \\.", "tab\there\nnewline\r\n", "ü ✓ 日本 🎉", "'quotes' \"and\" ,commas,", "x"];
+    let times = [-62_135_596_800, 0, 1_700_000_000, 253_402_300_799];
+    let sent: Vec<pb::LogEntry> = (0..1_000)
+        .map(|i| pb::LogEntry {
+            id: Uuid::now_v7().to_string(),
+            job_run_id: run.to_string(),
+            task_run_id: tasks[i % 2].to_string(),
+            time: Some(Timestamp { seconds: times[i % times.len()], nanos: (i as i32 % 1_000) * 1_000 }),
+            level: [pb::LogLevel::Trace, pb::LogLevel::Warn, pb::LogLevel::Fatal][i % 3].into(),
+            stream: [pb::LogStream::Stdout, pb::LogStream::Stderr, pb::LogStream::System][i % 3].into(),
+            source: if i % 4 == 0 { String::new() } else { format!("worker-{i}") },
+            message: format!("{i} {}", awkward[i % awkward.len()]),
+            metadata: Some(metadata(&[("i", number(i as f64)), ("text", text(awkward[i % awkward.len()]))])),
+        })
+        .collect();
+    let receipts = server
+        .task()
+        .write_task_logs(pb::WriteTaskLogsRequest { logs: sent.clone() })
+        .await
+        .expect("write")
+        .into_inner()
+        .receipts;
+    assert_eq!(receipts.iter().map(|receipt| receipt.seq).collect::<Vec<_>>(), (1..=1_000).collect::<Vec<i64>>());
+    let stored = server.list_all(pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() }).await;
+    assert_eq!(stored.len(), sent.len());
+    for ((log, entry), receipt) in stored.iter().zip(&sent).zip(&receipts) {
+        let as_sent = (&entry.id, &entry.task_run_id, entry.time, entry.level, entry.stream);
+        assert_eq!((&log.id, &log.task_run_id, log.time, log.level, log.stream), as_sent, "seq {}", log.seq);
+        assert_eq!((&log.source, &log.message, &log.metadata), (&entry.source, &entry.message, &entry.metadata));
+        assert_eq!((log.seq, log.r#type), (receipt.seq, pb::LogType::Task.into()));
+        assert_eq!(log.received_at, receipt.received_at);
+    }
 }
 
 pub fn metadata(fields: &[(&str, prost_types::Value)]) -> prost_types::Struct {

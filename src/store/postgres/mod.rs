@@ -1,6 +1,7 @@
-//! PostgreSQL, for production: one pool; a group of batches goes in as
-//! arrays through one call of `logwell_append` (migration 0006), one round
-//! trip and one transaction.
+//! PostgreSQL, for production: one pool. A group of batches goes in as
+//! arrays through one call of `logwell_append` (migrations 0006 and 0007),
+//! one round trip and one transaction; a large group by binary COPY, in a
+//! transaction that first reserves its seqs with `logwell_allocate`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgDatabaseError, PgListener, PgPool, PgPoolOptions};
 use uuid::Uuid;
+
+mod copy;
 
 use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
 use super::{BatchResult, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence};
@@ -39,7 +42,19 @@ const COMMITS_CHANNEL: &str = "logwell_commits";
 const APPEND: &str = "SELECT logwell_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      $16, $17, $18)";
 
-/// The SQLSTATE `logwell_append` raises when a run of the group is complete.
+/// Reserves a large group's seqs, in the transaction that then copies its
+/// rows (migration 0007).
+const ALLOCATE: &str = "SELECT logwell_allocate($1, $2, $3, $4)";
+
+/// Groups of at least this many logs go in by COPY: with a thousand runs
+/// written at once, a group of 8,000 logs commits in 56-67 ms that way
+/// against 77-80 ms through `logwell_append`. Smaller groups keep the single
+/// round trip; COPY's four more (begin, reserve, copy, commit) would cost
+/// them more than it saves.
+const COPY_FROM_LOGS: usize = 1_000;
+
+/// The SQLSTATE `logwell_append` and `logwell_allocate` raise when a run of
+/// the group is complete.
 const JOB_RUN_COMPLETE: &str = "LW001";
 
 /// A unique index refused a row, and the index of logs' ids.
@@ -148,9 +163,40 @@ impl PostgresStore {
             .collect()
     }
 
-    /// Stores `logs` and notifies the other replicas, in one statement and
-    /// its own transaction; answers each log's seq once committed.
+    /// Stores `logs` and notifies the other replicas in one transaction;
+    /// answers each log's seq once committed.
     async fn append(&self, logs: &[&NewLog]) -> Result<Vec<i64>, StoreError> {
+        if logs.len() >= COPY_FROM_LOGS {
+            self.append_by_copy(logs).await
+        } else {
+            self.append_in_one_statement(logs).await
+        }
+    }
+
+    /// A large group: reserves its seqs, copies its rows, notifies, commits.
+    async fn append_by_copy(&self, logs: &[&NewLog]) -> Result<Vec<i64>, StoreError> {
+        let demand = sequence::demand(logs);
+        let slots = sequence::slots(logs, &demand);
+        let mut transaction = self.pool.begin().await?;
+        let firsts: Vec<i64> = sqlx::query_scalar(ALLOCATE)
+            .bind(demand.keys().copied().collect::<Vec<Uuid>>())
+            .bind(demand.values().map(|wanted| wanted.count).collect::<Vec<i64>>())
+            .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
+            .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(|error| self.refusal(error))?;
+        let seqs = slots.seqs(&firsts)?;
+        let rows = copy::rows(logs, &seqs)?;
+        let mut copying = transaction.copy_in_raw(copy::COPY_LOGS).await?;
+        copying.send(rows).await.map_err(|error| self.refusal(error))?;
+        copying.finish().await.map_err(|error| self.refusal(error))?;
+        self.commit_and_notify(transaction, demand.keys().copied().collect()).await?;
+        Ok(seqs)
+    }
+
+    /// A smaller group, in one statement and its own transaction.
+    async fn append_in_one_statement(&self, logs: &[&NewLog]) -> Result<Vec<i64>, StoreError> {
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let demand = sequence::demand(logs);
         let slots = sequence::slots(logs, &demand);
@@ -180,7 +226,8 @@ impl PostgresStore {
         slots.seqs(&firsts)
     }
 
-    /// Turns `logwell_append`'s refusal into `JobRunComplete`, remembering
+    /// Turns a refusal of `logwell_append` or `logwell_allocate` into
+    /// `JobRunComplete`, remembering
     /// the run, and a clash on the logs' primary key into `IdRace`.
     fn refusal(&self, error: sqlx::Error) -> StoreError {
         let Some(database) =
