@@ -21,4 +21,5 @@ mod schema;
 mod shutdown;
 mod streams;
 mod tls;
+mod upgrade;
 mod writes;
