@@ -273,7 +273,17 @@ fn object_from_proto(violations: &mut Violations, field: &str, object: Struct) -
 
 fn json_from_proto(violations: &mut Violations, field: &str, kind: Option<Kind>) -> Value {
     match kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NullValue(_)) => Value::Null,
+        // Protobuf's JSON mapping has no meaning for a Value with no kind;
+        // storing it as null would hide a client's bug (a Node object
+        // written with snake_case names, say).
+        None => {
+            violations.add(
+                field,
+                "has no value: set one of null_value, number_value, string_value, bool_value, struct_value, list_value",
+            );
+            Value::Null
+        }
         Some(Kind::BoolValue(flag)) => Value::Bool(flag),
         Some(Kind::StringValue(text)) => Value::String(text),
         Some(Kind::NumberValue(number)) if number.fract() == 0.0 && number.abs() < MAX_EXACT_INTEGER => {
@@ -320,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_numbers_keep_integers_and_refuse_non_finite_values() {
+    fn metadata_numbers_keep_integers_and_refuse_non_finite_and_unset_values() {
         let mut violations = Violations::default();
         let metadata =
             Struct { fields: [("attempt".to_string(), number(2.0)), ("ratio".to_string(), number(0.5))].into() };
@@ -331,6 +341,14 @@ mod tests {
         let bad = Struct { fields: [("x".to_string(), number(f64::INFINITY))].into() };
         object_from_proto(&mut violations, "metadata", bad);
         assert_eq!(violations.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(), ["metadata.x"]);
+
+        let mut violations = Violations::default();
+        let empty = prost_types::Value { kind: None };
+        let list = prost_types::Value { kind: Some(Kind::ListValue(ListValue { values: vec![empty.clone()] })) };
+        let unset = Struct { fields: [("a".to_string(), empty), ("b".to_string(), list)].into() };
+        object_from_proto(&mut violations, "metadata", unset);
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["metadata.a", "metadata.b[0]"], "a value without a kind is refused, not stored as null");
     }
 
     #[test]

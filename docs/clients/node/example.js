@@ -104,7 +104,7 @@ function checkEntry(entry) {
 
 // The members of google.protobuf.Value. Well-known types keep protobufjs's
 // camelCase names even under keepCase: true, and a Value with none of them
-// (e.g. {string_value: 'x'}) is stored as null.
+// (e.g. {string_value: 'x'}) is sent empty, which the server refuses.
 const VALUE_KINDS = ['nullValue', 'numberValue', 'stringValue', 'boolValue', 'structValue', 'listValue'];
 
 function checkStruct(struct, where) {
@@ -411,8 +411,20 @@ async function nodeTraps(clients) {
     check(refused !== undefined, `checkEntry let ${JSON.stringify(entry)} through`);
     console.log(`    checkEntry refused "${entry.message}": ${refused}`);
   }
-  // ...and here is what the server would have stored without it.
-  const logs = [...wrong, ...right.map(checkEntry)].map((entry) => ({ ...entry, id: newId(), job_run_id: runId }));
+  // An empty Value is the one trap the server catches itself: INVALID_ARGUMENT
+  // naming the key (so it cannot share a batch with the others).
+  const snake = wrong.find((entry) => entry.message === 'snake_case Value');
+  const refusal = await unary(clients.jobs, 'WriteJobLog', { log: { ...snake, job_run_id: runId } }).then(
+    () => fail('an empty Value ({string_value}) was accepted'),
+    (err) => err,
+  );
+  const refusedFields = statusDetails(refusal)
+    .filter((detail) => detail.type === 'google.rpc.BadRequest')
+    .flatMap((detail) => detail.value.field_violations.map((violation) => violation.field));
+  check(refusal.code === grpc.status.INVALID_ARGUMENT && refusedFields.includes('log.metadata.build_id'), `an empty Value should be refused on log.metadata.build_id, got ${refusal.code} ${refusedFields}`);
+  // ...and here is what the server would have stored of the others without it.
+  const toWrite = [...wrong.filter((entry) => entry !== snake), ...right.map(checkEntry)];
+  const logs = toWrite.map((entry) => ({ ...entry, id: newId(), job_run_id: runId }));
   await withRetry(() => unary(clients.jobs, 'WriteJobLogs', { logs }));
   const stored = Object.fromEntries((await unary(clients.query, 'ListLogs', { job_run_id: runId })).logs.map((log) => [log.message, log]));
 
@@ -424,11 +436,10 @@ async function nodeTraps(clients) {
   ok("enums: 'warn', 'WARN', 'LOG_LEVEL_WARNING' were stored as LOG_LEVEL_INFO and 'stderr' as LOG_STREAM_STDOUT; 'LOG_LEVEL_WARN' and 'LOG_STREAM_STDERR' as sent");
 
   check(Object.keys(stored['plain metadata'].metadata.fields).length === 0, 'a plain metadata object should be silently stored as {}');
-  check(stored['snake_case Value'].metadata.fields.build_id.kind === 'nullValue', 'a snake_case Value ({string_value}) should be stored as null');
   const metadata = fromStruct(stored['toStruct metadata'].metadata);
   const sent = { attempt: 2, build_id: '42', tags: ['a', 'b'], cache: { hit: false, size: null } };
   check(isDeepStrictEqual(metadata, sent), `toStruct metadata should come back as sent, got ${JSON.stringify(metadata)}`);
-  ok(`metadata: a plain object was stored as {}, {string_value} as null; toStruct() came back as ${JSON.stringify(metadata)}`);
+  ok(`metadata: a plain object was stored as {}, {string_value} refused on log.metadata.build_id; toStruct() came back as ${JSON.stringify(metadata)}`);
 
   check(stored['a Date'].time.seconds === '0' && stored['a Date'].time.nanos === 0, `a Date should be silently stored as 1970-01-01T00:00:00Z, got ${JSON.stringify(stored['a Date'].time)}`);
   const { seconds, nanos } = stored.toTimestamp.time;
