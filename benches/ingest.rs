@@ -12,6 +12,7 @@
 //!     cargo bench --bench ingest -- --backend postgres --mode batch --client-ids none,v7,v4
 
 mod many_runs;
+mod raw;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -355,6 +356,19 @@ async fn rpc_ceiling(server: &Server, args: &Args) -> f64 {
     rate
 }
 
+/// `batch` rows of one run, seqs from `first_seq`, as the earlier modes write.
+fn one_run_rows(run: Uuid, first_seq: usize, args: &Args) -> Vec<raw::Row> {
+    (0..args.batch)
+        .map(|index| raw::Row {
+            log_type: "job",
+            run,
+            task: None,
+            seq: (first_seq + index) as i64,
+            message: message(args.message_bytes, index),
+        })
+        .collect()
+}
+
 /// Raw COPY of generated rows (as logwell would store them) into `logs`.
 async fn postgres_baseline(url: &str, args: &Args) -> f64 {
     let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
@@ -362,21 +376,7 @@ async fn postgres_baseline(url: &str, args: &Args) -> f64 {
     let run = Uuid::now_v7();
     let started = Instant::now();
     for chunk in 0..total / args.batch {
-        let mut text = String::new();
-        for index in 0..args.batch {
-            let seq = chunk * args.batch + index + 1;
-            text.push_str(&format!(
-                "{}\tjob\t{run}\t\\N\t{seq}\t2026-11-22 10:00:00+00\t2026-11-22 10:00:00+00\tinfo\tstdout\t\t{}\t{{}}\n",
-                Uuid::now_v7(),
-                message(args.message_bytes, index)
-            ));
-        }
-        let mut copy = connection
-            .copy_in_raw("COPY logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata) FROM STDIN")
-            .await
-            .expect("copy");
-        copy.send(text.as_bytes()).await.expect("send");
-        copy.finish().await.expect("finish");
+        raw::copy(&mut connection, &one_run_rows(run, chunk * args.batch + 1, args)).await;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
     println!(
@@ -390,31 +390,11 @@ async fn postgres_baseline(url: &str, args: &Args) -> f64 {
 async fn sqlite_baseline(url: &str, args: &Args) -> f64 {
     let mut connection = sqlx::SqliteConnection::connect(url).await.expect("connect");
     let total = args.batch * 100;
-    let run = Uuid::now_v7().to_string();
+    let run = Uuid::now_v7();
     let started = Instant::now();
     for chunk in 0..total / args.batch {
         let mut transaction = connection.begin().await.expect("begin");
-        for part in (0..args.batch).collect::<Vec<_>>().chunks(500) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata) ",
-            );
-            insert.push_values(part, |mut row, index| {
-                let seq = (chunk * args.batch + index + 1) as i64;
-                row.push_bind(Uuid::now_v7().to_string())
-                    .push_bind("job")
-                    .push_bind(run.clone())
-                    .push_bind(None::<String>)
-                    .push_bind(seq)
-                    .push_bind(1_700_000_000_000_000i64)
-                    .push_bind(1_700_000_000_000_000i64)
-                    .push_bind("info")
-                    .push_bind("stdout")
-                    .push_bind("")
-                    .push_bind(message(args.message_bytes, *index))
-                    .push_bind("{}");
-            });
-            insert.build().execute(&mut *transaction).await.expect("insert");
-        }
+        raw::insert(&mut transaction, &one_run_rows(run, chunk * args.batch + 1, args)).await;
         transaction.commit().await.expect("commit");
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();

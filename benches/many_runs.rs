@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::raw::{self, Row};
 use crate::support::Server;
 
 /// Task runs per job run; half the writes are task logs.
@@ -349,9 +350,6 @@ struct Rows {
     batches: usize,
 }
 
-/// One row as logwell stores it: id, type, run, task run, seq, message.
-type Row = (Uuid, &'static str, Uuid, Option<Uuid>, i64, String);
-
 impl Rows {
     fn new(runs: usize, bytes: usize) -> Rows {
         let runs = (0..runs).map(|_| (Uuid::now_v7(), std::array::from_fn(|_| Uuid::now_v7()), 0)).collect();
@@ -371,7 +369,7 @@ impl Rows {
             let log_type = if task.is_some() { "task" } else { "job" };
             for index in 0..batch_size(batch) {
                 *seq += 1;
-                rows.push((Uuid::now_v7(), log_type, *run, task, *seq, crate::message(self.bytes, index)));
+                rows.push(Row { log_type, run: *run, task, seq: *seq, message: crate::message(self.bytes, index) });
             }
         }
         rows
@@ -385,21 +383,9 @@ pub async fn postgres_baseline(url: &str, shape: Shape, group: usize, total: usi
     let mut rows = Rows::new(shape.runs, shape.message_bytes);
     let (started, mut stored) = (Instant::now(), 0);
     while stored < total {
-        let mut text = String::new();
-        let group = rows.take(group);
-        stored += group.len();
-        for (id, log_type, run, task, seq, message) in group {
-            let task = task.map_or("\\N".to_string(), |task| task.to_string());
-            text.push_str(&format!(
-                "{id}\t{log_type}\t{run}\t{task}\t{seq}\t2026-11-22 10:00:00+00\t2026-11-22 10:00:00+00\tinfo\tstdout\t\t{message}\t{{}}\n"
-            ));
-        }
-        let mut copy = connection
-            .copy_in_raw("COPY logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata) FROM STDIN")
-            .await
-            .expect("copy");
-        copy.send(text.as_bytes()).await.expect("send");
-        copy.finish().await.expect("finish");
+        let batch = rows.take(group);
+        stored += batch.len();
+        raw::copy(&mut connection, &batch).await;
     }
     let rate = stored as f64 / started.elapsed().as_secs_f64();
     println!(
@@ -423,26 +409,7 @@ pub async fn sqlite_baseline(url: &str, shape: Shape, group: usize, total: usize
         let batch = rows.take(group);
         stored += batch.len();
         let mut transaction = connection.begin().await.expect("begin");
-        for part in batch.chunks(500) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata) ",
-            );
-            insert.push_values(part, |mut row, (id, log_type, run, task, seq, message)| {
-                row.push_bind(id.to_string())
-                    .push_bind(*log_type)
-                    .push_bind(run.to_string())
-                    .push_bind(task.map(|task| task.to_string()))
-                    .push_bind(*seq)
-                    .push_bind(1_700_000_000_000_000i64)
-                    .push_bind(1_700_000_000_000_000i64)
-                    .push_bind("info")
-                    .push_bind("stdout")
-                    .push_bind("")
-                    .push_bind(message.as_str())
-                    .push_bind("{}");
-            });
-            insert.build().execute(&mut *transaction).await.expect("insert");
-        }
+        raw::insert(&mut transaction, &batch).await;
         transaction.commit().await.expect("commit");
     }
     let rate = stored as f64 / started.elapsed().as_secs_f64();

@@ -9,6 +9,9 @@ use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+#[path = "../tests/api/scrape.rs"]
+mod scrape;
+
 #[path = "../tests/api/postgres_cluster.rs"]
 #[allow(dead_code)]
 mod postgres_cluster;
@@ -50,15 +53,7 @@ impl Server {
 
     /// The value of one of its metrics now.
     pub async fn metric(&self, name: &str) -> f64 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut connection = tokio::net::TcpStream::connect(&self.metrics).await.expect("connect to metrics");
-        connection.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.expect("request metrics");
-        let mut response = String::new();
-        connection.read_to_string(&mut response).await.expect("read metrics");
-        response
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name}"))
+        scrape::metric(&self.metrics, name).await
     }
 
     pub async fn channel(&self) -> Channel {

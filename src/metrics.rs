@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 
 use axum::Router;
 use axum::routing::get;
@@ -13,11 +13,10 @@ use tokio::net::TcpListener;
 use crate::ingest::Ingest;
 use crate::live::Hub;
 
-/// What the metrics are read from. The writer pipeline is held weakly, so
-/// that the metrics endpoint does not keep it open at shutdown.
+/// What the metrics are read from.
 pub struct Sources {
     pub hub: Arc<Hub>,
-    pub ingest: Weak<Ingest>,
+    pub ingest: Arc<Ingest>,
 }
 
 /// The text exposition of every metric.
@@ -35,27 +34,26 @@ pub fn render(sources: &Sources) -> String {
         "Job runs (and the system log sequence) with at least one follower now.",
         count(hub.followed_sequences()),
     );
-    if let Some(ingest) = sources.ingest.upgrade() {
-        let stats = ingest.stats();
-        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        metric("gauge", "logwell_write_queue_logs", "Logs queued or being committed now.", count(ingest.queued_logs()));
-        metric("counter", "logwell_commits_total", "Write transactions committed.", load(&stats.commits));
-        metric("counter", "logwell_committed_logs_total", "Logs committed.", load(&stats.committed_logs));
-        metric(
-            "counter",
-            "logwell_overloaded_writes_total",
-            "Writes refused with RESOURCE_EXHAUSTED because the queue was full.",
-            load(&stats.overloaded_writes),
-        );
-        let _ = writeln!(
-            text,
-            "# HELP logwell_commit_duration_seconds Time spent in write transactions, begin to commit.\n\
-             # TYPE logwell_commit_duration_seconds summary\n\
-             logwell_commit_duration_seconds_sum {}\nlogwell_commit_duration_seconds_count {}",
-            load(&stats.commit_micros) as f64 / 1e6,
-            load(&stats.commits)
-        );
-    }
+    let ingest = &sources.ingest;
+    let stats = ingest.stats();
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    metric("gauge", "logwell_write_queue_logs", "Logs queued or being committed now.", count(ingest.queued_logs()));
+    metric("counter", "logwell_commits_total", "Write transactions committed.", load(&stats.commits));
+    metric("counter", "logwell_committed_logs_total", "Logs committed.", load(&stats.committed_logs));
+    metric(
+        "counter",
+        "logwell_overloaded_writes_total",
+        "Writes refused with RESOURCE_EXHAUSTED because the queue was full.",
+        load(&stats.overloaded_writes),
+    );
+    let _ = writeln!(
+        text,
+        "# HELP logwell_commit_duration_seconds Time spent in write transactions, begin to commit.\n\
+         # TYPE logwell_commit_duration_seconds summary\n\
+         logwell_commit_duration_seconds_sum {}\nlogwell_commit_duration_seconds_count {}",
+        load(&stats.commit_micros) as f64 / 1e6,
+        load(&stats.commits)
+    );
     text
 }
 

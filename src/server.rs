@@ -191,7 +191,7 @@ pub async fn serve(
 
     if let Some(listener) = listeners.metrics {
         let stopped = stopping.clone().cancelled_owned();
-        let sources = metrics::Sources { hub, ingest: Arc::downgrade(&ingest) };
+        let sources = metrics::Sources { hub, ingest: ingest.clone() };
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(listener, sources, stopped).await {
                 tracing::error!(%error, "the metrics endpoint failed");

@@ -20,7 +20,7 @@ use logwell::proto::v1::{self as pb};
 use logwell::server::{Listeners, ServerSettings};
 use logwell::store::{ConnectOptions, LogStore};
 use sqlx::{Connection, Executor};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -233,14 +233,7 @@ impl TestServer {
 
     /// The value of one metric, read over HTTP from the metrics endpoint.
     pub async fn metric(&self, name: &str) -> f64 {
-        let mut connection = tokio::net::TcpStream::connect(self.metrics_address).await.expect("connect to metrics");
-        connection.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.expect("request metrics");
-        let mut response = String::new();
-        connection.read_to_string(&mut response).await.expect("read metrics");
-        response
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name} in {response}"))
+        crate::scrape::metric(self.metrics_address, name).await
     }
 
     pub fn system(&self) -> SystemLogServiceClient<Channel> {

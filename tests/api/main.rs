@@ -4,6 +4,7 @@
 
 mod helpers;
 mod postgres_cluster;
+mod scrape;
 
 mod auth;
 mod checkpoints;

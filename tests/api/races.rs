@@ -64,17 +64,29 @@ impl Ingester {
     }
 }
 
+/// A `logwell serve` process on the shared database, with a unary writer and
+/// an ingest stream of its own.
+struct Replica {
+    channel: Channel,
+    writer: JobLogServiceClient<Channel>,
+    ingester: Ingester,
+    _server: tokio::process::Child,
+    _log: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+impl Replica {
+    async fn start(database: &TestDatabase) -> Replica {
+        let (_server, address, _log) = start_serving(&database.url).await;
+        let channel = Channel::from_shared(address).expect("uri").connect().await.expect("connect");
+        let (writer, ingester) = (JobLogServiceClient::new(channel.clone()), Ingester::open(channel.clone()).await);
+        Replica { channel, writer, ingester, _server, _log }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_resends_through_two_replicas_answer_with_the_stored_log() {
     let database = TestDatabase::create(Backend::Postgres).await;
-    let (_first_server, first_address, _first_log) = start_serving(&database.url).await;
-    let (_second_server, second_address, _second_log) = start_serving(&database.url).await;
-    let connect = |address: String| async move { Channel::from_shared(address).expect("uri").connect().await };
-    let (first, second) =
-        (connect(first_address).await.expect("connect"), connect(second_address).await.expect("connect"));
-    let (mut first_writer, mut second_writer) =
-        (JobLogServiceClient::new(first.clone()), JobLogServiceClient::new(second.clone()));
-    let (mut first_ingester, mut second_ingester) = (Ingester::open(first.clone()).await, Ingester::open(second).await);
+    let (mut first, mut second) = (Replica::start(&database).await, Replica::start(&database).await);
     let mut runs = Vec::new();
 
     for round in 0..ROUNDS {
@@ -82,7 +94,7 @@ async fn racing_resends_through_two_replicas_answer_with_the_stored_log() {
         runs.push(run);
         let ids: Vec<Uuid> = (0..LOGS_PER_BATCH).map(|_| Uuid::now_v7()).collect();
         let request = pb::WriteJobLogsRequest { logs: batch_with_ids(run, &ids) };
-        let (a, b) = tokio::join!(first_writer.write_job_logs(request.clone()), second_writer.write_job_logs(request));
+        let (a, b) = tokio::join!(first.writer.write_job_logs(request.clone()), second.writer.write_job_logs(request));
         let (a, b) = (a.expect("first replica").into_inner(), b.expect("second replica").into_inner());
         assert_eq!(a.receipts.len(), LOGS_PER_BATCH, "round {round}");
         assert_one_copy(round, &a.receipts, &b.receipts);
@@ -93,7 +105,7 @@ async fn racing_resends_through_two_replicas_answer_with_the_stored_log() {
         let ids: Vec<Uuid> = (0..LOGS_PER_BATCH).map(|_| Uuid::now_v7()).collect();
         let logs = batch_with_ids(run, &ids);
         let number = round as u64;
-        let (a, b) = tokio::join!(first_ingester.send(number, logs.clone()), second_ingester.send(number, logs));
+        let (a, b) = tokio::join!(first.ingester.send(number, logs.clone()), second.ingester.send(number, logs));
         assert!(a.refusal.is_none() && b.refusal.is_none(), "round {round}: {a:?} {b:?}");
         assert_eq!(a.receipts.len(), LOGS_PER_BATCH, "round {round}");
         assert_one_copy(round, &a.receipts, &b.receipts);
@@ -104,14 +116,14 @@ async fn racing_resends_through_two_replicas_answer_with_the_stored_log() {
         let run = Uuid::now_v7();
         let ids: Vec<Uuid> = (0..LARGE_BATCH).map(|_| Uuid::now_v7()).collect();
         let request = pb::WriteJobLogsRequest { logs: batch_with_ids(run, &ids) };
-        let (a, b) = tokio::join!(first_writer.write_job_logs(request.clone()), second_writer.write_job_logs(request));
+        let (a, b) = tokio::join!(first.writer.write_job_logs(request.clone()), second.writer.write_job_logs(request));
         let (a, b) = (a.expect("first replica").into_inner(), b.expect("second replica").into_inner());
         assert_eq!(a.receipts.len(), LARGE_BATCH, "large round {round}");
         assert_one_copy(round, &a.receipts, &b.receipts);
     }
 
     // Every run holds its batch once, seqs 1..=5.
-    let mut reader = LogQueryServiceClient::new(first);
+    let mut reader = LogQueryServiceClient::new(first.channel);
     for run in runs {
         let listing = pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() };
         let logs = reader.list_logs(listing).await.expect("list").into_inner().logs;
@@ -122,20 +134,13 @@ async fn racing_resends_through_two_replicas_answer_with_the_stored_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_writers_reusing_ids_for_other_runs_get_already_exists() {
     let database = TestDatabase::create(Backend::Postgres).await;
-    let (_first_server, first_address, _first_log) = start_serving(&database.url).await;
-    let (_second_server, second_address, _second_log) = start_serving(&database.url).await;
-    let connect = |address: String| async move { Channel::from_shared(address).expect("uri").connect().await };
-    let (first, second) =
-        (connect(first_address).await.expect("connect"), connect(second_address).await.expect("connect"));
-    let (mut first_writer, mut second_writer) =
-        (JobLogServiceClient::new(first.clone()), JobLogServiceClient::new(second.clone()));
-    let (mut first_ingester, mut second_ingester) = (Ingester::open(first).await, Ingester::open(second).await);
+    let (mut first, mut second) = (Replica::start(&database).await, Replica::start(&database).await);
 
     for round in 0..ROUNDS / 2 {
         let ids: Vec<Uuid> = (0..LOGS_PER_BATCH).map(|_| Uuid::now_v7()).collect();
         let this = pb::WriteJobLogsRequest { logs: batch_with_ids(Uuid::now_v7(), &ids) };
         let other = pb::WriteJobLogsRequest { logs: batch_with_ids(Uuid::now_v7(), &ids) };
-        let (a, b) = tokio::join!(first_writer.write_job_logs(this), second_writer.write_job_logs(other));
+        let (a, b) = tokio::join!(first.writer.write_job_logs(this), second.writer.write_job_logs(other));
         let (stored, refused) = match (a, b) {
             (Ok(stored), Err(refused)) | (Err(refused), Ok(stored)) => (stored.into_inner(), refused),
             other => panic!("round {round}: one run gets the ids, the other is refused: {other:?}"),
@@ -146,7 +151,7 @@ async fn racing_writers_reusing_ids_for_other_runs_get_already_exists() {
         let ids: Vec<Uuid> = (0..LOGS_PER_BATCH).map(|_| Uuid::now_v7()).collect();
         let (this, other) = (batch_with_ids(Uuid::now_v7(), &ids), batch_with_ids(Uuid::now_v7(), &ids));
         let number = round as u64;
-        let (a, b) = tokio::join!(first_ingester.send(number, this), second_ingester.send(number, other));
+        let (a, b) = tokio::join!(first.ingester.send(number, this), second.ingester.send(number, other));
         let (stored, refusal) = match (a.refusal, b.refusal) {
             (None, Some(refusal)) => (a.receipts, refusal),
             (Some(refusal), None) => (b.receipts, refusal),

@@ -3,7 +3,7 @@
 //! one round trip and one transaction; a large group by binary COPY, in a
 //! transaction that first reserves its seqs with `logwell_allocate`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,26 +166,25 @@ impl PostgresStore {
     /// Stores `logs` and notifies the other replicas in one transaction;
     /// answers each log's seq once committed.
     async fn append(&self, logs: &[&NewLog]) -> Result<Vec<i64>, StoreError> {
+        let demand = sequence::demand(logs);
+        let slots = sequence::slots(logs, &demand);
         if logs.len() >= COPY_FROM_LOGS {
-            self.append_by_copy(logs).await
+            self.append_by_copy(logs, &demand, slots).await
         } else {
-            self.append_in_one_statement(logs).await
+            self.append_in_one_statement(logs, &demand, slots).await
         }
     }
 
     /// A large group: reserves its seqs, copies its rows, notifies, commits.
-    async fn append_by_copy(&self, logs: &[&NewLog]) -> Result<Vec<i64>, StoreError> {
-        let demand = sequence::demand(logs);
-        let slots = sequence::slots(logs, &demand);
+    async fn append_by_copy(
+        &self,
+        logs: &[&NewLog],
+        demand: &BTreeMap<Uuid, sequence::Demand>,
+        slots: sequence::Slots,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        let firsts: Vec<i64> = sqlx::query_scalar(ALLOCATE)
-            .bind(demand.keys().copied().collect::<Vec<Uuid>>())
-            .bind(demand.values().map(|wanted| wanted.count).collect::<Vec<i64>>())
-            .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
-            .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(|error| self.refusal(error))?;
+        let firsts: Vec<i64> =
+            reserving(ALLOCATE, demand).fetch_one(&mut *transaction).await.map_err(|error| self.refusal(error))?;
         let seqs = slots.seqs(&firsts)?;
         let rows = copy::rows(logs, &seqs)?;
         let mut copying = transaction.copy_in_raw(copy::COPY_LOGS).await?;
@@ -196,16 +195,15 @@ impl PostgresStore {
     }
 
     /// A smaller group, in one statement and its own transaction.
-    async fn append_in_one_statement(&self, logs: &[&NewLog]) -> Result<Vec<i64>, StoreError> {
+    async fn append_in_one_statement(
+        &self,
+        logs: &[&NewLog],
+        demand: &BTreeMap<Uuid, sequence::Demand>,
+        slots: sequence::Slots,
+    ) -> Result<Vec<i64>, StoreError> {
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
-        let demand = sequence::demand(logs);
-        let slots = sequence::slots(logs, &demand);
         let notification = sequence::notification_payload(self.replica, demand.keys().copied());
-        let firsts: Vec<i64> = sqlx::query_scalar(APPEND)
-            .bind(demand.keys().copied().collect::<Vec<Uuid>>())
-            .bind(demand.values().map(|wanted| wanted.count).collect::<Vec<i64>>())
-            .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
-            .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
+        let firsts: Vec<i64> = reserving(APPEND, demand)
             .bind(logs.iter().map(|log| log.id).collect::<Vec<Uuid>>())
             .bind(logs.iter().map(|log| log.owner.log_type().as_str()).collect::<Vec<&str>>())
             .bind(logs.iter().map(|log| log.owner.job_run_id()).collect::<Vec<Option<Uuid>>>())
@@ -246,6 +244,20 @@ impl PostgresStore {
             _ => StoreError::from(error),
         }
     }
+}
+
+/// `sql` (`logwell_allocate` or `logwell_append`) with its first four
+/// parameters bound: each sequence's id, count of seqs wanted, earliest and
+/// latest time.
+fn reserving<'q>(
+    sql: &'q str,
+    demand: &BTreeMap<Uuid, sequence::Demand>,
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, Vec<i64>, sqlx::postgres::PgArguments> {
+    sqlx::query_scalar(sql)
+        .bind(demand.keys().copied().collect::<Vec<Uuid>>())
+        .bind(demand.values().map(|wanted| wanted.count).collect::<Vec<i64>>())
+        .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
+        .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
 }
 
 /// One listening connection per process, whatever the number of followers.
