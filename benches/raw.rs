@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-/// The columns both inserts fill, in order.
+/// The columns COPY fills, in order.
 const COLUMNS: &str = "logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, \
      message, metadata)";
 
@@ -32,15 +32,21 @@ pub async fn copy(connection: &mut sqlx::PgConnection, rows: &[Row]) {
 }
 
 /// Inserts `rows` into `logs`, 500 rows a statement, on `connection` (a
-/// transaction's, usually).
+/// transaction's, usually). SQLite's logs also carry their run's integer
+/// key: here the run id's low 63 bits, as distinct as the keys logwell hands
+/// out (nothing joins them to `job_runs`).
 pub async fn insert(connection: &mut sqlx::SqliteConnection, rows: &[Row]) {
     for part in rows.chunks(500) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("INSERT INTO {COLUMNS} "));
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO logs (id, type, job_run_id, run_key, \
+             task_run_id, seq, event_time, received_at, level, stream, source, message, metadata) ",
+        );
         insert.push_values(part, |mut values, Row { log_type, run, task, seq, message }| {
             values
                 .push_bind(Uuid::now_v7().to_string())
                 .push_bind(*log_type)
                 .push_bind(run.to_string())
+                .push_bind((run.as_u128() as i64) & i64::MAX)
                 .push_bind(task.map(|task| task.to_string()))
                 .push_bind(*seq)
                 .push_bind(1_700_000_000_000_000i64)

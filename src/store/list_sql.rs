@@ -26,6 +26,10 @@ pub(super) trait Dialect {
     /// A condition: `column` contains the text bound at `placeholder`,
     /// literally (no wildcards).
     fn contains(column: &str, placeholder: &str) -> String;
+    /// The column that the run indexes key a log's job run by.
+    const RUN_KEY: &'static str;
+    /// The `RUN_KEY` value of the job run whose id is bound at `placeholder`.
+    fn run_key(placeholder: &str) -> String;
 }
 
 /// A statement with its parameters.
@@ -51,22 +55,26 @@ impl<D: Dialect> Builder<D> {
         let placeholder = self.bind(param);
         self.conditions.push(format!("{column_and_operator} {placeholder}"));
     }
-}
 
-/// The columns that order a listing, most significant first.
-fn order_keys(ordering: Ordering) -> &'static [&'static str] {
-    match ordering {
-        Ordering::RunSeq | Ordering::SystemSeq => &["seq"],
-        Ordering::TaskRunSeq => &["job_run_id", "seq"],
-        Ordering::Time => &["event_time", "id"],
+    /// The cursor's values, in `order_keys` order, as SQL expressions.
+    fn cursor_values(&mut self, cursor: Cursor) -> Vec<String> {
+        match cursor {
+            Cursor::Seq(seq) => vec![self.bind(Param::Int(seq))],
+            Cursor::RunSeq { job_run_id, seq } => {
+                let run = self.bind(Param::Id(job_run_id));
+                vec![D::run_key(&run), self.bind(Param::Int(seq))]
+            }
+            Cursor::Time { time, id } => vec![self.bind(Param::Time(time)), self.bind(Param::Id(id))],
+        }
     }
 }
 
-fn cursor_params(cursor: Cursor) -> Vec<Param> {
-    match cursor {
-        Cursor::Seq(seq) => vec![Param::Int(seq)],
-        Cursor::RunSeq { job_run_id, seq } => vec![Param::Id(job_run_id), Param::Int(seq)],
-        Cursor::Time { time, id } => vec![Param::Time(time), Param::Id(id)],
+/// The columns that order a listing, most significant first.
+fn order_keys<D: Dialect>(ordering: Ordering) -> Vec<&'static str> {
+    match ordering {
+        Ordering::RunSeq | Ordering::SystemSeq => vec!["seq"],
+        Ordering::TaskRunSeq => vec![D::RUN_KEY, "seq"],
+        Ordering::Time => vec!["event_time", "id"],
     }
 }
 
@@ -80,7 +88,8 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
         builder.condition("type =", Param::Text(log_type.as_str().into()));
     }
     if let Some(job_run_id) = filter.job_run_id {
-        builder.condition("job_run_id =", Param::Id(job_run_id));
+        let run = builder.bind(Param::Id(job_run_id));
+        builder.conditions.push(format!("{} = {}", D::RUN_KEY, D::run_key(&run)));
     }
     if let Some(task_run_id) = filter.task_run_id {
         builder.condition("task_run_id =", Param::Id(task_run_id));
@@ -114,14 +123,14 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
         builder.condition("seq >", Param::Int(after_seq));
     }
 
-    let keys = order_keys(ordering);
+    let keys = order_keys::<D>(ordering);
     let (comparison, direction) = match query.order {
         SortOrder::Ascending => (">", "ASC"),
         SortOrder::Descending => ("<", "DESC"),
     };
     if let Some(cursor) = query.after {
-        let placeholders: Vec<String> = cursor_params(cursor).into_iter().map(|param| builder.bind(param)).collect();
-        builder.conditions.push(format!("({}) {comparison} ({})", keys.join(", "), placeholders.join(", ")));
+        let values = builder.cursor_values(cursor);
+        builder.conditions.push(format!("({}) {comparison} ({})", keys.join(", "), values.join(", ")));
     }
 
     let mut sql = format!("SELECT {LOG_COLUMNS} FROM logs");
@@ -148,6 +157,12 @@ mod tests {
 
         fn contains(column: &str, placeholder: &str) -> String {
             format!("strpos({column}, {placeholder}) > 0")
+        }
+
+        const RUN_KEY: &'static str = "job_run_id";
+
+        fn run_key(placeholder: &str) -> String {
+            placeholder.into()
         }
     }
 

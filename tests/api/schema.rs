@@ -25,11 +25,13 @@ struct RawRow {
     level: &'static str,
     message: &'static str,
     metadata: &'static str,
+    /// SQLite's `run_key`, when not the one that matches `job_run_id`.
+    run_key: Option<&'static str>,
 }
 
 impl RawRow {
     fn new(log_type: &'static str, job_run_id: &'static str, task_run_id: &'static str, stream: &'static str) -> Self {
-        RawRow { log_type, job_run_id, task_run_id, stream, level: "info", message: "m", metadata: "{}" }
+        RawRow { log_type, job_run_id, task_run_id, stream, level: "info", message: "m", metadata: "{}", run_key: None }
     }
 
     /// The INSERT, spelled for the backend.
@@ -42,11 +44,19 @@ impl RawRow {
         static NEXT_SEQ: AtomicI64 = AtomicI64::new(1);
         let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
         let id = uuid::Uuid::now_v7();
-        let RawRow { log_type, job_run_id, task_run_id, stream, level, message, metadata } = self;
+        let RawRow { log_type, job_run_id, task_run_id, stream, level, message, metadata, run_key } = self;
+        // SQLite's logs also carry their job run's integer key.
+        let (key_column, key) = match backend {
+            Backend::Sqlite => {
+                let matching = if *job_run_id == "NULL" { "NULL" } else { "1" };
+                (", run_key", format!(", {}", run_key.unwrap_or(matching)))
+            }
+            Backend::Postgres => ("", String::new()),
+        };
         format!(
             "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, \
-             source, message, metadata) VALUES ('{id}', '{log_type}', {job_run_id}, {task_run_id}, {seq}, {time}, \
-             {time}, '{level}', '{stream}', 'raw', '{message}', '{metadata}')"
+             source, message, metadata{key_column}) VALUES ('{id}', '{log_type}', {job_run_id}, {task_run_id}, {seq}, \
+             {time}, {time}, '{level}', '{stream}', 'raw', '{message}', '{metadata}'{key})"
         )
     }
 }
@@ -65,7 +75,7 @@ async fn check_constraints_refuse_raw_sql(backend: Backend) {
     }
 
     let job = row("job", RUN, "NULL", "stdout");
-    let refused = [
+    let mut refused = vec![
         (row("system", RUN, "NULL", "system"), "logs_system_shape"),
         (row("system", "NULL", TASK, "system"), "logs_system_shape"),
         (row("system", "NULL", "NULL", "stdout"), "logs_system_shape"),
@@ -79,6 +89,10 @@ async fn check_constraints_refuse_raw_sql(backend: Backend) {
         (RawRow { message: "", ..job }, "message"),
         (RawRow { metadata: "[1, 2]", ..job }, "metadata"),
     ];
+    if backend == Backend::Sqlite {
+        refused.push((RawRow { run_key: Some("NULL"), ..job }, "run_key"));
+        refused.push((RawRow { run_key: Some("7"), ..row("system", "NULL", "NULL", "system") }, "run_key"));
+    }
     for (row, constraint) in refused {
         let statement = row.insert(backend);
         let error = database.execute_raw(&statement).await.expect_err(&statement);

@@ -7,38 +7,120 @@ use std::path::Path;
 use std::time::Duration;
 
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
+use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
 use logwell::proto::v1::{self as pb};
-use sqlx::{Connection, Executor};
+use sqlx::{ConnectOptions, Connection, Executor};
 use uuid::Uuid;
 
 use crate::helpers::{job_entry, logwell, send_signal, start_serving};
 
-const LOGS: usize = 20_000;
+const RUNS: usize = 40;
+const LOGS_PER_RUN: usize = 500;
+const SYSTEM_LOGS: usize = 100;
+const LOGS: usize = RUNS * LOGS_PER_RUN + SYSTEM_LOGS;
+/// The last migration an older logwell applied: 0005, before job runs had
+/// integer keys (0006).
+const OLDER_VERSION: i64 = 5;
 /// How long after its start each interrupted `logwell migrate` is killed:
 /// from before it opens the file to after it would have finished.
 const KILL_AFTER_MILLIS: [u64; 8] = [0, 2, 5, 10, 20, 40, 80, 160];
 
-/// A file written by the current schema, then taken back to the schema
-/// before the last migration (0005: the job runs' deletion time), as an
-/// older logwell would have left it.
-async fn filled_file_one_migration_behind(folder: &Path) -> String {
+/// Each run's first task run; half of a run's logs are this task's.
+fn task_of(run: Uuid) -> Uuid {
+    Uuid::from_u128(run.as_u128() ^ 1)
+}
+
+/// A file as a logwell of migration 0005 left it: its migrations applied and
+/// recorded as logwell records them, then filled through its layout (the one
+/// that writer knew) with `RUNS` job runs, half job and half task logs, the
+/// first run completed, and system logs. Answers its URL and the runs.
+async fn filled_older_file(folder: &Path) -> (String, Vec<Uuid>) {
     let url = format!("sqlite:{}", folder.join("filled.db").display());
-    let (mut server, address, _log) = start_serving(&url).await;
-    let mut writer = JobLogServiceClient::connect(address).await.expect("connect");
-    let run = Uuid::now_v7();
-    for batch in 0..LOGS / 1_000 {
-        let logs = (0..1_000).map(|i| job_entry(run, &format!("batch {batch} log {i}"))).collect();
-        writer.write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
-    }
-    send_signal(&server, "TERM").await;
-    assert!(server.wait().await.expect("wait").success());
-    let mut connection = sqlx::SqliteConnection::connect(&url).await.expect("open");
+    let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("url");
+    let mut connection = options.create_if_missing(true).connect().await.expect("create");
+    connection.execute("PRAGMA journal_mode = WAL").await.expect("WAL");
     connection
-        .execute("ALTER TABLE job_runs DROP COLUMN deleted_at; DELETE FROM logwell_migrations WHERE version = 5;")
+        .execute(
+            "CREATE TABLE logwell_migrations (version INTEGER PRIMARY KEY NOT NULL, description TEXT NOT NULL, \
+             checksum BLOB NOT NULL, applied_at INTEGER NOT NULL) STRICT",
+        )
         .await
-        .expect("take the schema back to migration 0004");
+        .expect("migrations table");
+    let migrator = sqlx::migrate!("migrations/sqlite");
+    for migration in migrator.iter().filter(|migration| migration.version <= OLDER_VERSION) {
+        sqlx::raw_sql(&migration.sql).execute(&mut connection).await.expect("an older migration");
+        sqlx::query("INSERT INTO logwell_migrations VALUES (?, ?, ?, 0)")
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .execute(&mut connection)
+            .await
+            .expect("record it");
+    }
+    let runs: Vec<Uuid> = (0..RUNS).map(|_| Uuid::now_v7()).collect();
+    let mut transaction = connection.begin().await.expect("begin");
+    for (index, run) in runs.iter().enumerate() {
+        let completed = (index == 0).then_some(1_700_000_001_000_000i64);
+        sqlx::query(
+            "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time, completed_at, outcome) \
+             VALUES (?, ?, 1700000000000000, 1700000000000000, ?, ?)",
+        )
+        .bind(run.to_string())
+        .bind(LOGS_PER_RUN as i64 + 1)
+        .bind(completed)
+        .bind(completed.map(|_| "succeeded"))
+        .execute(&mut *transaction)
+        .await
+        .expect("a job run");
+    }
+    let system_sequence = Uuid::nil().to_string();
+    sqlx::query("INSERT INTO job_runs (id, next_seq) VALUES (?, ?)")
+        .bind(&system_sequence)
+        .bind(SYSTEM_LOGS as i64 + 1)
+        .execute(&mut *transaction)
+        .await
+        .expect("the system sequence");
+    // Interleaved across runs, as a many-runs writer leaves them.
+    for seq in 1..=LOGS_PER_RUN as i64 {
+        for run in &runs {
+            let task = (seq % 2 == 0).then(|| task_of(*run).to_string());
+            insert_older_log(&mut transaction, Some(run.to_string()), task, seq).await;
+        }
+    }
+    for seq in 1..=SYSTEM_LOGS as i64 {
+        insert_older_log(&mut transaction, None, None, seq).await;
+    }
+    transaction.commit().await.expect("commit");
     connection.close().await.expect("close");
-    url
+    (url, runs)
+}
+
+/// One log as migration 0005's layout stores it; its message names its seq.
+async fn insert_older_log(
+    connection: &mut sqlx::SqliteConnection,
+    job_run_id: Option<String>,
+    task_run_id: Option<String>,
+    seq: i64,
+) {
+    let (log_type, stream) = match (&job_run_id, &task_run_id) {
+        (None, _) => ("system", "system"),
+        (Some(_), None) => ("job", "stdout"),
+        (Some(_), Some(_)) => ("task", "stderr"),
+    };
+    sqlx::query(
+        "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, \
+         message) VALUES (?, ?, ?, ?, ?, 1700000000000000, 1700000000000000, 'info', ?, ?)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(log_type)
+    .bind(job_run_id)
+    .bind(task_run_id)
+    .bind(seq)
+    .bind(stream)
+    .bind(format!("log {seq}"))
+    .execute(connection)
+    .await
+    .expect("an older log");
 }
 
 /// The SQLite file behind `url`, and its write-ahead log if it has one.
@@ -50,7 +132,8 @@ fn files(url: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_killed_at_any_moment_finishes_at_the_next_run_losing_nothing() {
     let folder = tempfile::tempdir().expect("temporary folder");
-    let original = filled_file_one_migration_behind(folder.path()).await;
+    let (original, runs) = filled_older_file(folder.path()).await;
+    let mut upgraded = Vec::new();
     for (attempt, millis) in KILL_AFTER_MILLIS.into_iter().enumerate() {
         let url = format!("sqlite:{}", folder.path().join(format!("upgrade-{attempt}.db")).display());
         for source in files(&original) {
@@ -69,16 +152,66 @@ async fn an_upgrade_killed_at_any_moment_finishes_at_the_next_run_losing_nothing
             String::from_utf8_lossy(&finished.stderr)
         );
         let mut connection = sqlx::SqliteConnection::connect(&url).await.expect("open");
-        let (logs, versions): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM logwell_migrations WHERE version = 5)",
+        let (logs, keyed, newer_versions): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM logs), \
+             (SELECT count(*) FROM logs JOIN job_runs ON job_runs.key = logs.run_key AND job_runs.id = logs.job_run_id), \
+             (SELECT count(*) FROM logwell_migrations WHERE version > ?)",
         )
+        .bind(OLDER_VERSION)
         .fetch_one(&mut connection)
         .await
-        .expect("count");
-        assert_eq!((logs, versions), (LOGS as i64, 1), "after a kill at {millis} ms");
-        sqlx::query("SELECT deleted_at FROM job_runs LIMIT 1")
-            .fetch_optional(&mut connection)
-            .await
-            .unwrap_or_else(|error| panic!("after a kill at {millis} ms the upgrade is whole: {error}"));
+        .unwrap_or_else(|error| panic!("after a kill at {millis} ms the upgrade is whole: {error}"));
+        assert_eq!(logs, LOGS as i64, "after a kill at {millis} ms");
+        assert_eq!(keyed, (RUNS * LOGS_PER_RUN) as i64, "every run's log carries its run's key");
+        assert!(newer_versions >= 1, "after a kill at {millis} ms");
+        connection.close().await.expect("close");
+        upgraded.push(url);
     }
+    an_upgraded_file_serves_its_runs(upgraded.last().expect("an upgraded file"), &runs).await;
+}
+
+/// The upgraded runs read back whole and in order, by run and by task run,
+/// and go on taking logs from the seq they had reached; the completed one
+/// stays closed.
+async fn an_upgraded_file_serves_its_runs(url: &str, runs: &[Uuid]) {
+    let (mut server, address, _log) = start_serving(url).await;
+    let mut query = LogQueryServiceClient::connect(address.clone()).await.expect("connect");
+    let mut writer = JobLogServiceClient::connect(address).await.expect("connect");
+    for run in &runs[..3] {
+        let page = query
+            .list_logs(pb::ListLogsRequest { job_run_id: run.to_string(), page_size: 1_000, ..Default::default() })
+            .await
+            .expect("list a run")
+            .into_inner();
+        let seqs: Vec<i64> = page.logs.iter().map(|log| log.seq).collect();
+        assert_eq!(seqs, (1..=LOGS_PER_RUN as i64).collect::<Vec<_>>(), "run {run}");
+        assert!(page.logs.iter().all(|log| log.message == format!("log {}", log.seq)));
+        let task = query
+            .list_logs(pb::ListLogsRequest {
+                task_run_id: task_of(*run).to_string(),
+                page_size: 1_000,
+                ..Default::default()
+            })
+            .await
+            .expect("list a task run")
+            .into_inner();
+        let task_seqs: Vec<i64> = task.logs.iter().map(|log| log.seq).collect();
+        assert_eq!(task_seqs, (2..=LOGS_PER_RUN as i64).step_by(2).collect::<Vec<_>>(), "task run of {run}");
+    }
+    let refused = writer
+        .write_job_logs(pb::WriteJobLogsRequest { logs: vec![job_entry(runs[0], "after completion")] })
+        .await
+        .expect_err("the completed run takes no more logs");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    let written = writer
+        .write_job_logs(pb::WriteJobLogsRequest {
+            logs: vec![job_entry(runs[1], "after the upgrade"), job_entry(runs[1], "and another")],
+        })
+        .await
+        .expect("an upgraded run takes more logs")
+        .into_inner();
+    let seqs: Vec<i64> = written.receipts.iter().map(|receipt| receipt.seq).collect();
+    assert_eq!(seqs, vec![LOGS_PER_RUN as i64 + 1, LOGS_PER_RUN as i64 + 2]);
+    send_signal(&server, "TERM").await;
+    assert!(server.wait().await.expect("wait").success());
 }

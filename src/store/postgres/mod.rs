@@ -110,6 +110,12 @@ impl Dialect for PostgresDialect {
     fn contains(column: &str, placeholder: &str) -> String {
         format!("strpos({column}, {placeholder}) > 0")
     }
+
+    const RUN_KEY: &'static str = "job_run_id";
+
+    fn run_key(placeholder: &str) -> String {
+        placeholder.into()
+    }
 }
 
 impl PostgresStore {

@@ -24,7 +24,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite")
 
 const SQLITE_BUSY: &str = "5";
 
-/// Rows per INSERT statement: 12 parameters each, well under SQLite's limit
+/// Rows per INSERT statement: 13 parameters each, well under SQLite's limit
 /// of 32,766 parameters per statement.
 const ROWS_PER_INSERT: usize = 500;
 
@@ -36,7 +36,12 @@ const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time,
 const ALLOCATE_SEQS_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1, \
      first_log_time = coalesce(min(job_runs.first_log_time, excluded.first_log_time), excluded.first_log_time), \
      last_log_time = coalesce(max(job_runs.last_log_time, excluded.last_log_time), excluded.last_log_time) \
-     RETURNING id, next_seq, completed_at IS NOT NULL";
+     RETURNING id, next_seq, completed_at IS NOT NULL, key";
+
+/// Logs as the writer inserts them: the columns every read selects, and
+/// their job run's key.
+const INSERT_LOG: &str = "INSERT INTO logs (id, type, job_run_id, run_key, task_run_id, seq, event_time, \
+     received_at, level, stream, source, message, metadata) ";
 
 const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
      outcome, summary, deleted_at FROM job_runs WHERE id = ?";
@@ -65,6 +70,12 @@ impl Dialect for SqliteDialect {
 
     fn contains(column: &str, placeholder: &str) -> String {
         format!("instr({column}, {placeholder}) > 0")
+    }
+
+    const RUN_KEY: &'static str = "run_key";
+
+    fn run_key(placeholder: &str) -> String {
+        format!("(SELECT key FROM job_runs WHERE id = {placeholder})")
     }
 }
 
@@ -335,6 +346,7 @@ impl LogStore for SqliteStore {
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let demand = sequence::demand(&logs);
         let mut allocated = Vec::with_capacity(demand.len());
+        let mut run_keys = HashMap::with_capacity(demand.len());
         let wanted: Vec<_> = demand.iter().collect();
         for chunk in wanted.chunks(ROWS_PER_INSERT) {
             let mut allocate = QueryBuilder::<Sqlite>::new(ALLOCATE_SEQS);
@@ -345,21 +357,24 @@ impl LogStore for SqliteStore {
                     .push_bind(wanted.latest.timestamp_micros());
             });
             allocate.push(ALLOCATE_SEQS_UPSERT);
-            let rows: Vec<(String, i64, bool)> = allocate.build_query_as().fetch_all(&mut *transaction).await?;
-            for (id, next, completed) in rows {
+            let rows: Vec<(String, i64, bool, i64)> = allocate.build_query_as().fetch_all(&mut *transaction).await?;
+            for (id, next, completed, key) in rows {
                 let id = Uuid::try_parse(&id)
                     .map_err(|_| StoreError::CorruptJobRun { what: format!("id {id:?} is not a UUID") })?;
                 allocated.push((id, next, completed));
+                run_keys.insert(id, key);
             }
         }
         let seqs = sequence::slots(&logs, &demand).seqs(&sequence::firsts(&demand, allocated)?)?;
         let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO logs ({LOG_COLUMNS}) "));
+            let mut insert = QueryBuilder::<Sqlite>::new(INSERT_LOG);
             insert.push_values(chunk, |mut row, ((log, seq), metadata)| {
+                let job_run_id = log.owner.job_run_id();
                 row.push_bind(log.id.to_string())
                     .push_bind(log.owner.log_type().as_str())
-                    .push_bind(log.owner.job_run_id().map(|id| id.to_string()))
+                    .push_bind(job_run_id.map(|id| id.to_string()))
+                    .push_bind(job_run_id.and_then(|id| run_keys.get(&id)).copied())
                     .push_bind(log.owner.task_run_id().map(|id| id.to_string()))
                     .push_bind(**seq)
                     .push_bind(log.time.timestamp_micros())
@@ -432,7 +447,7 @@ impl LogStore for SqliteStore {
         if JobRun::try_from(row)?.completion.is_none() {
             return Err(StoreError::JobRunOpen(id));
         }
-        let deleted = sqlx::query("DELETE FROM logs WHERE job_run_id = ?")
+        let deleted = sqlx::query("DELETE FROM logs WHERE run_key = (SELECT key FROM job_runs WHERE id = ?)")
             .bind(id.to_string())
             .execute(&mut *transaction)
             .await?
