@@ -7,6 +7,7 @@ use protox::prost::Message;
 
 const PROTOS: &[&str] = &[
     "proto/logwell/v1/log.proto",
+    "proto/logwell/v1/filter.proto",
     "proto/logwell/v1/system_log_service.proto",
     "proto/logwell/v1/job_log_service.proto",
     "proto/logwell/v1/task_log_service.proto",

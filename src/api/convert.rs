@@ -8,8 +8,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::auth::{GrantDraft, Scope};
 use crate::model::{
-    CompletionDraft, FollowDraft, JobRun, Level, Log, LogDraft, LogType, Outcome, QueryDraft, Receipt, SortOrder,
-    Start, Stream, Violations,
+    CompletionDraft, FilterDraft, FollowDraft, JobRun, Level, Log, LogDraft, LogType, MetadataConditionDraft,
+    MetadataTest, Outcome, QueryDraft, Receipt, SortOrder, Start, Stream, Violations,
 };
 use crate::proto::v1 as pb;
 
@@ -48,7 +48,74 @@ pub(super) fn query_draft(request: pb::ListLogsRequest, violations: &mut Violati
         after_seq: request.after_seq,
         order: sort_order_from_proto(violations, "order", request.order),
         page_size: request.page_size,
+        filter: request.filter.map(|filter| filter_draft(filter, "filter", violations)).unwrap_or_default(),
     }
+}
+
+/// The shared filter of every read; `field` names it in the request.
+pub(super) fn filter_draft(filter: pb::LogFilter, field: &str, violations: &mut Violations) -> FilterDraft {
+    /// Decodes each member of an enum list; unset members are refused.
+    fn members<T>(
+        violations: &mut Violations,
+        field: &str,
+        raw: Vec<i32>,
+        decode: fn(&mut Violations, &str, i32) -> Option<T>,
+    ) -> Vec<T> {
+        let mut decoded = Vec::with_capacity(raw.len());
+        for (index, value) in raw.into_iter().enumerate() {
+            let member = format!("{field}[{index}]");
+            match decode(violations, &member, value) {
+                Some(value) => decoded.push(value),
+                None if value == 0 => violations.add(member, "is unspecified: name a value"),
+                None => {}
+            }
+        }
+        decoded
+    }
+    FilterDraft {
+        types: members(violations, &format!("{field}.types"), filter.types, log_type_from_proto),
+        job_run_ids: filter.job_run_ids,
+        task_run_ids: filter.task_run_ids,
+        levels: members(violations, &format!("{field}.levels"), filter.levels, level_from_proto),
+        min_level: level_from_proto(violations, &format!("{field}.min_level"), filter.min_level),
+        streams: members(violations, &format!("{field}.streams"), filter.streams, stream_from_proto),
+        sources: filter.sources,
+        start_time: filter
+            .start_time
+            .and_then(|time| time_from_proto(violations, &format!("{field}.start_time"), time)),
+        end_time: filter.end_time.and_then(|time| time_from_proto(violations, &format!("{field}.end_time"), time)),
+        text: filter.text,
+        ignore_case: filter.ignore_case,
+        include_metadata: filter.include_metadata,
+        metadata: filter
+            .metadata
+            .into_iter()
+            .enumerate()
+            .map(|(index, condition)| metadata_condition(condition, &format!("{field}.metadata[{index}]"), violations))
+            .collect(),
+    }
+}
+
+fn metadata_condition(
+    condition: pb::MetadataCondition,
+    field: &str,
+    violations: &mut Violations,
+) -> MetadataConditionDraft {
+    use pb::metadata_condition::Condition;
+    let test = condition.condition.map(|test| match test {
+        Condition::Equals(value) => {
+            MetadataTest::Equals(json_from_proto(violations, &format!("{field}.equals"), value.kind))
+        }
+        Condition::OneOf(list) => MetadataTest::OneOf(
+            list.values
+                .into_iter()
+                .enumerate()
+                .map(|(index, value)| json_from_proto(violations, &format!("{field}.one_of[{index}]"), value.kind))
+                .collect(),
+        ),
+        Condition::Exists(present) => MetadataTest::Exists(present),
+    });
+    MetadataConditionDraft { key: condition.key, test }
 }
 
 pub(super) fn follow_draft(request: pb::StreamLogsRequest, violations: &mut Violations) -> FollowDraft {

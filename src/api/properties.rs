@@ -199,7 +199,7 @@ proptest! {
     ) {
         let request = pb::ListLogsRequest {
             r#type: log_type, job_run_id, task_run_id, min_level, stream, source, start_time, end_time,
-            message_contains, after_seq, order, page_size, page_token: page_token.clone(),
+            message_contains, after_seq, order, page_size, page_token: page_token.clone(), filter: None,
         };
         let mut violations = Violations::default();
         let draft = query_draft(request, &mut violations);

@@ -34,7 +34,7 @@ impl LogReader {
         let page_token = std::mem::take(&mut request.page_token);
         let draft = query_draft(request, &mut violations);
         let (filter, order, page_size) = violations.judge(draft.validate())?;
-        principal.may_read(filter.job_run_id, filter.task_run_id)?;
+        principal.may_read(filter.job_run_id(), filter.task_run_id())?;
         let after = if page_token.is_empty() {
             None
         } else {

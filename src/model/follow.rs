@@ -1,8 +1,8 @@
 use uuid::Uuid;
 
-use super::kinds::{Level, LogType, Stream};
+use super::filter::LogFilter;
+use super::kinds::{Level, Stream};
 use super::log::Log;
-use super::query::LogFilter;
 use super::validation::{Violations, optional_uuid};
 
 /// The sequence key of the system logs, which follow no job run. The model
@@ -116,18 +116,16 @@ impl Follow {
 
     /// The listing filter for "matching logs after `cursor`".
     pub fn filter_after(&self, cursor: i64) -> LogFilter {
-        let (log_type, job_run_id) = match self.followed {
-            Followed::System => (Some(LogType::System), None),
-            Followed::JobRun(id) => (None, Some(id)),
+        let sequence = match self.followed {
+            Followed::System => None,
+            Followed::JobRun(id) => Some(id),
         };
         LogFilter {
-            log_type,
-            job_run_id,
-            task_run_id: self.task_run_id,
-            min_level: self.min_level,
-            stream: self.stream,
+            task_run_ids: self.task_run_id.into_iter().collect(),
+            levels: self.min_level.map(|level| level.and_above().to_vec()).unwrap_or_default(),
+            streams: self.stream.into_iter().collect(),
             after_seq: (cursor > 0).then_some(cursor),
-            ..LogFilter::default()
+            ..LogFilter::sequence(sequence)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! that make them valid. Plain Rust: no protobuf and no SQL here; conversions
 //! live at the edges (`api` and `store`).
 
+mod filter;
 mod follow;
 mod job_run;
 mod kinds;
@@ -10,11 +11,15 @@ mod log;
 mod query;
 mod validation;
 
+pub use filter::{
+    FilterDraft, LogFilter, MAX_METADATA_CONDITIONS, MAX_METADATA_KEY_BYTES, MAX_ONE_OF_VALUES, MAX_SET_MEMBERS,
+    MetadataCondition, MetadataConditionDraft, MetadataTest, TextSearch,
+};
 pub use follow::{Follow, FollowDraft, Followed, MAX_LAST, SYSTEM_SEQUENCE, Start};
 pub use job_run::{Completion, CompletionDraft, JobRun, MAX_SUMMARY_BYTES};
 pub use kinds::{Level, LogType, Outcome, Owner, Stream, UnknownName};
 pub use limits::{Limits, TRUNCATED_FROM_BYTES};
 pub use log::{Log, LogDraft, NewLog, Receipt};
-pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogFilter, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
+pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
 pub use validation::{FieldViolation, MAX_TIME, MIN_TIME, Violations, required_id};
 pub(crate) use validation::{optional_uuid, required_uuid};

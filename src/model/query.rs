@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::filter::{FilterDraft, LogFilter, MAX_SEARCH_BYTES, TextSearch};
 use super::kinds::{Level, LogType, Stream};
 use super::log::Log;
 use super::validation::{Violations, check_source, optional_uuid, storable_time};
@@ -9,8 +10,6 @@ use super::validation::{Violations, check_source, optional_uuid, storable_time};
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Logs per page, at most.
 pub const MAX_PAGE_SIZE: usize = 1_000;
-/// Bytes of text a message search may look for, at most.
-const MAX_SEARCH_BYTES: usize = 1_024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortOrder {
@@ -52,25 +51,8 @@ impl Cursor {
     }
 }
 
-/// Which logs a listing returns. Unset fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogFilter {
-    pub log_type: Option<LogType>,
-    pub job_run_id: Option<Uuid>,
-    pub task_run_id: Option<Uuid>,
-    pub min_level: Option<Level>,
-    pub stream: Option<Stream>,
-    pub source: Option<String>,
-    /// Inclusive.
-    pub start_time: Option<DateTime<Utc>>,
-    /// Exclusive.
-    pub end_time: Option<DateTime<Utc>>,
-    pub message_contains: Option<String>,
-    pub after_seq: Option<i64>,
-}
-
 /// One page's worth of a listing, as the store runs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogQuery {
     pub filter: LogFilter,
     pub order: SortOrder,
@@ -95,15 +77,17 @@ pub struct QueryDraft {
     pub after_seq: i64,
     pub order: Option<SortOrder>,
     pub page_size: i32,
+    /// Every other filter, in the shape every read shares.
+    pub filter: FilterDraft,
 }
 
 impl LogFilter {
     pub fn ordering(&self) -> Ordering {
-        if self.job_run_id.is_some() {
+        if self.job_run_id().is_some() {
             Ordering::RunSeq
-        } else if self.task_run_id.is_some() {
+        } else if self.task_run_id().is_some() {
             Ordering::TaskRunSeq
-        } else if self.log_type == Some(LogType::System) {
+        } else if self.system_only() {
             Ordering::SystemSeq
         } else {
             Ordering::Time
@@ -144,18 +128,30 @@ impl QueryDraft {
                 0
             }
         };
-        let filter = LogFilter {
-            log_type: self.log_type,
-            job_run_id,
-            task_run_id,
-            min_level: self.min_level,
-            stream: self.stream,
-            source: Some(self.source).filter(|text| !text.is_empty()),
+        let top_level = LogFilter {
+            types: self.log_type.into_iter().collect(),
+            job_run_ids: job_run_id.into_iter().collect(),
+            task_run_ids: task_run_id.into_iter().collect(),
+            // Every level is no filter at all.
+            levels: self
+                .min_level
+                .filter(|level| level.and_above().len() < Level::ALL.len())
+                .map(|level| level.and_above().to_vec())
+                .unwrap_or_default(),
+            streams: self.stream.into_iter().collect(),
+            sources: Some(self.source).filter(|text| !text.is_empty()).into_iter().collect(),
             start_time,
             end_time,
-            message_contains: Some(self.message_contains).filter(|text| !text.is_empty()),
+            text: Some(self.message_contains).filter(|text| !text.is_empty()).map(|text| TextSearch {
+                text,
+                ignore_case: false,
+                include_metadata: false,
+            }),
+            metadata: Vec::new(),
             after_seq: (self.after_seq != 0).then_some(self.after_seq),
         };
+        let nested = self.filter.validate("filter.", &mut violations);
+        let filter = top_level.and(nested, "filter.", &mut violations);
         if self.after_seq < 0 {
             violations.add("after_seq", format!("{} must not be negative", self.after_seq));
         } else if self.after_seq > 0 && !matches!(filter.ordering(), Ordering::RunSeq | Ordering::SystemSeq) {
@@ -197,15 +193,16 @@ mod tests {
 
     #[test]
     fn ordering_follows_the_pinned_sequence() {
-        let id = Some(Uuid::now_v7());
-        let by_run = LogFilter { job_run_id: id, task_run_id: id, ..LogFilter::default() };
+        let id = Uuid::now_v7();
+        let by_run = LogFilter { task_run_ids: vec![id], ..LogFilter::sequence(Some(id)) };
         assert_eq!(by_run.ordering(), Ordering::RunSeq);
-        let by_task = LogFilter { task_run_id: id, ..LogFilter::default() };
+        let by_task = LogFilter { task_run_ids: vec![id], ..LogFilter::default() };
         assert_eq!(by_task.ordering(), Ordering::TaskRunSeq);
-        let system = LogFilter { log_type: Some(LogType::System), ..LogFilter::default() };
-        assert_eq!(system.ordering(), Ordering::SystemSeq);
-        let errors = LogFilter { min_level: Some(Level::Error), ..LogFilter::default() };
+        assert_eq!(LogFilter::sequence(None).ordering(), Ordering::SystemSeq);
+        let errors = LogFilter { levels: vec![Level::Error], ..LogFilter::default() };
         assert_eq!(errors.ordering(), Ordering::Time);
+        let two_runs = LogFilter { job_run_ids: vec![id, Uuid::now_v7()], ..LogFilter::default() };
+        assert_eq!(two_runs.ordering(), Ordering::Time);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::model::{Cursor, LogQuery, Ordering, SortOrder};
+use crate::model::{Cursor, LogFilter, LogQuery, MetadataCondition, Ordering, SortOrder};
 
 /// The columns every read selects, in `StoredRow` order.
 pub(super) const LOG_COLUMNS: &str =
@@ -15,21 +15,33 @@ pub(super) const LOG_COLUMNS: &str =
 pub(super) enum Param {
     Id(Uuid),
     Int(i64),
+    Real(f64),
     Text(String),
     Time(DateTime<Utc>),
 }
+
+/// Binds a parameter and answers its placeholder.
+pub(super) type Bind<'a> = &'a mut dyn FnMut(Param) -> String;
 
 /// The few places where the two backends' SQL differs.
 pub(super) trait Dialect {
     /// The placeholder for the `index`th parameter, counting from 1.
     fn placeholder(index: usize) -> String;
-    /// A condition: `column` contains the text bound at `placeholder`,
-    /// literally (no wildcards).
-    fn contains(column: &str, placeholder: &str) -> String;
+    /// A condition: the text expression `haystack` contains the text
+    /// expression `needle`, literally (no wildcards).
+    fn contains(haystack: &str, needle: &str) -> String;
+    /// A condition: some top-level metadata value (strings as they are,
+    /// other values as JSON, nulls never) satisfies `contains(value)`.
+    fn metadata_value(contains: &dyn Fn(&str) -> String) -> String;
+    /// A condition: the log's metadata satisfies `condition`.
+    fn metadata_condition(condition: &MetadataCondition, bind: Bind) -> String;
     /// The column that the run indexes key a log's job run by.
     const RUN_KEY: &'static str;
     /// The `RUN_KEY` value of the job run whose id is bound at `placeholder`.
     fn run_key(placeholder: &str) -> String;
+    /// A condition: the log belongs to one of the job runs whose ids are
+    /// bound at `placeholders`.
+    fn runs_in(placeholders: &[String]) -> String;
 }
 
 /// A statement with its parameters.
@@ -54,6 +66,60 @@ impl<D: Dialect> Builder<D> {
     fn condition(&mut self, column_and_operator: &str, param: Param) {
         let placeholder = self.bind(param);
         self.conditions.push(format!("{column_and_operator} {placeholder}"));
+    }
+
+    /// `column` equals one of `values`; no condition if there are none.
+    fn any_of(&mut self, column: &str, values: impl IntoIterator<Item = Param>) {
+        let placeholders: Vec<String> = values.into_iter().map(|value| self.bind(value)).collect();
+        match placeholders.as_slice() {
+            [] => {}
+            [one] => self.conditions.push(format!("{column} = {one}")),
+            many => self.conditions.push(format!("{column} IN ({})", many.join(", "))),
+        }
+    }
+
+    /// The conditions of `filter`, every read's shared `WHERE`.
+    fn filter(&mut self, filter: &LogFilter) {
+        self.any_of("type", filter.types.iter().map(|log_type| Param::Text(log_type.as_str().into())));
+        let runs: Vec<String> = filter.job_run_ids.iter().map(|id| self.bind(Param::Id(*id))).collect();
+        match runs.as_slice() {
+            [] => {}
+            [one] => self.conditions.push(format!("{} = {}", D::RUN_KEY, D::run_key(one))),
+            many => self.conditions.push(D::runs_in(many)),
+        }
+        self.any_of("task_run_id", filter.task_run_ids.iter().map(|id| Param::Id(*id)));
+        if filter.ordering() == Ordering::SystemSeq {
+            // Spelled out so that both planners pick the partial system-seq index.
+            self.conditions.push("job_run_id IS NULL".into());
+        }
+        self.any_of("level", filter.levels.iter().map(|level| Param::Text(level.as_str().into())));
+        self.any_of("stream", filter.streams.iter().map(|stream| Param::Text(stream.as_str().into())));
+        self.any_of("source", filter.sources.iter().map(|source| Param::Text(source.clone())));
+        if let Some(start) = filter.start_time {
+            self.condition("event_time >=", Param::Time(start));
+        }
+        if let Some(end) = filter.end_time {
+            self.condition("event_time <", Param::Time(end));
+        }
+        if let Some(search) = &filter.text {
+            let needle = self.bind(Param::Text(search.text.clone()));
+            let fold = |text: &str| if search.ignore_case { format!("lower({text})") } else { text.to_string() };
+            let needle = fold(&needle);
+            let contains = |haystack: &str| D::contains(&fold(haystack), &needle);
+            let in_message = contains("message");
+            self.conditions.push(if search.include_metadata {
+                format!("({in_message} OR {})", D::metadata_value(&contains))
+            } else {
+                in_message
+            });
+        }
+        for condition in &filter.metadata {
+            let sql = D::metadata_condition(condition, &mut |param| self.bind(param));
+            self.conditions.push(sql);
+        }
+        if let Some(after_seq) = filter.after_seq {
+            self.condition("seq >", Param::Int(after_seq));
+        }
     }
 
     /// The cursor's values, in `order_keys` order, as SQL expressions.
@@ -84,44 +150,7 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
     let ordering = filter.ordering();
     let mut builder = Builder::<D> { conditions: Vec::new(), params: Vec::new(), dialect: std::marker::PhantomData };
 
-    if let Some(log_type) = filter.log_type {
-        builder.condition("type =", Param::Text(log_type.as_str().into()));
-    }
-    if let Some(job_run_id) = filter.job_run_id {
-        let run = builder.bind(Param::Id(job_run_id));
-        builder.conditions.push(format!("{} = {}", D::RUN_KEY, D::run_key(&run)));
-    }
-    if let Some(task_run_id) = filter.task_run_id {
-        builder.condition("task_run_id =", Param::Id(task_run_id));
-    }
-    if ordering == Ordering::SystemSeq {
-        // Spelled out so that both planners pick the partial system-seq index.
-        builder.conditions.push("job_run_id IS NULL".into());
-    }
-    if let Some(min_level) = filter.min_level.filter(|level| level.and_above().len() < crate::model::Level::ALL.len()) {
-        let placeholders: Vec<String> =
-            min_level.and_above().iter().map(|level| builder.bind(Param::Text(level.as_str().into()))).collect();
-        builder.conditions.push(format!("level IN ({})", placeholders.join(", ")));
-    }
-    if let Some(stream) = filter.stream {
-        builder.condition("stream =", Param::Text(stream.as_str().into()));
-    }
-    if let Some(source) = &filter.source {
-        builder.condition("source =", Param::Text(source.clone()));
-    }
-    if let Some(start) = filter.start_time {
-        builder.condition("event_time >=", Param::Time(start));
-    }
-    if let Some(end) = filter.end_time {
-        builder.condition("event_time <", Param::Time(end));
-    }
-    if let Some(text) = &filter.message_contains {
-        let placeholder = builder.bind(Param::Text(text.clone()));
-        builder.conditions.push(D::contains("message", &placeholder));
-    }
-    if let Some(after_seq) = filter.after_seq {
-        builder.condition("seq >", Param::Int(after_seq));
-    }
+    builder.filter(filter);
 
     let keys = order_keys::<D>(ordering);
     let (comparison, direction) = match query.order {
@@ -145,37 +174,23 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
-    use crate::model::{Level, LogFilter, LogType};
-
-    struct Numbered;
-
-    impl Dialect for Numbered {
-        fn placeholder(index: usize) -> String {
-            format!("${index}")
-        }
-
-        fn contains(column: &str, placeholder: &str) -> String {
-            format!("strpos({column}, {placeholder}) > 0")
-        }
-
-        const RUN_KEY: &'static str = "job_run_id";
-
-        fn run_key(placeholder: &str) -> String {
-            placeholder.into()
-        }
-    }
+    use crate::model::{Level, LogType, MetadataTest, Stream, TextSearch};
+    use crate::store::postgres::dialect::PostgresDialect as Postgres;
+    use crate::store::sqlite::dialect::SqliteDialect as Sqlite;
 
     #[test]
     fn a_run_listing_pages_by_seq() {
         let run = Uuid::now_v7();
         let query = LogQuery {
-            filter: LogFilter { job_run_id: Some(run), min_level: Some(Level::Warn), ..LogFilter::default() },
+            filter: LogFilter { levels: Level::Warn.and_above().to_vec(), ..LogFilter::sequence(Some(run)) },
             order: SortOrder::Descending,
             after: Some(Cursor::Seq(42)),
             limit: 11,
         };
-        let statement = list_statement::<Numbered>(&query);
+        let statement = list_statement::<Postgres>(&query);
         assert_eq!(
             statement.sql,
             format!(
@@ -185,29 +200,67 @@ mod tests {
         );
         assert_eq!(statement.params[0], Param::Id(run));
         assert_eq!(statement.params[4], Param::Int(42));
+        assert!(list_statement::<Sqlite>(&query).sql.contains(
+            "WHERE run_key = (SELECT key FROM job_runs WHERE id = ?1) AND level IN (?2, ?3, ?4) AND (seq) < (?5)"
+        ));
     }
 
     #[test]
     fn system_and_cross_run_listings_use_their_own_keys() {
-        let system = LogQuery {
-            filter: LogFilter { log_type: Some(LogType::System), ..LogFilter::default() },
-            order: SortOrder::Ascending,
-            after: None,
-            limit: 5,
-        };
+        let system = LogQuery { filter: LogFilter::sequence(None), order: SortOrder::Ascending, after: None, limit: 5 };
         assert!(
-            list_statement::<Numbered>(&system)
+            list_statement::<Postgres>(&system)
                 .sql
                 .ends_with("WHERE type = $1 AND job_run_id IS NULL ORDER BY seq ASC LIMIT 5")
         );
+        let text = TextSearch { text: "50%_off".into(), ignore_case: false, include_metadata: false };
         let search = LogQuery {
-            filter: LogFilter { message_contains: Some("50%_off".into()), ..LogFilter::default() },
+            filter: LogFilter { text: Some(text), ..LogFilter::default() },
             order: SortOrder::Ascending,
             after: Some(Cursor::Time { time: Utc::now(), id: Uuid::now_v7() }),
             limit: 5,
         };
-        assert!(list_statement::<Numbered>(&search).sql.ends_with(
+        assert!(list_statement::<Postgres>(&search).sql.ends_with(
             "WHERE strpos(message, $1) > 0 AND (event_time, id) > ($2, $3) ORDER BY event_time ASC, id ASC LIMIT 5"
         ));
+    }
+
+    #[test]
+    fn sets_metadata_and_searches_become_conditions() {
+        let runs = vec![Uuid::now_v7(), Uuid::now_v7()];
+        let filter = LogFilter {
+            types: vec![LogType::Job, LogType::Task],
+            job_run_ids: runs,
+            streams: vec![Stream::Stderr],
+            text: Some(TextSearch { text: "Timeout".into(), ignore_case: true, include_metadata: true }),
+            metadata: vec![
+                MetadataCondition { key: "worker_id".into(), test: MetadataTest::Equals(json!("gpu-7")) },
+                MetadataCondition { key: "cycle".into(), test: MetadataTest::OneOf(vec![json!(41), json!(4.5)]) },
+                MetadataCondition { key: "error_type".into(), test: MetadataTest::Exists(false) },
+            ],
+            ..LogFilter::default()
+        };
+        let query = LogQuery { filter, order: SortOrder::Ascending, after: None, limit: 10 };
+        let postgres = list_statement::<Postgres>(&query);
+        assert!(
+            postgres.sql.contains(
+                "WHERE type IN ($1, $2) AND job_run_id IN ($3, $4) AND stream = $5 \
+             AND (strpos(lower(message), lower($6)) > 0 OR EXISTS (SELECT 1 FROM jsonb_each_text(logs.metadata) \
+             AS entry WHERE strpos(lower(entry.value), lower($6)) > 0)) \
+             AND logs.metadata @> $7::jsonb AND (logs.metadata @> $8::jsonb OR logs.metadata @> $9::jsonb) \
+             AND NOT (logs.metadata ? $10) ORDER BY"
+            ),
+            "{}",
+            postgres.sql
+        );
+        assert_eq!(postgres.params[6], Param::Text(r#"{"worker_id":"gpu-7"}"#.into()));
+        let sqlite = list_statement::<Sqlite>(&query);
+        assert!(sqlite.sql.contains("run_key IN (SELECT key FROM job_runs WHERE id IN (?3, ?4))"), "{}", sqlite.sql);
+        assert!(sqlite.sql.contains(
+            "EXISTS (SELECT 1 FROM json_each(logs.metadata) AS entry WHERE entry.key = ?9 AND \
+             ((entry.type IN ('integer', 'real') AND entry.atom = ?10) OR (entry.type IN ('integer', 'real') AND entry.atom = ?11)))"
+        ), "{}", sqlite.sql);
+        assert_eq!(sqlite.params[9], Param::Int(41));
+        assert_eq!(sqlite.params[10], Param::Real(4.5));
     }
 }

@@ -8,6 +8,7 @@ mod scrape;
 
 mod auth;
 mod checkpoints;
+mod filters;
 mod health;
 mod hostile;
 mod ingest;

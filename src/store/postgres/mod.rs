@@ -12,8 +12,11 @@ use sqlx::postgres::{PgDatabaseError, PgListener, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 mod copy;
+pub(super) mod dialect;
 
-use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
+use dialect::PostgresDialect;
+
+use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{BatchResult, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence};
 use crate::live::Hub;
 use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
@@ -98,24 +101,6 @@ pub(super) struct PostgresStore {
     /// Names this process in its notifications, so that it can skip its own.
     replica: Uuid,
     completed_runs: CompletedRuns,
-}
-
-struct PostgresDialect;
-
-impl Dialect for PostgresDialect {
-    fn placeholder(index: usize) -> String {
-        format!("${index}")
-    }
-
-    fn contains(column: &str, placeholder: &str) -> String {
-        format!("strpos({column}, {placeholder}) > 0")
-    }
-
-    const RUN_KEY: &'static str = "job_run_id";
-
-    fn run_key(placeholder: &str) -> String {
-        placeholder.into()
-    }
 }
 
 impl PostgresStore {
@@ -337,6 +322,7 @@ impl LogStore for PostgresStore {
             select = match param {
                 Param::Id(id) => select.bind(id),
                 Param::Int(value) => select.bind(value),
+                Param::Real(value) => select.bind(value),
                 Param::Text(text) => select.bind(text),
                 Param::Time(time) => select.bind(time),
             };

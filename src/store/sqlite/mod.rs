@@ -13,12 +13,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoo
 use sqlx::{Executor, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::list_sql::{self, Dialect, LOG_COLUMNS, Param};
+use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{BatchResult, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence};
 use crate::live::Hub;
 use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 
 mod checkpoint;
+pub(super) mod dialect;
+
+use dialect::SqliteDialect;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -59,24 +62,6 @@ pub(super) struct SqliteStore {
     path: PathBuf,
     hub: Arc<Hub>,
     checkpointer: tokio::task::AbortHandle,
-}
-
-struct SqliteDialect;
-
-impl Dialect for SqliteDialect {
-    fn placeholder(_index: usize) -> String {
-        "?".into()
-    }
-
-    fn contains(column: &str, placeholder: &str) -> String {
-        format!("instr({column}, {placeholder}) > 0")
-    }
-
-    const RUN_KEY: &'static str = "run_key";
-
-    fn run_key(placeholder: &str) -> String {
-        format!("(SELECT key FROM job_runs WHERE id = {placeholder})")
-    }
 }
 
 impl SqliteStore {
@@ -399,6 +384,7 @@ impl LogStore for SqliteStore {
             select = match param {
                 Param::Id(id) => select.bind(id.to_string()),
                 Param::Int(value) => select.bind(value),
+                Param::Real(value) => select.bind(value),
                 Param::Text(text) => select.bind(text),
                 Param::Time(time) => select.bind(time.timestamp_micros()),
             };

@@ -1,0 +1,54 @@
+//! PostgreSQL's spelling of the shared listing SQL.
+
+use serde_json::{Map, Value};
+
+use crate::model::{MetadataCondition, MetadataTest};
+use crate::store::list_sql::{Bind, Dialect, Param};
+
+pub(in crate::store) struct PostgresDialect;
+
+impl Dialect for PostgresDialect {
+    fn placeholder(index: usize) -> String {
+        format!("${index}")
+    }
+
+    fn contains(haystack: &str, needle: &str) -> String {
+        format!("strpos({haystack}, {needle}) > 0")
+    }
+
+    fn metadata_value(contains: &dyn Fn(&str) -> String) -> String {
+        // jsonb_each_text gives strings unquoted, other values as JSON, and
+        // nulls as NULL.
+        format!("EXISTS (SELECT 1 FROM jsonb_each_text(logs.metadata) AS entry WHERE {})", contains("entry.value"))
+    }
+
+    fn metadata_condition(condition: &MetadataCondition, bind: Bind) -> String {
+        // Containment of {key: value} is JSON equality for a scalar (numbers
+        // by value), and the GIN index on metadata serves it.
+        let mut contains = |value: &Value| {
+            let object = Value::Object(Map::from_iter([(condition.key.clone(), value.clone())]));
+            format!("logs.metadata @> {}::jsonb", bind(Param::Text(object.to_string())))
+        };
+        match &condition.test {
+            MetadataTest::Equals(value) => contains(value),
+            MetadataTest::OneOf(values) => {
+                let any: Vec<String> = values.iter().map(&mut contains).collect();
+                format!("({})", any.join(" OR "))
+            }
+            MetadataTest::Exists(present) => {
+                let key = bind(Param::Text(condition.key.clone()));
+                if *present { format!("logs.metadata ? {key}") } else { format!("NOT (logs.metadata ? {key})") }
+            }
+        }
+    }
+
+    const RUN_KEY: &'static str = "job_run_id";
+
+    fn run_key(placeholder: &str) -> String {
+        placeholder.into()
+    }
+
+    fn runs_in(placeholders: &[String]) -> String {
+        format!("job_run_id IN ({})", placeholders.join(", "))
+    }
+}

@@ -1,0 +1,315 @@
+//! The shared filter (`filter` in ListLogs): metadata conditions typed like
+//! JSON, sets of runs, task runs, levels, streams and sources, text search
+//! with its options, paging under filters, and refusals naming the field.
+
+use logwell::proto::v1::{self as pb};
+use prost_types::value::Kind;
+use prost_types::{ListValue, Struct, Value};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::conformance;
+use crate::helpers::{Backend, TestServer, assert_invalid, entry, job_entry, task_entry};
+
+conformance!(
+    metadata_conditions_compare_typed_like_json,
+    sets_and_searches_narrow_across_runs,
+    filtered_pages_never_repeat_or_skip,
+    bad_filters_name_the_field_and_bound,
+);
+
+/// A protobuf Value from JSON.
+fn value(json: serde_json::Value) -> Value {
+    let kind = match json {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(flag) => Kind::BoolValue(flag),
+        serde_json::Value::Number(number) => Kind::NumberValue(number.as_f64().expect("a number")),
+        serde_json::Value::String(text) => Kind::StringValue(text),
+        serde_json::Value::Array(items) => {
+            Kind::ListValue(ListValue { values: items.into_iter().map(value).collect() })
+        }
+        serde_json::Value::Object(object) => {
+            Kind::StructValue(Struct { fields: object.into_iter().map(|(key, item)| (key, value(item))).collect() })
+        }
+    };
+    Value { kind: Some(kind) }
+}
+
+fn with_metadata(mut log: pb::LogEntry, metadata: serde_json::Value) -> pb::LogEntry {
+    let Kind::StructValue(object) = value(metadata).kind.expect("kind") else { panic!("metadata is an object") };
+    log.metadata = Some(object);
+    log
+}
+
+fn equals(key: &str, wanted: serde_json::Value) -> pb::MetadataCondition {
+    pb::MetadataCondition { key: key.into(), condition: Some(pb::metadata_condition::Condition::Equals(value(wanted))) }
+}
+
+fn one_of(key: &str, wanted: Vec<serde_json::Value>) -> pb::MetadataCondition {
+    let values = wanted.into_iter().map(value).collect();
+    pb::MetadataCondition {
+        key: key.into(),
+        condition: Some(pb::metadata_condition::Condition::OneOf(ListValue { values })),
+    }
+}
+
+fn exists(key: &str, present: bool) -> pb::MetadataCondition {
+    pb::MetadataCondition { key: key.into(), condition: Some(pb::metadata_condition::Condition::Exists(present)) }
+}
+
+fn filtered(filter: pb::LogFilter) -> pb::ListLogsRequest {
+    pb::ListLogsRequest { filter: Some(filter), ..Default::default() }
+}
+
+fn messages(logs: &[pb::Log]) -> Vec<&str> {
+    logs.iter().map(|log| log.message.as_str()).collect()
+}
+
+async fn metadata_conditions_compare_typed_like_json(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (run, other_run) = (Uuid::now_v7(), Uuid::now_v7());
+    let logs = vec![
+        with_metadata(job_entry(run, "gpu-7 cycle 42"), json!({"worker_id": "gpu-7", "cycle": 42})),
+        with_metadata(job_entry(run, "gpu-7 cycle \"42\""), json!({"worker_id": "gpu-7", "cycle": "42"})),
+        with_metadata(job_entry(run, "gpu-1 retried"), json!({"worker_id": "gpu-1", "cycle": 43, "retry": true})),
+        with_metadata(job_entry(run, "half cycle"), json!({"cycle": 42.5, "note": null})),
+        with_metadata(job_entry(run, "nested"), json!({"cycle": {"n": 42}, "retry": 1})),
+    ];
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    let logs = vec![with_metadata(job_entry(other_run, "timed out"), json!({"error_type": "Timeout", "cycle": 42}))];
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    let system = vec![with_metadata(entry("scheduler"), json!({"worker_id": "gpu-7"}))];
+    server.system().write_system_logs(pb::WriteSystemLogsRequest { logs: system }).await.expect("write");
+
+    let find = |conditions: Vec<pb::MetadataCondition>| {
+        let request = filtered(pb::LogFilter { metadata: conditions, ..Default::default() });
+        let server = &server;
+        async move {
+            let mut found: Vec<String> = server.list_all(request).await.into_iter().map(|log| log.message).collect();
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(find(vec![equals("worker_id", json!("gpu-7")), equals("cycle", json!(42))]).await, ["gpu-7 cycle 42"]);
+    assert_eq!(find(vec![equals("cycle", json!("42"))]).await, ["gpu-7 cycle \"42\""]);
+    assert_eq!(find(vec![equals("cycle", json!(42.0))]).await, ["gpu-7 cycle 42", "timed out"]);
+    assert_eq!(find(vec![equals("cycle", json!(42.5))]).await, ["half cycle"]);
+    assert_eq!(
+        find(vec![one_of("cycle", vec![json!(43), json!("42")])]).await,
+        ["gpu-1 retried", "gpu-7 cycle \"42\""]
+    );
+    assert_eq!(find(vec![equals("retry", json!(true))]).await, ["gpu-1 retried"]);
+    assert_eq!(find(vec![equals("retry", json!(1))]).await, ["nested"]);
+    assert_eq!(find(vec![exists("note", true)]).await, ["half cycle"]);
+    assert_eq!(find(vec![exists("error_type", true)]).await, ["timed out"]);
+    assert_eq!(find(vec![exists("worker_id", false), exists("error_type", false)]).await, ["half cycle", "nested"]);
+    assert_eq!(find(vec![equals("worker_id", json!("gpu-9"))]).await, Vec::<String>::new());
+
+    // With a run pinned, in seq order; and combined with the top-level shorthands.
+    let of_run = pb::ListLogsRequest {
+        job_run_id: run.to_string(),
+        filter: Some(pb::LogFilter { metadata: vec![equals("worker_id", json!("gpu-7"))], ..Default::default() }),
+        ..Default::default()
+    };
+    assert_eq!(messages(&server.list_all(of_run).await), ["gpu-7 cycle 42", "gpu-7 cycle \"42\""]);
+    let system_only = pb::ListLogsRequest {
+        r#type: pb::LogType::System.into(),
+        filter: Some(pb::LogFilter { metadata: vec![equals("worker_id", json!("gpu-7"))], ..Default::default() }),
+        ..Default::default()
+    };
+    assert_eq!(messages(&server.list_all(system_only).await), ["scheduler"]);
+}
+
+async fn sets_and_searches_narrow_across_runs(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (first, second, third) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (task_a, task_b) = (Uuid::now_v7(), Uuid::now_v7());
+    let log = |base: pb::LogEntry, level: pb::LogLevel, stream: pb::LogStream, source: &str| pb::LogEntry {
+        level: level.into(),
+        stream: stream.into(),
+        source: source.into(),
+        ..base
+    };
+    use pb::{LogLevel as L, LogStream as S};
+    let jobs = vec![
+        log(job_entry(first, "Build STARTED"), L::Info, S::Stdout, "builder"),
+        log(job_entry(second, "disk almost full"), L::Warn, S::Stderr, "monitor"),
+        with_metadata(
+            log(job_entry(third, "request failed"), L::Error, S::Stderr, "api"),
+            json!({"error": "upstream Timeout after 30s", "attempt": 3}),
+        ),
+    ];
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs: jobs }).await.expect("write");
+    let tasks = vec![
+        log(task_entry(first, task_a, "step one"), L::Debug, S::Stdout, "runner"),
+        log(task_entry(second, task_a, "step one again"), L::Info, S::Stdout, "runner"),
+        log(task_entry(second, task_b, "other task"), L::Fatal, S::Stderr, "runner"),
+    ];
+    server.task().write_task_logs(pb::WriteTaskLogsRequest { logs: tasks }).await.expect("write");
+
+    let sorted = |logs: Vec<pb::Log>| {
+        let mut found: Vec<String> = logs.into_iter().map(|log| log.message).collect();
+        found.sort();
+        found
+    };
+    let find = |filter: pb::LogFilter| {
+        let server = &server;
+        async move { sorted(server.list_all(filtered(filter)).await) }
+    };
+    let ids = |runs: &[Uuid]| runs.iter().map(Uuid::to_string).collect::<Vec<_>>();
+    let two_runs = pb::LogFilter {
+        job_run_ids: ids(&[first, second]),
+        types: vec![pb::LogType::Job.into()],
+        ..Default::default()
+    };
+    assert_eq!(find(two_runs).await, ["Build STARTED", "disk almost full"]);
+    // A task run traced across the job runs it appears in.
+    let trace = pb::LogFilter { task_run_ids: ids(&[task_a]), ..Default::default() };
+    assert_eq!(find(trace).await, ["step one", "step one again"]);
+    let levels = pb::LogFilter { levels: vec![L::Warn.into(), L::Fatal.into()], ..Default::default() };
+    assert_eq!(find(levels).await, ["disk almost full", "other task"]);
+    let min_and_set = pb::LogFilter {
+        min_level: L::Error.into(),
+        levels: vec![L::Info.into(), L::Fatal.into()],
+        ..Default::default()
+    };
+    assert_eq!(find(min_and_set).await, ["other task"]);
+    let streams_and_sources = pb::LogFilter {
+        streams: vec![S::Stderr.into()],
+        sources: vec!["api".into(), "runner".into()],
+        ..Default::default()
+    };
+    assert_eq!(find(streams_and_sources).await, ["other task", "request failed"]);
+    let exact_case = pb::LogFilter { text: "started".into(), ..Default::default() };
+    assert_eq!(find(exact_case).await, Vec::<String>::new());
+    let any_case = pb::LogFilter { text: "started".into(), ignore_case: true, ..Default::default() };
+    assert_eq!(find(any_case).await, ["Build STARTED"]);
+    let in_metadata =
+        pb::LogFilter { text: "timeout".into(), ignore_case: true, include_metadata: true, ..Default::default() };
+    assert_eq!(find(in_metadata).await, ["request failed"]);
+    let number_in_metadata = pb::LogFilter { text: "3".into(), include_metadata: true, ..Default::default() };
+    assert_eq!(find(number_in_metadata).await, ["request failed"]);
+    let messages_only = pb::LogFilter { text: "Timeout".into(), ..Default::default() };
+    assert_eq!(find(messages_only).await, Vec::<String>::new());
+}
+
+async fn filtered_pages_never_repeat_or_skip(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let runs: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    for (index, run) in runs.iter().enumerate() {
+        let logs = (0..20)
+            .map(|line| {
+                with_metadata(
+                    job_entry(*run, &format!("run {index} line {line}")),
+                    json!({"worker_id": format!("gpu-{}", line % 3), "line": line}),
+                )
+            })
+            .collect();
+        server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    }
+    let filter = pb::LogFilter { metadata: vec![equals("worker_id", json!("gpu-1"))], ..Default::default() };
+    let request = pb::ListLogsRequest { page_size: 4, ..filtered(filter.clone()) };
+    let logs = server.list_all(request.clone()).await;
+    let mut expected: Vec<String> = (0..5)
+        .flat_map(|index| (0..20).filter(|line| line % 3 == 1).map(move |line| format!("run {index} line {line}")))
+        .collect();
+    let mut found: Vec<String> = logs.iter().map(|log| log.message.clone()).collect();
+    assert_eq!(found.len(), expected.len(), "every matching log once");
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected);
+
+    // A page token belongs to its filter: another filter refuses it.
+    let first = server.query().list_logs(request.clone()).await.expect("first page").into_inner();
+    let other = pb::LogFilter { metadata: vec![equals("worker_id", json!("gpu-2"))], ..filter };
+    let mixed = pb::ListLogsRequest { page_token: first.next_page_token, filter: Some(other), ..request };
+    assert_invalid(server.query().list_logs(mixed).await, &["page_token"]);
+}
+
+async fn bad_filters_name_the_field_and_bound(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let list = |request: pb::ListLogsRequest| {
+        let mut query = server.query();
+        async move { query.list_logs(request).await }
+    };
+    let refused = |filter: pb::LogFilter, fields: &'static [&'static str]| {
+        let list = &list;
+        async move { assert_invalid(list(filtered(filter)).await, fields) }
+    };
+    refused(pb::LogFilter { metadata: vec![exists("", true)], ..Default::default() }, &["filter.metadata[0].key"])
+        .await;
+    refused(
+        pb::LogFilter { metadata: vec![exists(&"k".repeat(257), true)], ..Default::default() },
+        &["filter.metadata[0].key"],
+    )
+    .await;
+    refused(
+        pb::LogFilter { metadata: vec![equals("worker", json!({"a": 1}))], ..Default::default() },
+        &["filter.metadata[0].equals"],
+    )
+    .await;
+    refused(
+        pb::LogFilter { metadata: vec![equals("worker", json!(null))], ..Default::default() },
+        &["filter.metadata[0].equals"],
+    )
+    .await;
+    refused(
+        pb::LogFilter { metadata: vec![one_of("cycle", Vec::new())], ..Default::default() },
+        &["filter.metadata[0].one_of"],
+    )
+    .await;
+    refused(
+        pb::LogFilter { metadata: vec![one_of("cycle", (0..101).map(|n| json!(n)).collect())], ..Default::default() },
+        &["filter.metadata[0].one_of"],
+    )
+    .await;
+    let no_condition = pb::MetadataCondition { key: "stage".into(), condition: None };
+    refused(pb::LogFilter { metadata: vec![no_condition], ..Default::default() }, &["filter.metadata[0]"]).await;
+    let too_many = (0..17).map(|index| exists(&format!("k{index}"), true)).collect();
+    refused(pb::LogFilter { metadata: too_many, ..Default::default() }, &["filter.metadata"]).await;
+    let many_runs = (0..101).map(|_| Uuid::now_v7().to_string()).collect();
+    refused(pb::LogFilter { job_run_ids: many_runs, ..Default::default() }, &["filter.job_run_ids"]).await;
+    refused(pb::LogFilter { job_run_ids: vec!["x".into()], ..Default::default() }, &["filter.job_run_ids[0]"]).await;
+    refused(pb::LogFilter { levels: vec![0], ..Default::default() }, &["filter.levels[0]"]).await;
+    refused(pb::LogFilter { streams: vec![9], ..Default::default() }, &["filter.streams[0]"]).await;
+    refused(
+        pb::LogFilter {
+            min_level: pb::LogLevel::Error.into(),
+            levels: vec![pb::LogLevel::Info.into()],
+            ..Default::default()
+        },
+        &["filter.levels"],
+    )
+    .await;
+    refused(pb::LogFilter { ignore_case: true, ..Default::default() }, &["filter.text"]).await;
+    refused(
+        pb::LogFilter {
+            types: vec![pb::LogType::System.into()],
+            streams: vec![pb::LogStream::Stdout.into()],
+            ..Default::default()
+        },
+        &["filter.streams"],
+    )
+    .await;
+
+    // The top-level shorthands and the filter must not contradict each other.
+    let run = Uuid::now_v7().to_string();
+    let other_run = pb::ListLogsRequest {
+        job_run_id: run,
+        filter: Some(pb::LogFilter { job_run_ids: vec![Uuid::now_v7().to_string()], ..Default::default() }),
+        ..Default::default()
+    };
+    assert_invalid(list(other_run).await, &["filter.job_run_ids"]);
+    let two_searches = pb::ListLogsRequest {
+        message_contains: "a".into(),
+        filter: Some(pb::LogFilter { text: "b".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    assert_invalid(list(two_searches).await, &["filter.text"]);
+    let system_stream = pb::ListLogsRequest {
+        r#type: pb::LogType::System.into(),
+        filter: Some(pb::LogFilter { streams: vec![pb::LogStream::Stderr.into()], ..Default::default() }),
+        ..Default::default()
+    };
+    assert_invalid(list(system_stream).await, &["filter.streams"]);
+}
