@@ -84,6 +84,22 @@ def main():
         else:
             failed += 1
             print(f"--- the examples' job run holds {stored}, wanted {wanted}: FAILED")
+
+        # The context examples find what they say they find.
+        searches = {
+            '{"filter": {"metadata": [{"key": "worker_id", "equals": "gpu-7"}, {"key": "cycle", "equals": 42}]}}':
+                ["picked up task 17", "upstream call failed"],
+            '{"filter": {"metadata": [{"key": "cycle", "equals": "42"}]}}': [],
+            '{"filter": {"metadata": [{"key": "error_type", "exists": true}], "levels": ["LOG_LEVEL_ERROR"]}}':
+                ["upstream call failed"],
+            '{"filter": {"text": "timeout", "ignore_case": true, "include_metadata": true}}': ["upstream call failed"],
+        }
+        for request, wanted in searches.items():
+            listing = run(f"grpcurl -plaintext -d '{request}' localhost:50051 logwell.v1.LogQueryService/ListLogs", env)
+            found = [log["message"] for log in json.loads(listing.stdout or "{}").get("logs", [])]
+            ok = found == wanted
+            passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+            print(f"--- {request} finds {found}: {'ok' if ok else f'FAILED, wanted {wanted}'}")
     finally:
         server.terminate()
         server.wait(timeout=30)

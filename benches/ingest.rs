@@ -216,9 +216,19 @@ async fn checkpoint(url: &str) {
     sqlx::query("CHECKPOINT").execute(&mut connection).await.expect("checkpoint (the benchmark role needs superuser)");
 }
 
-/// `url` with logwell's schema applied.
+/// `url` with logwell's schema applied, including the metadata indexes the
+/// servers of this run declare (`LOGWELL_METADATA_INDEX_KEYS`, which they
+/// inherit), so that a baseline writes into the same indexes.
 async fn migrated(url: String) -> String {
-    let options = logwell::store::ConnectOptions { max_connections: 2, acquire_timeout: Duration::from_secs(5) };
+    let metadata_index_keys = std::env::var("LOGWELL_METADATA_INDEX_KEYS")
+        .map(|keys| keys.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let options = logwell::store::ConnectOptions {
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+        metadata_index_keys,
+        read_timeout: Duration::from_secs(10),
+    };
     logwell::store::connect(&url, &options, logwell::live::Hub::new()).await.expect("migrate").close().await;
     url
 }
@@ -365,6 +375,7 @@ fn one_run_rows(run: Uuid, first_seq: usize, args: &Args) -> Vec<raw::Row> {
             task: None,
             seq: (first_seq + index) as i64,
             message: message(args.message_bytes, index),
+            metadata: "{}".into(),
         })
         .collect()
 }

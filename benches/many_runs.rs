@@ -79,11 +79,42 @@ impl Runs {
                 job_run_id: run.to_string(),
                 task_run_id: task.map(|task| task.to_string()).unwrap_or_default(),
                 message: crate::message(bytes, index),
+                metadata: Some(context_struct(write, index)),
                 ..Default::default()
             })
             .collect();
         (log_type, entries)
     }
+}
+
+/// The context a job system's log carries, as the seed systems' logs did:
+/// the worker, the stage, the attempt and the request.
+fn context(write: usize, index: usize) -> [(&'static str, serde_json::Value); 4] {
+    const STAGES: [&str; 3] = ["build", "test", "deploy"];
+    [
+        ("worker_id", format!("gpu-{}", write % 50).into()),
+        ("stage", STAGES[index % STAGES.len()].into()),
+        ("attempt", (1 + index % 3).into()),
+        ("request_id", format!("r-{write}-{index}").into()),
+    ]
+}
+
+fn context_struct(write: usize, index: usize) -> prost_types::Struct {
+    use prost_types::value::Kind;
+    let field = |value: serde_json::Value| {
+        let kind = match value {
+            serde_json::Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
+            other => Kind::StringValue(other.as_str().unwrap_or_default().to_string()),
+        };
+        prost_types::Value { kind: Some(kind) }
+    };
+    let fields = context(write, index).into_iter().map(|(key, value)| (key.to_string(), field(value)));
+    prost_types::Struct { fields: fields.collect() }
+}
+
+fn context_json(write: usize, index: usize) -> String {
+    serde_json::Value::Object(context(write, index).into_iter().map(|(key, value)| (key.to_string(), value)).collect())
+        .to_string()
 }
 
 /// A size from 10 to 100 that varies from write to write (55 on average).
@@ -369,7 +400,14 @@ impl Rows {
             let log_type = if task.is_some() { "task" } else { "job" };
             for index in 0..batch_size(batch) {
                 *seq += 1;
-                rows.push(Row { log_type, run: *run, task, seq: *seq, message: crate::message(self.bytes, index) });
+                rows.push(Row {
+                    log_type,
+                    run: *run,
+                    task,
+                    seq: *seq,
+                    message: crate::message(self.bytes, index),
+                    metadata: context_json(batch, index),
+                });
             }
         }
         rows

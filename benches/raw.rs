@@ -14,15 +14,19 @@ pub struct Row {
     pub task: Option<Uuid>,
     pub seq: i64,
     pub message: String,
+    /// The metadata object, as JSON.
+    pub metadata: String,
 }
 
 /// Copies `rows` into `logs` with one text-format COPY.
 pub async fn copy(connection: &mut sqlx::PgConnection, rows: &[Row]) {
     let mut text = String::new();
-    for Row { log_type, run, task, seq, message } in rows {
+    for Row { log_type, run, task, seq, message, metadata } in rows {
         let task = task.map_or("\\N".to_string(), |task| task.to_string());
+        // COPY's text format: a backslash is an escape.
+        let metadata = metadata.replace('\\', "\\\\");
         text.push_str(&format!(
-            "{}\t{log_type}\t{run}\t{task}\t{seq}\t2026-11-22 10:00:00+00\t2026-11-22 10:00:00+00\tinfo\tstdout\t\t{message}\t{{}}\n",
+            "{}\t{log_type}\t{run}\t{task}\t{seq}\t2026-11-22 10:00:00+00\t2026-11-22 10:00:00+00\tinfo\tstdout\t\t{message}\t{metadata}\n",
             Uuid::now_v7()
         ));
     }
@@ -41,7 +45,7 @@ pub async fn insert(connection: &mut sqlx::SqliteConnection, rows: &[Row]) {
             "INSERT INTO logs (id, type, job_run_id, run_key, \
              task_run_id, seq, event_time, received_at, level, stream, source, message, metadata) ",
         );
-        insert.push_values(part, |mut values, Row { log_type, run, task, seq, message }| {
+        insert.push_values(part, |mut values, Row { log_type, run, task, seq, message, metadata }| {
             values
                 .push_bind(Uuid::now_v7().to_string())
                 .push_bind(*log_type)
@@ -55,7 +59,7 @@ pub async fn insert(connection: &mut sqlx::SqliteConnection, rows: &[Row]) {
                 .push_bind("stdout")
                 .push_bind("")
                 .push_bind(message.as_str())
-                .push_bind("{}");
+                .push_bind(metadata.as_str());
         });
         insert.build().execute(&mut *connection).await.expect("insert");
     }

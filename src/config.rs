@@ -11,7 +11,7 @@ use crate::api::AccessPolicy;
 use std::sync::Arc;
 
 use crate::auth::{Authentication, JobRunTokens, Scopes, ShortKey, TokenError, TokenSet};
-use crate::model::Limits;
+use crate::model::{Limits, MAX_METADATA_KEY_BYTES};
 use crate::rate_limit::RateLimiter;
 use crate::server::ServerSettings;
 use crate::store::ConnectOptions;
@@ -199,6 +199,24 @@ pub struct DatabaseArgs {
     /// How long a request waits for a free database connection before failing with UNAVAILABLE.
     #[arg(long, env = "LOGWELL_DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub database_acquire_timeout: Duration,
+    /// Top-level metadata keys whose equals and one_of filters an index serves, comma-separated (SQLite; on
+    /// PostgreSQL one GIN index serves every key). Built at start when added, dropped when removed.
+    #[arg(long, env = "LOGWELL_METADATA_INDEX_KEYS", value_delimiter = ',', value_parser = metadata_index_key)]
+    pub metadata_index_keys: Vec<String>,
+    /// How long a read may run before it is stopped with DEADLINE_EXCEEDED (a filter no index serves, over many logs).
+    #[arg(long, env = "LOGWELL_QUERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub query_timeout: Duration,
+}
+
+/// A metadata key an index can be built on.
+fn metadata_index_key(key: &str) -> Result<String, String> {
+    if key.is_empty() || key.len() > MAX_METADATA_KEY_BYTES {
+        Err(format!("a metadata key has 1 to {MAX_METADATA_KEY_BYTES} bytes"))
+    } else if key.contains(['"', '\0']) {
+        Err("a metadata key to index must not contain '\"' or NUL".into())
+    } else {
+        Ok(key.to_string())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +242,8 @@ impl DatabaseArgs {
         ConnectOptions {
             max_connections: self.database_max_connections,
             acquire_timeout: self.database_acquire_timeout,
+            metadata_index_keys: self.metadata_index_keys.clone(),
+            read_timeout: self.query_timeout,
         }
     }
 }

@@ -94,6 +94,11 @@ impl From<ApiError> for Status {
                 "log id {id} is already used by a log of another job run, task run or type; ids name one log forever"
             )),
             ApiError::Store(race @ StoreError::IdRace) => Status::aborted(race.to_string()),
+            ApiError::Store(StoreError::ReadTimedOut { limit }) => Status::deadline_exceeded(format!(
+                "the read ran longer than this server's limit of {} s and was stopped: narrow it with a filter an \
+                 index serves (one job run or task run, a time range, an indexed metadata key)",
+                limit.as_secs_f64()
+            )),
             ApiError::Store(StoreError::JobRunOpen(id)) => Status::failed_precondition(format!(
                 "job run {id} is open; complete it first, so that no write races the deletion"
             )),

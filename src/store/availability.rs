@@ -72,6 +72,10 @@ impl LogStore for Observed {
         self.availability.observe(self.inner.list(query).await)
     }
 
+    async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
+        self.availability.observe(self.inner.plan(query).await)
+    }
+
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {
         self.availability.observe(self.inner.get(id).await)
     }

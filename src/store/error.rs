@@ -37,6 +37,9 @@ pub enum StoreError {
     /// A completion of a run that was already completed differently.
     #[error("job run {} was already completed", .0.id)]
     JobRunAlreadyComplete(Box<JobRun>),
+    /// A read ran past the server's limit and was stopped.
+    #[error("the read ran longer than {} s and was stopped", .limit.as_secs_f64())]
+    ReadTimedOut { limit: std::time::Duration },
     /// logwell broke one of its own promises: a bug.
     #[error("internal storage error: {0}")]
     Internal(&'static str),
@@ -49,6 +52,19 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         if is_transient(&error) { StoreError::Unavailable(error.to_string()) } else { StoreError::Database(error) }
+    }
+}
+
+impl StoreError {
+    /// The error of a read bounded by `limit`: an interrupted statement
+    /// (SQLite's INTERRUPT, PostgreSQL's query_canceled) is the limit at work.
+    pub(super) fn of_read(error: sqlx::Error, limit: std::time::Duration) -> StoreError {
+        match &error {
+            sqlx::Error::Database(database) if matches!(database.code().as_deref(), Some("9" | "57014")) => {
+                StoreError::ReadTimedOut { limit }
+            }
+            _ => StoreError::from(error),
+        }
     }
 }
 

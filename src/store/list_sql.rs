@@ -256,11 +256,13 @@ mod tests {
         assert_eq!(postgres.params[6], Param::Text(r#"{"worker_id":"gpu-7"}"#.into()));
         let sqlite = list_statement::<Sqlite>(&query);
         assert!(sqlite.sql.contains("run_key IN (SELECT key FROM job_runs WHERE id IN (?3, ?4))"), "{}", sqlite.sql);
-        assert!(sqlite.sql.contains(
-            "EXISTS (SELECT 1 FROM json_each(logs.metadata) AS entry WHERE entry.key = ?9 AND \
-             ((entry.type IN ('integer', 'real') AND entry.atom = ?10) OR (entry.type IN ('integer', 'real') AND entry.atom = ?11)))"
-        ), "{}", sqlite.sql);
-        assert_eq!(sqlite.params[9], Param::Int(41));
-        assert_eq!(sqlite.params[10], Param::Real(4.5));
+        let cycle = "json_extract(metadata, '$.\"cycle\"')";
+        let cycle_type = "json_type(metadata, '$.\"cycle\"')";
+        assert!(sqlite.sql.contains(&format!(
+            "(({cycle} = ?8 AND {cycle_type} IN ('integer', 'real')) OR ({cycle} = ?9 AND {cycle_type} IN ('integer', 'real')))"
+        )), "{}", sqlite.sql);
+        assert_eq!(sqlite.params[7], Param::Int(41));
+        assert_eq!(sqlite.params[8], Param::Real(4.5));
+        assert!(sqlite.sql.contains("json_type(metadata, '$.\"error_type\"') IS NULL"), "{}", sqlite.sql);
     }
 }

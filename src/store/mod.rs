@@ -41,6 +41,10 @@ pub trait LogStore: Send + Sync + 'static {
     /// Runs one page of a listing.
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError>;
 
+    /// The database's plan for one page of a listing (`EXPLAIN`), one step
+    /// a line: which indexes it reads.
+    async fn plan(&self, query: &LogQuery) -> Result<String, StoreError>;
+
     /// One log by id.
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError>;
 
@@ -81,6 +85,11 @@ pub struct ConnectOptions {
     /// How long a request waits for a free connection before failing with
     /// UNAVAILABLE.
     pub acquire_timeout: Duration,
+    /// Top-level metadata keys to index (SQLite; PostgreSQL's GIN index
+    /// serves every key).
+    pub metadata_index_keys: Vec<String>,
+    /// How long a read may run before it is stopped with `ReadTimedOut`.
+    pub read_timeout: Duration,
 }
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and

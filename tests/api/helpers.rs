@@ -189,7 +189,12 @@ pub fn test_settings() -> ServerSettings {
 }
 
 pub fn connect_options() -> ConnectOptions {
-    ConnectOptions { max_connections: 5, acquire_timeout: Duration::from_secs(5) }
+    ConnectOptions {
+        max_connections: 5,
+        acquire_timeout: Duration::from_secs(5),
+        metadata_index_keys: Vec::new(),
+        read_timeout: Duration::from_secs(10),
+    }
 }
 
 /// A running logwell server with its own database.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgDatabaseError, PgListener, PgPool, PgPoolOptions};
+use sqlx::Postgres;
+use sqlx::postgres::{PgArguments, PgDatabaseError, PgListener, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 mod copy;
@@ -101,6 +102,7 @@ pub(super) struct PostgresStore {
     /// Names this process in its notifications, so that it can skip its own.
     replica: Uuid,
     completed_runs: CompletedRuns,
+    read_timeout: std::time::Duration,
 }
 
 impl PostgresStore {
@@ -111,10 +113,20 @@ impl PostgresStore {
             .connect(url)
             .await?;
         MIGRATIONS.run(&pool).await?;
+        if !options.metadata_index_keys.is_empty() {
+            tracing::warn!("--metadata-index-keys has no effect on PostgreSQL: its GIN index serves every key");
+        }
         let replica = Uuid::new_v4();
         let listener = listen(&pool).await?;
         let listener = tokio::spawn(forward_notifications(pool.clone(), listener, hub.clone(), replica)).abort_handle();
-        Ok(PostgresStore { pool, hub, listener, replica, completed_runs: CompletedRuns::default() })
+        Ok(PostgresStore {
+            pool,
+            hub,
+            listener,
+            replica,
+            completed_runs: CompletedRuns::default(),
+            read_timeout: options.read_timeout,
+        })
     }
 
     /// Commits `transaction`, telling the other replicas which sequences it
@@ -252,6 +264,38 @@ fn reserving<'q>(
 }
 
 /// One listening connection per process, whatever the number of followers.
+impl PostgresStore {
+    /// Runs a read in a read-only transaction of its own, stopped once it
+    /// runs past `read_timeout`.
+    async fn read(&self, select: sqlx::query::Query<'_, Postgres, PgArguments>) -> Result<Vec<PgRow>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let limit = self.read_timeout.as_millis().max(1);
+        let settings = format!("SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {limit}");
+        sqlx::Executor::execute(&mut *transaction, settings.as_str()).await?;
+        let rows =
+            select.fetch_all(&mut *transaction).await.map_err(|error| StoreError::of_read(error, self.read_timeout))?;
+        transaction.commit().await?;
+        Ok(rows)
+    }
+}
+
+/// `select` with `params` bound in PostgreSQL's column types.
+fn bind(
+    mut select: sqlx::query::Query<'_, Postgres, PgArguments>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'_, Postgres, PgArguments> {
+    for param in params {
+        select = match param {
+            Param::Id(id) => select.bind(id),
+            Param::Int(value) => select.bind(value),
+            Param::Real(value) => select.bind(value),
+            Param::Text(text) => select.bind(text),
+            Param::Time(time) => select.bind(time),
+        };
+    }
+    select
+}
+
 async fn listen(pool: &PgPool) -> Result<PgListener, StoreError> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(COMMITS_CHANNEL).await?;
@@ -317,17 +361,16 @@ impl LogStore for PostgresStore {
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
         let statement = list_sql::list_statement::<PostgresDialect>(query);
-        let mut select = sqlx::query_as::<_, StoredRow>(&statement.sql);
-        for param in statement.params {
-            select = match param {
-                Param::Id(id) => select.bind(id),
-                Param::Int(value) => select.bind(value),
-                Param::Real(value) => select.bind(value),
-                Param::Text(text) => select.bind(text),
-                Param::Time(time) => select.bind(time),
-            };
-        }
-        select.fetch_all(&self.pool).await?.into_iter().map(Log::try_from).collect()
+        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        rows.iter().map(|row| Log::try_from(<StoredRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
+    }
+
+    async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
+        let statement = list_sql::list_statement::<PostgresDialect>(query);
+        let explain = format!("EXPLAIN {}", statement.sql);
+        let lines = self.read(bind(sqlx::query(&explain), statement.params)).await?;
+        let lines: Vec<String> = lines.iter().map(|line| sqlx::Row::try_get(line, 0)).collect::<Result<_, _>>()?;
+        Ok(lines.join("\n"))
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {

@@ -26,32 +26,9 @@ impl Dialect for SqliteDialect {
     }
 
     fn metadata_condition(condition: &MetadataCondition, bind: Bind) -> String {
-        let key = bind(Param::Text(condition.key.clone()));
-        let entry = |test: String| {
-            format!("EXISTS (SELECT 1 FROM json_each(logs.metadata) AS entry WHERE entry.key = {key}{test})")
-        };
-        let mut equals = |value: &Value| match value {
-            Value::String(text) => {
-                format!("(entry.type = 'text' AND entry.atom = {})", bind(Param::Text(text.clone())))
-            }
-            Value::Number(number) => {
-                let param =
-                    number.as_i64().map_or_else(|| Param::Real(number.as_f64().unwrap_or(f64::NAN)), Param::Int);
-                format!("(entry.type IN ('integer', 'real') AND entry.atom = {})", bind(param))
-            }
-            Value::Bool(true) => "entry.type = 'true'".into(),
-            Value::Bool(false) => "entry.type = 'false'".into(),
-            // Validation admits scalars only; anything else equals nothing.
-            Value::Null | Value::Array(_) | Value::Object(_) => "FALSE".into(),
-        };
-        match &condition.test {
-            MetadataTest::Equals(value) => entry(format!(" AND {}", equals(value))),
-            MetadataTest::OneOf(values) => {
-                let any: Vec<String> = values.iter().map(&mut equals).collect();
-                entry(format!(" AND ({})", any.join(" OR ")))
-            }
-            MetadataTest::Exists(true) => entry(String::new()),
-            MetadataTest::Exists(false) => format!("NOT {}", entry(String::new())),
+        match metadata_path(&condition.key) {
+            Some(path) => by_path(&path, &condition.test, bind),
+            None => by_entries(condition, bind),
         }
     }
 
@@ -64,4 +41,72 @@ impl Dialect for SqliteDialect {
     fn runs_in(placeholders: &[String]) -> String {
         format!("run_key IN (SELECT key FROM job_runs WHERE id IN ({}))", placeholders.join(", "))
     }
+}
+
+/// `json_extract(metadata, '$."key"')` and its type: the value expression
+/// is the one the operator's metadata indexes are built on
+/// (`metadata_index`), so that SQLite's planner matches them. `None` for a
+/// key a JSON path cannot quote.
+pub(super) fn metadata_path(key: &str) -> Option<(String, String)> {
+    if key.contains('"') {
+        return None;
+    }
+    let path = format!("'$.\"{}\"'", key.replace('\'', "''"));
+    Some((format!("json_extract(metadata, {path})"), format!("json_type(metadata, {path})")))
+}
+
+/// The condition through the key's path: an equality on the extracted
+/// value (which an index on it serves), guarded by the JSON type, since
+/// json_extract gives `true` as 1 and the string "[1]" as the array [1] does.
+fn by_path((value, kind): &(String, String), test: &MetadataTest, bind: Bind) -> String {
+    let mut equals = |wanted: &Value| match wanted {
+        Value::String(text) => format!("({value} = {} AND {kind} = 'text')", bind(Param::Text(text.clone()))),
+        Value::Number(number) => {
+            format!("({value} = {} AND {kind} IN ('integer', 'real'))", bind(number_param(number)))
+        }
+        Value::Bool(true) => format!("({value} = 1 AND {kind} = 'true')"),
+        Value::Bool(false) => format!("({value} = 0 AND {kind} = 'false')"),
+        // Validation admits scalars only; anything else equals nothing.
+        Value::Null | Value::Array(_) | Value::Object(_) => "FALSE".into(),
+    };
+    match test {
+        MetadataTest::Equals(wanted) => equals(wanted),
+        MetadataTest::OneOf(wanted) => {
+            let any: Vec<String> = wanted.iter().map(&mut equals).collect();
+            format!("({})", any.join(" OR "))
+        }
+        // json_type gives 'null' for a null value and NULL for no key.
+        MetadataTest::Exists(true) => format!("{kind} IS NOT NULL"),
+        MetadataTest::Exists(false) => format!("{kind} IS NULL"),
+    }
+}
+
+/// The condition through json_each, for a key a path cannot quote.
+fn by_entries(condition: &MetadataCondition, bind: Bind) -> String {
+    let key = bind(Param::Text(condition.key.clone()));
+    let entry = |test: String| {
+        format!("EXISTS (SELECT 1 FROM json_each(logs.metadata) AS entry WHERE entry.key = {key}{test})")
+    };
+    let mut equals = |value: &Value| match value {
+        Value::String(text) => format!("(entry.type = 'text' AND entry.atom = {})", bind(Param::Text(text.clone()))),
+        Value::Number(number) => {
+            format!("(entry.type IN ('integer', 'real') AND entry.atom = {})", bind(number_param(number)))
+        }
+        Value::Bool(true) => "entry.type = 'true'".into(),
+        Value::Bool(false) => "entry.type = 'false'".into(),
+        Value::Null | Value::Array(_) | Value::Object(_) => "FALSE".into(),
+    };
+    match &condition.test {
+        MetadataTest::Equals(value) => entry(format!(" AND {}", equals(value))),
+        MetadataTest::OneOf(values) => {
+            let any: Vec<String> = values.iter().map(&mut equals).collect();
+            entry(format!(" AND ({})", any.join(" OR ")))
+        }
+        MetadataTest::Exists(true) => entry(String::new()),
+        MetadataTest::Exists(false) => format!("NOT {}", entry(String::new())),
+    }
+}
+
+fn number_param(number: &serde_json::Number) -> Param {
+    number.as_i64().map_or_else(|| Param::Real(number.as_f64().unwrap_or(f64::NAN)), Param::Int)
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Executor, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
@@ -20,6 +22,7 @@ use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
 
 mod checkpoint;
 pub(super) mod dialect;
+mod metadata_index;
 
 use dialect::SqliteDialect;
 
@@ -62,6 +65,7 @@ pub(super) struct SqliteStore {
     path: PathBuf,
     hub: Arc<Hub>,
     checkpointer: tokio::task::AbortHandle,
+    read_timeout: Duration,
 }
 
 impl SqliteStore {
@@ -88,13 +92,14 @@ impl SqliteStore {
             .await?;
         enable_wal(&writer).await?;
         migrate(&writer).await?;
+        metadata_index::reconcile(&mut *writer.acquire().await?, &options.metadata_index_keys).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
         let checkpointer = tokio::spawn(checkpoint::checkpoint_forever(connect, path.clone())).abort_handle();
-        Ok(SqliteStore { writer, reader, path, hub, checkpointer })
+        Ok(SqliteStore { writer, reader, path, hub, checkpointer, read_timeout: options.read_timeout })
     }
 }
 
@@ -223,6 +228,55 @@ impl TryFrom<SqliteRow> for Log {
             metadata: serde_json::from_str(&row.metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
         })
     }
+}
+
+impl SqliteStore {
+    /// Runs a read on a reader connection, interrupted once it runs past
+    /// `read_timeout` (SQLite has no statement timeout; its progress handler
+    /// is asked every few thousand steps whether to go on).
+    async fn read<'q>(
+        &self,
+        select: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+        const STEPS_BETWEEN_CHECKS: i32 = 10_000;
+        let mut connection = self.reader.acquire().await?;
+        let deadline = std::time::Instant::now() + self.read_timeout;
+        connection
+            .lock_handle()
+            .await?
+            .set_progress_handler(STEPS_BETWEEN_CHECKS, move || std::time::Instant::now() < deadline);
+        let rows = select.fetch_all(&mut *connection).await;
+        let removed = match connection.lock_handle().await {
+            Ok(mut handle) => {
+                handle.remove_progress_handler();
+                true
+            }
+            Err(_) => false,
+        };
+        if !removed {
+            // A connection whose handler stayed would stop every later read:
+            // close it rather than return it to the pool.
+            drop(connection.detach());
+        }
+        rows.map_err(|error| StoreError::of_read(error, self.read_timeout))
+    }
+}
+
+/// `select` with `params` bound in SQLite's column types.
+fn bind<'q>(
+    mut select: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+    for param in params {
+        select = match param {
+            Param::Id(id) => select.bind(id.to_string()),
+            Param::Int(value) => select.bind(value),
+            Param::Real(value) => select.bind(value),
+            Param::Text(text) => select.bind(text),
+            Param::Time(time) => select.bind(time.timestamp_micros()),
+        };
+    }
+    select
 }
 
 /// The logs already stored under any of `ids`.
@@ -379,17 +433,17 @@ impl LogStore for SqliteStore {
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
         let statement = list_sql::list_statement::<SqliteDialect>(query);
-        let mut select = sqlx::query_as::<_, SqliteRow>(&statement.sql);
-        for param in statement.params {
-            select = match param {
-                Param::Id(id) => select.bind(id.to_string()),
-                Param::Int(value) => select.bind(value),
-                Param::Real(value) => select.bind(value),
-                Param::Text(text) => select.bind(text),
-                Param::Time(time) => select.bind(time.timestamp_micros()),
-            };
-        }
-        select.fetch_all(&self.reader).await?.into_iter().map(Log::try_from).collect()
+        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        rows.iter().map(|row| Log::try_from(<SqliteRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
+    }
+
+    async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
+        let statement = list_sql::list_statement::<SqliteDialect>(query);
+        let explain = format!("EXPLAIN QUERY PLAN {}", statement.sql);
+        let steps = self.read(bind(sqlx::query(&explain), statement.params)).await?;
+        let details: Vec<String> =
+            steps.iter().map(|step| sqlx::Row::try_get(step, "detail")).collect::<Result<_, _>>()?;
+        Ok(details.join("\n"))
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {
