@@ -63,6 +63,10 @@ struct Args {
     /// every mode again, so their costs compare within one run.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
     client_ids: Vec<ClientIds>,
+    /// Many-runs logs carry no metadata (the shape measured before 25 Nov
+    /// 2026) instead of the seeds' context.
+    #[arg(long)]
+    no_context: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -197,12 +201,18 @@ impl Args {
         self.mode == Mode::All || self.mode == mode
     }
 
+    /// What the logs carry, for the report.
+    fn content(&self) -> String {
+        let metadata = if self.no_context { "no metadata" } else { "many-runs logs with 4 metadata keys of context" };
+        format!("{}-byte messages, {metadata}", self.message_bytes)
+    }
+
     fn shape(&self) -> many_runs::Shape {
         many_runs::Shape {
             runs: self.runs,
             writers: self.writers,
             seconds: self.seconds,
-            message_bytes: self.message_bytes,
+            content: many_runs::Content { message_bytes: self.message_bytes, context: !self.no_context },
             rate: 0,
         }
     }
@@ -422,7 +432,7 @@ async fn main() {
     let other_modes = args.mode != Mode::Runs;
     if args.backend != Backends::Postgres {
         let folder = tempfile::tempdir().expect("temporary folder");
-        println!("SQLite ({} s per mode, {}-byte messages):", args.seconds, args.message_bytes);
+        println!("SQLite ({} s per mode, {}):", args.seconds, args.content());
         if args.wants(Mode::Runs) {
             let logwell = sqlite_database(folder.path(), "many-runs.db").await;
             let baseline = sqlite_database(folder.path(), "many-runs-baseline.db").await;
@@ -436,7 +446,7 @@ async fn main() {
         }
     }
     if args.backend != Backends::Sqlite {
-        println!("PostgreSQL ({} s per mode, {}-byte messages):", args.seconds, args.message_bytes);
+        println!("PostgreSQL ({} s per mode, {}):", args.seconds, args.content());
         if args.wants(Mode::Runs) {
             let logwell = support::postgres_database().await;
             let baseline = migrated(support::postgres_database().await).await;

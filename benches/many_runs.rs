@@ -32,10 +32,19 @@ pub struct Shape {
     pub runs: usize,
     pub writers: usize,
     pub seconds: u64,
-    pub message_bytes: usize,
+    pub content: Content,
     /// Logs a second offered by all writers together, each writer starting
     /// its writes on a schedule; 0: each writes as fast as it is answered.
     pub rate: u64,
+}
+
+/// What each log carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Content {
+    pub message_bytes: usize,
+    /// The seeds' context in metadata (worker, stage, attempt, request), or
+    /// no metadata.
+    pub context: bool,
 }
 
 /// How a writer writes: every fourth writer one log per RPC, every fourth
@@ -70,7 +79,7 @@ impl Runs {
 
     /// The entries of write number `write`: to the next run in turn, job logs
     /// on even writes and one task's logs on odd ones.
-    fn entries(&self, write: usize, count: usize, bytes: usize) -> (pb::LogType, Vec<pb::LogEntry>) {
+    fn entries(&self, write: usize, count: usize, content: Content) -> (pb::LogType, Vec<pb::LogEntry>) {
         let (run, tasks) = self.0[write % self.0.len()];
         let task = (write % 2 == 1).then(|| tasks[(write / 2) % TASKS_PER_RUN]);
         let log_type = if task.is_some() { pb::LogType::Task } else { pb::LogType::Job };
@@ -78,8 +87,8 @@ impl Runs {
             .map(|index| pb::LogEntry {
                 job_run_id: run.to_string(),
                 task_run_id: task.map(|task| task.to_string()).unwrap_or_default(),
-                message: crate::message(bytes, index),
-                metadata: Some(context_struct(write, index)),
+                message: crate::message(content.message_bytes, index),
+                metadata: content.context.then(|| context_struct(write, index)),
                 ..Default::default()
             })
             .collect();
@@ -184,12 +193,12 @@ impl Schedule {
 
 /// Unary writes, of batches or of one log: one at a time, or on a schedule
 /// with as many in flight as it takes.
-async fn write_unary(channel: Channel, runs: Runs, kind: Kind, mut schedule: Schedule, bytes: usize, acks: Acks) {
+async fn write_unary(channel: Channel, runs: Runs, kind: Kind, mut schedule: Schedule, content: Content, acks: Acks) {
     let clients = (JobLogServiceClient::new(channel.clone()), TaskLogServiceClient::new(channel));
     let mut in_flight = tokio::task::JoinSet::new();
     while let Some((write, start)) = schedule.next().await {
         let count = if kind == Kind::OneLog { 1 } else { batch_size(write) };
-        let (log_type, mut logs) = runs.entries(write, count, bytes);
+        let (log_type, mut logs) = runs.entries(write, count, content);
         let ((mut jobs, mut tasks), acks) = (clients.clone(), acks.clone());
         let request = async move {
             match (log_type, count) {
@@ -213,7 +222,7 @@ async fn write_unary(channel: Channel, runs: Runs, kind: Kind, mut schedule: Sch
 }
 
 /// An IngestLogs stream of batches: a few in flight, or on a schedule.
-async fn write_stream(channel: Channel, runs: Runs, mut schedule: Schedule, bytes: usize, acks: Acks) {
+async fn write_stream(channel: Channel, runs: Runs, mut schedule: Schedule, content: Content, acks: Acks) {
     let in_flight = if schedule.paced() { STREAM_MAX_IN_FLIGHT } else { STREAM_IN_FLIGHT };
     let (sender, receiver) = tokio::sync::mpsc::channel(in_flight);
     let mut answers = LogIngestServiceClient::new(channel)
@@ -228,7 +237,7 @@ async fn write_stream(channel: Channel, runs: Runs, mut schedule: Schedule, byte
         tokio::spawn(async move {
             while let Some((write, start)) = schedule.next().await {
                 slots.acquire().await.expect("slots").forget();
-                let (log_type, logs) = runs.entries(write, batch_size(write), bytes);
+                let (log_type, logs) = runs.entries(write, batch_size(write), content);
                 let batch_number = write as u64;
                 started_at.lock().expect("started").insert(batch_number, start);
                 let batch = pb::IngestLogsRequest { batch_number, r#type: log_type.into(), logs };
@@ -295,10 +304,10 @@ pub async fn drive(server: &Server, shape: Shape) -> Measured {
             let runs = Runs::of(writer, shape.writers, &all);
             let kind = Kind::of(writer);
             let acks = acks[kinds.iter().position(|known| *known == kind).unwrap_or(0)].clone();
-            let (schedule, bytes) = (Schedule::new(pace, deadline, writer, shape.writers), shape.message_bytes);
+            let (schedule, content) = (Schedule::new(pace, deadline, writer, shape.writers), shape.content);
             match kind {
-                Kind::Batches | Kind::OneLog => tokio::spawn(write_unary(channel, runs, kind, schedule, bytes, acks)),
-                Kind::Stream => tokio::spawn(write_stream(channel, runs, schedule, bytes, acks)),
+                Kind::Batches | Kind::OneLog => tokio::spawn(write_unary(channel, runs, kind, schedule, content, acks)),
+                Kind::Stream => tokio::spawn(write_stream(channel, runs, schedule, content, acks)),
             }
         })
         .collect();
@@ -377,14 +386,14 @@ pub fn report(measured: &Measured, shape: Shape, baseline: Option<f64>) {
 /// alternating, each row with its run's next seq.
 struct Rows {
     runs: Vec<(Uuid, [Uuid; TASKS_PER_RUN], i64)>,
-    bytes: usize,
+    content: Content,
     batches: usize,
 }
 
 impl Rows {
-    fn new(runs: usize, bytes: usize) -> Rows {
+    fn new(runs: usize, content: Content) -> Rows {
         let runs = (0..runs).map(|_| (Uuid::now_v7(), std::array::from_fn(|_| Uuid::now_v7()), 0)).collect();
-        Rows { runs, bytes, batches: 0 }
+        Rows { runs, content, batches: 0 }
     }
 
     /// The next `wanted` rows or more: whole batches.
@@ -405,8 +414,8 @@ impl Rows {
                     run: *run,
                     task,
                     seq: *seq,
-                    message: crate::message(self.bytes, index),
-                    metadata: context_json(batch, index),
+                    message: crate::message(self.content.message_bytes, index),
+                    metadata: if self.content.context { context_json(batch, index) } else { "{}".into() },
                 });
             }
         }
@@ -418,7 +427,7 @@ impl Rows {
 /// `group` rows; answers rows a second.
 pub async fn postgres_baseline(url: &str, shape: Shape, group: usize, total: usize) -> f64 {
     let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
-    let mut rows = Rows::new(shape.runs, shape.message_bytes);
+    let mut rows = Rows::new(shape.runs, shape.content);
     let (started, mut stored) = (Instant::now(), 0);
     while stored < total {
         let batch = rows.take(group);
@@ -441,7 +450,7 @@ pub async fn sqlite_baseline(url: &str, shape: Shape, group: usize, total: usize
     // (the file's mode), statement journals in memory.
     let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("url");
     let mut connection = options.pragma("temp_store", "memory").connect().await.expect("connect");
-    let mut rows = Rows::new(shape.runs, shape.message_bytes);
+    let mut rows = Rows::new(shape.runs, shape.content);
     let (started, mut stored) = (Instant::now(), 0);
     while stored < total {
         let batch = rows.take(group);
