@@ -94,6 +94,15 @@ def main():
                 ["upstream call failed"],
             '{"filter": {"text": "timeout", "ignore_case": true, "include_metadata": true}}': ["upstream call failed"],
         }
+        counted = run(
+            "grpcurl -plaintext -d '{\"filter\": {\"job_run_ids\": [\"0192f1a0-7c3e-7b2a-9d4e-5f6a7b8c9d04\"]}, "
+            "\"group_by\": [{\"field\": \"COUNT_FIELD_LEVEL\"}]}' localhost:50051 logwell.v1.LogQueryService/CountLogs",
+            env,
+        )
+        by_level = [(count["group"], count["count"]) for count in json.loads(counted.stdout or "{}").get("counts", [])]
+        ok = by_level == [(["error"], "1"), (["info"], "1")]
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+        print(f"--- counts by level of the context run: {by_level}: {'ok' if ok else 'FAILED'}")
         for request, wanted in searches.items():
             listing = run(f"grpcurl -plaintext -d '{request}' localhost:50051 logwell.v1.LogQueryService/ListLogs", env)
             found = [log["message"] for log in json.loads(listing.stdout or "{}").get("logs", [])]

@@ -10,6 +10,7 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod proto;
+pub mod query;
 pub mod rate_limit;
 pub mod server;
 pub mod store;

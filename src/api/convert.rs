@@ -8,8 +8,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::auth::{GrantDraft, Scope};
 use crate::model::{
-    CompletionDraft, FilterDraft, FollowDraft, JobRun, Level, Log, LogDraft, LogType, MetadataConditionDraft,
-    MetadataTest, Outcome, QueryDraft, Receipt, SortOrder, Start, Stream, Violations,
+    CompletionDraft, CountDraft, FilterDraft, FollowDraft, Grouping, JobRun, Level, Log, LogDraft, LogType,
+    MetadataConditionDraft, MetadataTest, Outcome, QueryDraft, Receipt, SortOrder, Start, Stream, Violations,
 };
 use crate::proto::v1 as pb;
 
@@ -93,6 +93,70 @@ pub(super) fn filter_draft(filter: pb::LogFilter, field: &str, violations: &mut 
             .enumerate()
             .map(|(index, condition)| metadata_condition(condition, &format!("{field}.metadata[{index}]"), violations))
             .collect(),
+    }
+}
+
+pub(super) fn count_draft(request: pb::CountLogsRequest, violations: &mut Violations) -> CountDraft {
+    use pb::count_grouping::By;
+    use pb::count_logs_request::Buckets;
+    let group_by = request
+        .group_by
+        .into_iter()
+        .enumerate()
+        .map(|(index, grouping)| match grouping.by {
+            None => None,
+            Some(By::MetadataKey(key)) => Some(Grouping::Metadata(key)),
+            Some(By::Field(raw)) => {
+                decode_enum(violations, &format!("group_by[{index}].field"), raw, |field| match field {
+                    pb::CountField::Unspecified => None,
+                    pb::CountField::Level => Some(Grouping::Level),
+                    pb::CountField::Type => Some(Grouping::Type),
+                    pb::CountField::Stream => Some(Grouping::Stream),
+                    pb::CountField::Source => Some(Grouping::Source),
+                    pb::CountField::JobRun => Some(Grouping::JobRun),
+                    pb::CountField::TaskRun => Some(Grouping::TaskRun),
+                })
+            }
+        })
+        .collect();
+    let (bucket_width, target_buckets) = match request.buckets {
+        None => (None, None),
+        Some(Buckets::TargetBuckets(target)) => (None, Some(target)),
+        Some(Buckets::BucketWidth(width)) => {
+            let width = chrono::TimeDelta::new(width.seconds, u32::try_from(width.nanos).unwrap_or(u32::MAX));
+            if width.is_none() {
+                violations.add("bucket_width", "is not a valid duration");
+            }
+            // A refused width still counts as asked for, so that validation
+            // does not fall back to target_buckets.
+            (Some(width.unwrap_or_default()), None)
+        }
+    };
+    CountDraft {
+        filter: request.filter.map(|filter| filter_draft(filter, "filter", violations)).unwrap_or_default(),
+        group_by,
+        bucket_width,
+        target_buckets,
+        top: request.top,
+    }
+}
+
+pub(super) fn counts_to_proto(counts: crate::query::count::Counts) -> pb::CountLogsResponse {
+    let duration =
+        |width: chrono::TimeDelta| prost_types::Duration { seconds: width.num_seconds(), nanos: width.subsec_nanos() };
+    pb::CountLogsResponse {
+        total: counts.total,
+        counts: counts
+            .counts
+            .into_iter()
+            .map(|count| pb::LogCount {
+                group: count.group.into_iter().map(json_to_proto).collect(),
+                rest: count.rest,
+                bucket_start: count.bucket_start.map(time_to_proto),
+                count: count.count,
+            })
+            .collect(),
+        bucket_width: counts.bucket_width.map(duration),
     }
 }
 

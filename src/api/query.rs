@@ -1,17 +1,19 @@
-//! LogQueryService: filtered listings with keyset paging, and single logs.
+//! LogQueryService: filtered listings with keyset paging, single logs, and
+//! counts.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
-use super::convert::{log_to_proto, query_draft};
+use super::convert::{count_draft, counts_to_proto, log_to_proto, query_draft};
 use super::error::ApiError;
 use super::page_token;
 use crate::auth::Principal;
 use crate::model::{Cursor, LogQuery, Violations, required_id};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_query_service_server::LogQueryService;
+use crate::query::count::{CountError, count};
 use crate::store::LogStore;
 
 /// Serves LogQueryService.
@@ -61,6 +63,26 @@ impl LogReader {
         Ok(pb::ListLogsResponse { logs: logs.into_iter().map(log_to_proto).collect(), next_page_token })
     }
 
+    async fn count(
+        &self,
+        principal: &Principal,
+        request: pb::CountLogsRequest,
+    ) -> Result<pb::CountLogsResponse, ApiError> {
+        let mut violations = Violations::default();
+        let draft = count_draft(request, &mut violations);
+        let request = violations.judge(draft.validate())?;
+        principal.may_read(request.filter.job_run_id(), request.filter.task_run_id())?;
+        match count(self.store.as_ref(), &request).await {
+            Ok(counts) => Ok(counts_to_proto(counts)),
+            Err(CountError::Store(error)) => Err(error.into()),
+            Err(too_many @ CountError::TooManyBuckets { .. }) => {
+                let mut violations = Violations::default();
+                violations.add("bucket_width", format!("{too_many}: widen it, or narrow the filter's time range"));
+                Err(violations.into())
+            }
+        }
+    }
+
     async fn get(&self, principal: &Principal, request: pb::GetLogRequest) -> Result<pb::GetLogResponse, ApiError> {
         let id = required_id("id", &request.id)?;
         match self.store.get(id).await? {
@@ -82,5 +104,12 @@ impl LogQueryService for LogReader {
 
     async fn get_log(&self, request: Request<pb::GetLogRequest>) -> Result<Response<pb::GetLogResponse>, Status> {
         Ok(Response::new(self.get(&principal(&request)?, request.into_inner()).await?))
+    }
+
+    async fn count_logs(
+        &self,
+        request: Request<pb::CountLogsRequest>,
+    ) -> Result<Response<pb::CountLogsResponse>, Status> {
+        Ok(Response::new(self.count(&principal(&request)?, request.into_inner()).await?))
     }
 }

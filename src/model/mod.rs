@@ -2,6 +2,7 @@
 //! that make them valid. Plain Rust: no protobuf and no SQL here; conversions
 //! live at the edges (`api` and `store`).
 
+mod count;
 mod filter;
 mod follow;
 mod job_run;
@@ -11,6 +12,7 @@ mod log;
 mod query;
 mod validation;
 
+pub use count::{Buckets, CountDraft, CountRequest, DEFAULT_TOP, Grouping, MAX_BUCKETS, MAX_GROUPINGS, MAX_TOP};
 pub use filter::{
     FilterDraft, LogFilter, MAX_METADATA_CONDITIONS, MAX_METADATA_KEY_BYTES, MAX_ONE_OF_VALUES, MAX_SET_MEMBERS,
     MetadataCondition, MetadataConditionDraft, MetadataTest, TextSearch,

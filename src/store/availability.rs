@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{BatchResult, LogStore, StoreError};
-use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
+use super::{BatchResult, CountRow, LogStore, StoreError};
+use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog};
 
 /// The last word on the database: `None` until something has been tried.
 #[derive(Debug, Clone)]
@@ -74,6 +74,19 @@ impl LogStore for Observed {
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
         self.availability.observe(self.inner.plan(query).await)
+    }
+
+    async fn count(
+        &self,
+        filter: &LogFilter,
+        group_by: &[Grouping],
+        bucket_micros: Option<i64>,
+    ) -> Result<Vec<CountRow>, StoreError> {
+        self.availability.observe(self.inner.count(filter, group_by, bucket_micros).await)
+    }
+
+    async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+        self.availability.observe(self.inner.time_range(filter).await)
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {

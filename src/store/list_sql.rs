@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::model::{Cursor, LogFilter, LogQuery, MetadataCondition, Ordering, SortOrder};
+use crate::model::{Cursor, Grouping, LogFilter, LogQuery, MetadataCondition, Ordering, SortOrder};
 
 /// The columns every read selects, in `StoredRow` order.
 pub(super) const LOG_COLUMNS: &str =
@@ -42,6 +42,14 @@ pub(super) trait Dialect {
     /// A condition: the log belongs to one of the job runs whose ids are
     /// bound at `placeholders`.
     fn runs_in(placeholders: &[String]) -> String;
+    /// The id column `column` as text.
+    fn id_text(column: &str) -> String;
+    /// The JSON text of top-level metadata key `key` (a key without '"'),
+    /// NULL where it is absent.
+    fn metadata_json(key: &str) -> String;
+    /// The index of the `width`-microsecond bucket, counted from the Unix
+    /// epoch, that a log's event time falls in (`width` is a placeholder).
+    fn bucket(width: &str) -> String;
 }
 
 /// A statement with its parameters.
@@ -58,6 +66,15 @@ struct Builder<D> {
 }
 
 impl<D: Dialect> Builder<D> {
+    fn new() -> Self {
+        Builder { conditions: Vec::new(), params: Vec::new(), dialect: std::marker::PhantomData }
+    }
+
+    /// `WHERE …` for the conditions so far; empty if there are none.
+    fn where_clause(&self) -> String {
+        if self.conditions.is_empty() { String::new() } else { format!(" WHERE {}", self.conditions.join(" AND ")) }
+    }
+
     fn bind(&mut self, param: Param) -> String {
         self.params.push(param);
         D::placeholder(self.params.len())
@@ -148,7 +165,7 @@ fn order_keys<D: Dialect>(ordering: Ordering) -> Vec<&'static str> {
 pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
     let filter = &query.filter;
     let ordering = filter.ordering();
-    let mut builder = Builder::<D> { conditions: Vec::new(), params: Vec::new(), dialect: std::marker::PhantomData };
+    let mut builder = Builder::<D>::new();
 
     builder.filter(filter);
 
@@ -162,13 +179,60 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
         builder.conditions.push(format!("({}) {comparison} ({})", keys.join(", "), values.join(", ")));
     }
 
-    let mut sql = format!("SELECT {LOG_COLUMNS} FROM logs");
-    if !builder.conditions.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&builder.conditions.join(" AND "));
-    }
+    let mut sql = format!("SELECT {LOG_COLUMNS} FROM logs{}", builder.where_clause());
     let order_by: Vec<String> = keys.iter().map(|key| format!("{key} {direction}")).collect();
     sql.push_str(&format!(" ORDER BY {} LIMIT {}", order_by.join(", "), query.limit));
+    Statement { sql, params: builder.params }
+}
+
+/// The value a log groups under, as text.
+fn group_value<D: Dialect>(grouping: &Grouping) -> String {
+    match grouping {
+        Grouping::Level => "level".into(),
+        Grouping::Type => "type".into(),
+        Grouping::Stream => "stream".into(),
+        Grouping::Source => "source".into(),
+        Grouping::JobRun => D::id_text("job_run_id"),
+        Grouping::TaskRun => D::id_text("task_run_id"),
+        Grouping::Metadata(key) => D::metadata_json(key),
+    }
+}
+
+/// `SELECT g0…, bucket, count(*) … GROUP BY …`: the logs matching `filter`
+/// counted per distinct values of `group_by` (columns `g0`, `g1`, …), and
+/// per bucket of `bucket_micros` (column `bucket`, an index from the epoch)
+/// when given.
+pub(super) fn count_statement<D: Dialect>(
+    filter: &LogFilter,
+    group_by: &[Grouping],
+    bucket_micros: Option<i64>,
+) -> Statement {
+    let mut builder = Builder::<D>::new();
+    let mut keys: Vec<String> = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    for (index, grouping) in group_by.iter().enumerate() {
+        columns.push(format!("{} AS g{index}", group_value::<D>(grouping)));
+        keys.push(format!("g{index}"));
+    }
+    if let Some(width) = bucket_micros {
+        let width = builder.bind(Param::Int(width));
+        columns.push(format!("{} AS bucket", D::bucket(&width)));
+        keys.push("bucket".into());
+    }
+    columns.push("count(*) AS count".into());
+    builder.filter(filter);
+    let mut sql = format!("SELECT {} FROM logs{}", columns.join(", "), builder.where_clause());
+    if !keys.is_empty() {
+        sql.push_str(&format!(" GROUP BY {}", keys.join(", ")));
+    }
+    Statement { sql, params: builder.params }
+}
+
+/// `SELECT min(event_time), max(event_time) …` of the logs matching `filter`.
+pub(super) fn time_range_statement<D: Dialect>(filter: &LogFilter) -> Statement {
+    let mut builder = Builder::<D>::new();
+    builder.filter(filter);
+    let sql = format!("SELECT min(event_time) AS first, max(event_time) AS last FROM logs{}", builder.where_clause());
     Statement { sql, params: builder.params }
 }
 

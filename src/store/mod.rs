@@ -16,10 +16,36 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::live::Hub;
-use crate::model::{Completion, JobRun, Log, LogQuery, LogType, NewLog, Owner, Receipt};
+use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Receipt};
 
 pub use availability::{Availability, Observed};
 pub use error::StoreError;
+
+/// The logs of one group (and one bucket) of a count, as the store counts
+/// them: each grouping's value as text (JSON text for metadata keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountRow {
+    pub group: Vec<Option<String>>,
+    /// The bucket's index from the Unix epoch, when counted in buckets.
+    pub bucket: Option<i64>,
+    pub count: i64,
+}
+
+impl CountRow {
+    /// Decodes a row of `list_sql::count_statement` with `groups` groupings.
+    fn decode<R: sqlx::Row>(row: &R, groups: usize, bucketed: bool) -> Result<CountRow, StoreError>
+    where
+        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        usize: sqlx::ColumnIndex<R>,
+        for<'a> &'a str: sqlx::ColumnIndex<R>,
+    {
+        let group = (0..groups).map(|index| row.try_get(index)).collect::<Result<_, _>>()?;
+        let bucket = if bucketed { row.try_get("bucket")? } else { None };
+        Ok(CountRow { group, bucket, count: row.try_get("count")? })
+    }
+}
 
 /// One batch's answer within a group commit.
 pub type BatchResult = Result<Vec<Receipt>, StoreError>;
@@ -44,6 +70,19 @@ pub trait LogStore: Send + Sync + 'static {
     /// The database's plan for one page of a listing (`EXPLAIN`), one step
     /// a line: which indexes it reads.
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError>;
+
+    /// Counts the logs matching `filter` per distinct values of `group_by`,
+    /// and per bucket of `bucket_micros` from the Unix epoch when given.
+    async fn count(
+        &self,
+        filter: &LogFilter,
+        group_by: &[Grouping],
+        bucket_micros: Option<i64>,
+    ) -> Result<Vec<CountRow>, StoreError>;
+
+    /// The earliest and latest event times of the logs matching `filter`;
+    /// `None` if none match.
+    async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError>;
 
     /// One log by id.
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError>;

@@ -51,4 +51,16 @@ impl Dialect for PostgresDialect {
     fn runs_in(placeholders: &[String]) -> String {
         format!("job_run_id IN ({})", placeholders.join(", "))
     }
+
+    fn id_text(column: &str) -> String {
+        format!("{column}::text")
+    }
+
+    fn metadata_json(key: &str) -> String {
+        format!("(logs.metadata -> '{}')::text", key.replace('\'', "''"))
+    }
+
+    fn bucket(width: &str) -> String {
+        format!("floor(extract(epoch FROM event_time) * 1000000 / {width})::bigint")
+    }
 }

@@ -18,9 +18,11 @@ pub(super) mod dialect;
 use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
-use super::{BatchResult, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence};
+use super::{
+    BatchResult, CountRow, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence,
+};
 use crate::live::Hub;
-use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
+use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog};
 
 /// sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
 /// replicas that start together migrate one after the other.
@@ -371,6 +373,25 @@ impl LogStore for PostgresStore {
         let lines = self.read(bind(sqlx::query(&explain), statement.params)).await?;
         let lines: Vec<String> = lines.iter().map(|line| sqlx::Row::try_get(line, 0)).collect::<Result<_, _>>()?;
         Ok(lines.join("\n"))
+    }
+
+    async fn count(
+        &self,
+        filter: &LogFilter,
+        group_by: &[Grouping],
+        bucket_micros: Option<i64>,
+    ) -> Result<Vec<CountRow>, StoreError> {
+        let statement = list_sql::count_statement::<PostgresDialect>(filter, group_by, bucket_micros);
+        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
+    }
+
+    async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+        let statement = list_sql::time_range_statement::<PostgresDialect>(filter);
+        let row = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        let first: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "first")?;
+        let last: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "last")?;
+        Ok(first.zip(last))
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {

@@ -41,6 +41,21 @@ impl Dialect for SqliteDialect {
     fn runs_in(placeholders: &[String]) -> String {
         format!("run_key IN (SELECT key FROM job_runs WHERE id IN ({}))", placeholders.join(", "))
     }
+
+    fn id_text(column: &str) -> String {
+        column.into()
+    }
+
+    fn metadata_json(key: &str) -> String {
+        // `->` gives JSON text: "a" quoted, true as true, [1] as [1].
+        format!("(logs.metadata -> '$.\"{}\"')", key.replace('\'', "''"))
+    }
+
+    fn bucket(width: &str) -> String {
+        // Integer division truncates towards zero; times before 1970 need
+        // the floor.
+        format!("(event_time - (((event_time % {width}) + {width}) % {width})) / {width}")
+    }
 }
 
 /// `json_extract(metadata, '$."key"')` and its type: the value expression

@@ -16,9 +16,11 @@ use sqlx::{Executor, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
-use super::{BatchResult, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence};
+use super::{
+    BatchResult, CountRow, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence,
+};
 use crate::live::Hub;
-use crate::model::{Completion, JobRun, Log, LogQuery, NewLog};
+use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog};
 
 mod checkpoint;
 pub(super) mod dialect;
@@ -444,6 +446,27 @@ impl LogStore for SqliteStore {
         let details: Vec<String> =
             steps.iter().map(|step| sqlx::Row::try_get(step, "detail")).collect::<Result<_, _>>()?;
         Ok(details.join("\n"))
+    }
+
+    async fn count(
+        &self,
+        filter: &LogFilter,
+        group_by: &[Grouping],
+        bucket_micros: Option<i64>,
+    ) -> Result<Vec<CountRow>, StoreError> {
+        let statement = list_sql::count_statement::<SqliteDialect>(filter, group_by, bucket_micros);
+        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
+    }
+
+    async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+        let statement = list_sql::time_range_statement::<SqliteDialect>(filter);
+        let row = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        let time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+            let micros: Option<i64> = sqlx::Row::try_get(&row[0], column)?;
+            Ok(micros.and_then(DateTime::from_timestamp_micros))
+        };
+        Ok(time("first")?.zip(time("last")?))
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {

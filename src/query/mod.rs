@@ -1,0 +1,4 @@
+//! Reads that are more than one statement: the algorithms every entry point
+//! shares (gRPC now; the CLI and the browser next), over the store.
+
+pub mod count;
