@@ -103,6 +103,16 @@ def main():
         ok = by_level == [(["error"], "1"), (["info"], "1")]
         passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
         print(f"--- counts by level of the context run: {by_level}: {'ok' if ok else 'FAILED'}")
+        around = run(
+            "grpcurl -plaintext -d '{\"position\": {\"job_run_id\": \"" + JOB_RUN + "\", \"seq\": 2}, "
+            "\"before\": 1, \"after\": 1}' localhost:50051 logwell.v1.LogQueryService/GetLogContext",
+            env,
+        )
+        context = json.loads(around.stdout or "{}")
+        lines = [log["seq"] for log in context.get("before", []) + [context.get("log", {})] + context.get("after", [])]
+        ok = lines == ["1", "2", "3"]
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+        print(f"--- the context of seq 2 is seqs {lines}: {'ok' if ok else 'FAILED'}")
         for request, wanted in searches.items():
             listing = run(f"grpcurl -plaintext -d '{request}' localhost:50051 logwell.v1.LogQueryService/ListLogs", env)
             found = [log["message"] for log in json.loads(listing.stdout or "{}").get("logs", [])]

@@ -8,8 +8,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::auth::{GrantDraft, Scope};
 use crate::model::{
-    CompletionDraft, CountDraft, FilterDraft, FollowDraft, Grouping, JobRun, Level, Log, LogDraft, LogType,
-    MetadataConditionDraft, MetadataTest, Outcome, QueryDraft, Receipt, SortOrder, Start, Stream, Violations,
+    CompletionDraft, ContextDraft, CountDraft, FilterDraft, FollowDraft, Grouping, JobRun, Level, Log, LogDraft,
+    LogType, MetadataConditionDraft, MetadataTest, Outcome, QueryDraft, Receipt, SortOrder, Start, Stream, Violations,
 };
 use crate::proto::v1 as pb;
 
@@ -139,6 +139,16 @@ pub(super) fn count_draft(request: pb::CountLogsRequest, violations: &mut Violat
         target_buckets,
         top: request.top,
     }
+}
+
+pub(super) fn context_draft(request: pb::GetLogContextRequest) -> ContextDraft {
+    use pb::get_log_context_request::Anchor;
+    let (id, position) = match request.anchor {
+        None => (None, None),
+        Some(Anchor::Id(id)) => (Some(id), None),
+        Some(Anchor::Position(position)) => (None, Some((position.job_run_id, position.seq))),
+    };
+    ContextDraft { id, position, before: request.before, after: request.after, same_task_run: request.same_task_run }
 }
 
 pub(super) fn counts_to_proto(counts: crate::query::count::Counts) -> pb::CountLogsResponse {

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
-use super::convert::{count_draft, counts_to_proto, log_to_proto, query_draft};
+use super::convert::{context_draft, count_draft, counts_to_proto, log_to_proto, query_draft};
 use super::error::ApiError;
 use super::page_token;
 use crate::auth::Principal;
 use crate::model::{Cursor, LogQuery, Violations, required_id};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_query_service_server::LogQueryService;
+use crate::query::context::context;
 use crate::query::count::{CountError, count};
 use crate::store::LogStore;
 
@@ -83,6 +84,30 @@ impl LogReader {
         }
     }
 
+    async fn context(
+        &self,
+        principal: &Principal,
+        request: pb::GetLogContextRequest,
+    ) -> Result<pb::GetLogContextResponse, ApiError> {
+        let request = context_draft(request).validate()?;
+        match context(self.store.as_ref(), &request).await? {
+            // As with GetLog, a log outside a job-run token's reach is absent.
+            Some(found) if principal.may_read(found.log.owner.job_run_id(), found.log.owner.task_run_id()).is_ok() => {
+                // A token bound to one task run sees only that task's neighbours.
+                let readable = |log: &crate::model::Log| {
+                    principal.may_read(log.owner.job_run_id(), log.owner.task_run_id()).is_ok()
+                };
+                let logs = |logs: Vec<crate::model::Log>| logs.into_iter().filter(readable).map(log_to_proto).collect();
+                Ok(pb::GetLogContextResponse {
+                    before: logs(found.before),
+                    log: Some(log_to_proto(found.log)),
+                    after: logs(found.after),
+                })
+            }
+            Some(_) | None => Err(ApiError::NotFound("no such log".into())),
+        }
+    }
+
     async fn get(&self, principal: &Principal, request: pb::GetLogRequest) -> Result<pb::GetLogResponse, ApiError> {
         let id = required_id("id", &request.id)?;
         match self.store.get(id).await? {
@@ -104,6 +129,13 @@ impl LogQueryService for LogReader {
 
     async fn get_log(&self, request: Request<pb::GetLogRequest>) -> Result<Response<pb::GetLogResponse>, Status> {
         Ok(Response::new(self.get(&principal(&request)?, request.into_inner()).await?))
+    }
+
+    async fn get_log_context(
+        &self,
+        request: Request<pb::GetLogContextRequest>,
+    ) -> Result<Response<pb::GetLogContextResponse>, Status> {
+        Ok(Response::new(self.context(&principal(&request)?, request.into_inner()).await?))
     }
 
     async fn count_logs(

@@ -2,6 +2,7 @@
 //! that make them valid. Plain Rust: no protobuf and no SQL here; conversions
 //! live at the edges (`api` and `store`).
 
+mod context;
 mod count;
 mod filter;
 mod follow;
@@ -12,6 +13,7 @@ mod log;
 mod query;
 mod validation;
 
+pub use context::{Anchor, ContextDraft, ContextRequest, DEFAULT_CONTEXT};
 pub use count::{Buckets, CountDraft, CountRequest, DEFAULT_TOP, Grouping, MAX_BUCKETS, MAX_GROUPINGS, MAX_TOP};
 pub use filter::{
     FilterDraft, LogFilter, MAX_METADATA_CONDITIONS, MAX_METADATA_KEY_BYTES, MAX_ONE_OF_VALUES, MAX_SET_MEMBERS,

@@ -8,6 +8,7 @@ mod scrape;
 
 mod auth;
 mod checkpoints;
+mod context;
 mod counts;
 mod filters;
 mod health;
