@@ -3,18 +3,21 @@
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
-use super::convert::{context_draft, count_draft, counts_to_proto, log_to_proto, query_draft};
+use super::convert::{context_draft, count_draft, counts_to_proto, filter_draft, log_to_proto, query_draft};
 use super::error::ApiError;
 use super::page_token;
 use crate::auth::Principal;
-use crate::model::{Cursor, LogQuery, Violations, required_id};
+use crate::model::{Cursor, Log, LogFilter, LogQuery, SortOrder, Violations, required_id};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_query_service_server::LogQueryService;
 use crate::query::context::context;
 use crate::query::count::{CountError, count};
+use crate::query::export::{DEFAULT_CHUNK, MAX_CHUNK, export};
 use crate::store::LogStore;
 
 /// Serves LogQueryService.
@@ -108,6 +111,39 @@ impl LogReader {
         }
     }
 
+    /// The export's filter, starting point and chunk size.
+    fn export_request(
+        principal: &Principal,
+        request: pb::ExportLogsRequest,
+    ) -> Result<(LogFilter, Option<Cursor>, usize), ApiError> {
+        let mut violations = Violations::default();
+        let draft = request.filter.map(|filter| filter_draft(filter, "filter", &mut violations)).unwrap_or_default();
+        let filter = draft.validate("filter.", &mut violations);
+        let chunk = match usize::try_from(request.chunk_size) {
+            Ok(0) => DEFAULT_CHUNK,
+            Ok(size) if size <= MAX_CHUNK => size,
+            _ => {
+                let bound =
+                    format!("{} is out of range: 0 (default {DEFAULT_CHUNK}) to {MAX_CHUNK}", request.chunk_size);
+                violations.add("chunk_size", bound);
+                DEFAULT_CHUNK
+            }
+        };
+        let after = match request.cursor.as_str() {
+            "" => None,
+            cursor => match page_token::decode(cursor, &filter, SortOrder::Ascending) {
+                Ok(cursor) => Some(cursor),
+                Err(reason) => {
+                    violations.add("cursor", reason);
+                    None
+                }
+            },
+        };
+        let validated = violations.into_result((filter, after, chunk))?;
+        principal.may_read(validated.0.job_run_id(), validated.0.task_run_id())?;
+        Ok(validated)
+    }
+
     async fn get(&self, principal: &Principal, request: pb::GetLogRequest) -> Result<pb::GetLogResponse, ApiError> {
         let id = required_id("id", &request.id)?;
         match self.store.get(id).await? {
@@ -121,8 +157,66 @@ impl LogReader {
     }
 }
 
+/// Bytes of logs per export message, about: well under the 4 MiB most
+/// gRPC clients accept by default.
+const EXPORT_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// A chunk as messages of about `EXPORT_MESSAGE_BYTES`, each with the
+/// cursor of its last log.
+fn export_messages(logs: Vec<Log>, filter: &LogFilter) -> Vec<pb::ExportLogsResponse> {
+    use prost::Message;
+    let ordering = filter.ordering();
+    let mut messages = Vec::new();
+    let (mut current, mut bytes, mut last) = (Vec::new(), 0, None);
+    for log in logs {
+        let cursor = Cursor::of(&log, ordering);
+        let proto = log_to_proto(log);
+        bytes += proto.encoded_len();
+        current.push(proto);
+        last = Some(cursor);
+        if bytes >= EXPORT_MESSAGE_BYTES {
+            let cursor = page_token::encode(cursor, filter, SortOrder::Ascending);
+            messages.push(pb::ExportLogsResponse { logs: std::mem::take(&mut current), cursor });
+            bytes = 0;
+        }
+    }
+    if let (false, Some(cursor)) = (current.is_empty(), last) {
+        messages.push(pb::ExportLogsResponse {
+            logs: current,
+            cursor: page_token::encode(cursor, filter, SortOrder::Ascending),
+        });
+    }
+    messages
+}
+
 #[tonic::async_trait]
 impl LogQueryService for LogReader {
+    type ExportLogsStream = ReceiverStream<Result<pb::ExportLogsResponse, Status>>;
+
+    async fn export_logs(
+        &self,
+        request: Request<pb::ExportLogsRequest>,
+    ) -> Result<Response<Self::ExportLogsStream>, Status> {
+        let principal = principal(&request)?;
+        let (filter, after, chunk) = Self::export_request(&principal, request.into_inner())?;
+        let mut chunks = export(self.store.clone(), filter.clone(), after, chunk);
+        let (sender, receiver) = mpsc::channel(1);
+        tokio::spawn(async move {
+            while let Some(chunk) = chunks.recv().await {
+                let messages = match chunk {
+                    Ok(logs) => export_messages(logs, &filter).into_iter().map(Ok).collect(),
+                    Err(error) => vec![Err(Status::from(ApiError::from(error)))],
+                };
+                for message in messages {
+                    if sender.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
     async fn list_logs(&self, request: Request<pb::ListLogsRequest>) -> Result<Response<pb::ListLogsResponse>, Status> {
         Ok(Response::new(self.list(&principal(&request)?, request.into_inner()).await?))
     }

@@ -3,3 +3,4 @@
 
 pub mod context;
 pub mod count;
+pub mod export;

@@ -10,6 +10,7 @@ mod auth;
 mod checkpoints;
 mod context;
 mod counts;
+mod export;
 mod filters;
 mod health;
 mod hostile;
