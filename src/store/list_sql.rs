@@ -161,9 +161,29 @@ fn order_keys<D: Dialect>(ordering: Ordering) -> Vec<&'static str> {
     }
 }
 
+/// The query's filter, with a time cursor's time as a bound too: the cursor
+/// condition `(event_time, id) > (t, i)` already implies it, but spelled as
+/// a plain comparison it is what SQLite's planner starts the index range
+/// at. Without it SQLite started every page at the filter's own start_time
+/// and skipped forward, so a long export across runs slowed page by page.
+fn time_bounded_by_cursor(query: &LogQuery) -> LogFilter {
+    let mut filter = query.filter.clone();
+    if let Some(Cursor::Time { time, .. }) = query.after {
+        match query.order {
+            SortOrder::Ascending => filter.start_time = Some(filter.start_time.map_or(time, |start| start.max(time))),
+            SortOrder::Descending => {
+                // end_time is exclusive; the cursor's own time stays in range.
+                let end = time + chrono::TimeDelta::microseconds(1);
+                filter.end_time = Some(filter.end_time.map_or(end, |bound| bound.min(end)));
+            }
+        }
+    }
+    filter
+}
+
 /// `SELECT … FROM logs WHERE … ORDER BY … LIMIT …` for one page.
 pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
-    let filter = &query.filter;
+    let filter = &time_bounded_by_cursor(query);
     let ordering = filter.ordering();
     let mut builder = Builder::<D>::new();
 
@@ -278,15 +298,24 @@ mod tests {
                 .ends_with("WHERE type = $1 AND job_run_id IS NULL ORDER BY seq ASC LIMIT 5")
         );
         let text = TextSearch { text: "50%_off".into(), ignore_case: false, include_metadata: false };
+        let (cursor_time, earlier) = (Utc::now(), Utc::now() - chrono::TimeDelta::hours(1));
         let search = LogQuery {
-            filter: LogFilter { text: Some(text), ..LogFilter::default() },
+            filter: LogFilter { text: Some(text), start_time: Some(earlier), ..LogFilter::default() },
             order: SortOrder::Ascending,
-            after: Some(Cursor::Time { time: Utc::now(), id: Uuid::now_v7() }),
+            after: Some(Cursor::Time { time: cursor_time, id: Uuid::now_v7() }),
             limit: 5,
         };
-        assert!(list_statement::<Postgres>(&search).sql.ends_with(
-            "WHERE strpos(message, $1) > 0 AND (event_time, id) > ($2, $3) ORDER BY event_time ASC, id ASC LIMIT 5"
+        // The cursor's time is the range's start: where the index scan begins.
+        let statement = list_statement::<Postgres>(&search);
+        assert!(statement.sql.ends_with(
+            "WHERE event_time >= $1 AND strpos(message, $2) > 0 AND (event_time, id) > ($3, $4) \
+             ORDER BY event_time ASC, id ASC LIMIT 5"
         ));
+        assert_eq!(statement.params[0], Param::Time(cursor_time));
+        let backwards = LogQuery { order: SortOrder::Descending, ..search };
+        let statement = list_statement::<Postgres>(&backwards);
+        assert!(statement.sql.contains("WHERE event_time >= $1 AND event_time < $2"), "{}", statement.sql);
+        assert_eq!(statement.params[1], Param::Time(cursor_time + chrono::TimeDelta::microseconds(1)));
     }
 
     #[test]

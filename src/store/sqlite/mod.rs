@@ -75,10 +75,7 @@ impl SqliteStore {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
-            // A multi-row INSERT keeps a statement journal, by default in a
-            // temporary file created and deleted for every statement.
-            .pragma("temp_store", "memory");
+            .busy_timeout(Duration::from_secs(5));
         let path = connect.get_filename().to_path_buf();
         if path == Path::new(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::InMemorySqlite);
@@ -90,7 +87,17 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone().pragma("wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES))
+            .connect_with(
+                connect
+                    .clone()
+                    .pragma("wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES)
+                    // A multi-row INSERT keeps a statement journal, by default
+                    // in a temporary file created and deleted for every
+                    // statement. Readers keep files: a GROUP BY over millions
+                    // of logs sorts through temporary storage, which in
+                    // memory grew the server by hundreds of MiB.
+                    .pragma("temp_store", "memory"),
+            )
             .await?;
         enable_wal(&writer).await?;
         migrate(&writer).await?;
