@@ -164,6 +164,35 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
             code(server.query().list_logs(request(query, credential)).await)
         }
         "GetLog" => code(server.query().get_log(request(pb::GetLogRequest { id: log_id.into() }, credential)).await),
+        "GetLogContext" => {
+            let anchor = Some(pb::get_log_context_request::Anchor::Id(log_id.into()));
+            let around = pb::GetLogContextRequest { anchor, ..Default::default() };
+            code(server.query().get_log_context(request(around, credential)).await)
+        }
+        "CountLogs" => {
+            let filter = Some(pb::LogFilter { job_run_ids: vec![run.to_string()], ..Default::default() });
+            code(
+                server
+                    .query()
+                    .count_logs(request(pb::CountLogsRequest { filter, ..Default::default() }, credential))
+                    .await,
+            )
+        }
+        "ExportLogs" => {
+            let filter = Some(pb::LogFilter { job_run_ids: vec![run.to_string()], ..Default::default() });
+            match server
+                .query()
+                .export_logs(request(pb::ExportLogsRequest { filter, ..Default::default() }, credential))
+                .await
+            {
+                Ok(stream) => {
+                    let first = stream.into_inner().message().await.expect("chunk").expect("one chunk");
+                    assert!(!first.logs.is_empty());
+                    Code::Ok
+                }
+                Err(status) => status.code(),
+            }
+        }
         "StreamLogs" => {
             let follow = pb::StreamLogsRequest {
                 job_run_id: run.to_string(),
@@ -216,7 +245,7 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
 
 /// Every RPC of logwell's contract: the configured token that may call it,
 /// and what job-run tokens for the calls' run and for another run get.
-const RPCS: [(&str, Credential, Code, Code); 18] = [
+const RPCS: [(&str, Credential, Code, Code); 21] = [
     ("WriteSystemLog", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteSystemLogs", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteJobLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
@@ -227,6 +256,9 @@ const RPCS: [(&str, Credential, Code, Code); 18] = [
     ("ListLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     // Another run's token cannot tell a log outside its run from no log.
     ("GetLog", Credential::Reader, Code::Ok, Code::NotFound),
+    ("GetLogContext", Credential::Reader, Code::Ok, Code::NotFound),
+    ("CountLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
+    ("ExportLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("StreamLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("GetJobRun", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("CompleteJobRun", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
