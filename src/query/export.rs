@@ -1,6 +1,7 @@
 //! ExportLogs: every log a filter matches, read in keyset chunks from a
-//! cursor and handed over one chunk at a time, so that memory stays at a
-//! chunk or two whatever the reader's speed.
+//! cursor, from one snapshot of the database, and handed over one chunk at
+//! a time, so that memory stays at a chunk or two whatever the reader's
+//! speed.
 
 use std::sync::Arc;
 
@@ -18,8 +19,9 @@ pub const MAX_CHUNK: usize = 10_000;
 pub type Chunk = Result<Vec<Log>, StoreError>;
 
 /// Starts reading the logs `filter` matches after `after`, in ascending
-/// order, `chunk` at a time. The reader waits until the previous chunk was
-/// taken (a channel of one), and stops once the receiver is dropped.
+/// order, `chunk` at a time, from one snapshot of the database. The reader
+/// waits until the previous chunk was taken (a channel of one), and stops
+/// once the receiver is dropped.
 pub fn export(
     store: Arc<dyn LogStore>,
     filter: LogFilter,
@@ -27,25 +29,7 @@ pub fn export(
     chunk: usize,
 ) -> mpsc::Receiver<Chunk> {
     let (sender, receiver) = mpsc::channel(1);
-    tokio::spawn(async move {
-        let ordering = filter.ordering();
-        let mut query = LogQuery { filter, order: SortOrder::Ascending, after, limit: chunk };
-        loop {
-            let logs = match store.list(&query).await {
-                Ok(logs) => logs,
-                Err(error) => {
-                    let _ = sender.send(Err(error)).await;
-                    return;
-                }
-            };
-            let Some(last) = logs.last() else { return };
-            let cursor = Cursor::of(last, ordering);
-            let whole = logs.len() == chunk;
-            if sender.send(Ok(logs)).await.is_err() || !whole {
-                return;
-            }
-            query.after = Some(cursor);
-        }
-    });
+    let query = LogQuery { filter, order: SortOrder::Ascending, after, limit: chunk };
+    tokio::spawn(async move { store.export(query, sender).await });
     receiver
 }

@@ -85,6 +85,19 @@ impl LogStore for Observed {
         self.availability.observe(self.inner.count(filter, group_by, bucket_micros).await)
     }
 
+    async fn export(&self, query: LogQuery, chunks: tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>) {
+        // Each chunk's outcome is observed as it passes.
+        let (observed, mut inner) = tokio::sync::mpsc::channel(1);
+        let forward = async {
+            while let Some(chunk) = inner.recv().await {
+                if chunks.send(self.availability.observe(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::join!(self.inner.export(query, observed), forward);
+    }
+
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
         self.availability.observe(self.inner.time_range(filter).await)
     }

@@ -80,6 +80,14 @@ pub trait LogStore: Send + Sync + 'static {
         bucket_micros: Option<i64>,
     ) -> Result<Vec<CountRow>, StoreError>;
 
+    /// Sends every log matching `query.filter` after `query.after`, in
+    /// `query.order`, `query.limit` logs at a time, all read from one
+    /// snapshot of the database (one read transaction), so that an export
+    /// across runs is what the database held when it began. Each page is
+    /// bounded by the read timeout; sending waits for the receiver, and a
+    /// dropped receiver ends the export.
+    async fn export(&self, query: LogQuery, chunks: tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>);
+
     /// The earliest and latest event times of the logs matching `filter`;
     /// `None` if none match.
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError>;
@@ -114,6 +122,14 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// Closes every connection, waiting for those in use to be returned.
     async fn close(&self);
+}
+
+/// The page after `logs` (the page `query` read), or `None` once a page
+/// came back short: the paging of `LogStore::export` in both backends.
+fn next_page(mut query: LogQuery, logs: &[Log]) -> Option<LogQuery> {
+    let last = logs.last().filter(|_| logs.len() == query.limit)?;
+    query.after = Some(crate::model::Cursor::of(last, query.filter.ordering()));
+    Some(query)
 }
 
 /// How to connect, whichever the backend.

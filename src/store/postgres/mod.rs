@@ -267,6 +267,18 @@ fn reserving<'q>(
 
 /// One listening connection per process, whatever the number of followers.
 impl PostgresStore {
+    /// A read-only transaction on one snapshot (REPEATABLE READ), each
+    /// statement bounded by the read timeout.
+    async fn snapshot(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let limit = self.read_timeout.as_millis().max(1);
+        let settings = format!(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL statement_timeout = {limit}"
+        );
+        sqlx::Executor::execute(&mut *transaction, settings.as_str()).await?;
+        Ok(transaction)
+    }
+
     /// Runs a read in a read-only transaction of its own, stopped once it
     /// runs past `read_timeout`.
     async fn read(&self, select: sqlx::query::Query<'_, Postgres, PgArguments>) -> Result<Vec<PgRow>, StoreError> {
@@ -384,6 +396,40 @@ impl LogStore for PostgresStore {
         let statement = list_sql::count_statement::<PostgresDialect>(filter, group_by, bucket_micros);
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
+    }
+
+    async fn export(&self, query: LogQuery, chunks: tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>) {
+        let mut transaction = match self.snapshot().await {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                let _ = chunks.send(Err(error)).await;
+                return;
+            }
+        };
+        let mut next = Some(query);
+        while let Some(query) = next.take() {
+            let statement = list_sql::list_statement::<PostgresDialect>(&query);
+            let page = bind(sqlx::query(&statement.sql), statement.params)
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(|error| StoreError::of_read(error, self.read_timeout))
+                .and_then(|rows| {
+                    rows.iter().map(|row| Log::try_from(<StoredRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
+                });
+            let logs: Vec<Log> = match page {
+                Ok(logs) => logs,
+                Err(error) => {
+                    let _ = chunks.send(Err(error)).await;
+                    return;
+                }
+            };
+            next = super::next_page(query, &logs);
+            if logs.is_empty() || chunks.send(Ok(logs)).await.is_err() {
+                return;
+            }
+        }
+        // Read-only: ending it changes nothing, and dropping it would too.
+        let _ = transaction.commit().await;
     }
 
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {

@@ -247,13 +247,32 @@ impl SqliteStore {
         &self,
         select: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
     ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-        const STEPS_BETWEEN_CHECKS: i32 = 10_000;
         let mut connection = self.reader.acquire().await?;
+        let (rows, handler_removed) = self.bounded(&mut connection, select).await;
+        if !handler_removed {
+            // A connection whose handler stayed would stop every later read:
+            // close it rather than return it to the pool.
+            drop(connection.detach());
+        }
+        rows
+    }
+
+    /// Runs `select` on `connection`, interrupted once it runs past
+    /// `read_timeout`; answers the rows, and whether the progress handler
+    /// came off again.
+    async fn bounded<'q>(
+        &self,
+        connection: &mut SqliteConnection,
+        select: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    ) -> (Result<Vec<sqlx::sqlite::SqliteRow>, StoreError>, bool) {
+        const STEPS_BETWEEN_CHECKS: i32 = 10_000;
         let deadline = std::time::Instant::now() + self.read_timeout;
-        connection
-            .lock_handle()
-            .await?
-            .set_progress_handler(STEPS_BETWEEN_CHECKS, move || std::time::Instant::now() < deadline);
+        match connection.lock_handle().await {
+            Ok(mut handle) => {
+                handle.set_progress_handler(STEPS_BETWEEN_CHECKS, move || std::time::Instant::now() < deadline)
+            }
+            Err(error) => return (Err(error.into()), true),
+        }
         let rows = select.fetch_all(&mut *connection).await;
         let removed = match connection.lock_handle().await {
             Ok(mut handle) => {
@@ -262,12 +281,38 @@ impl SqliteStore {
             }
             Err(_) => false,
         };
-        if !removed {
-            // A connection whose handler stayed would stop every later read:
-            // close it rather than return it to the pool.
-            drop(connection.detach());
+        (rows.map_err(|error| StoreError::of_read(error, self.read_timeout)), removed)
+    }
+
+    /// The pages of `LogStore::export`, inside the read transaction that
+    /// `connection` holds; false if the connection must not go back to the
+    /// pool.
+    async fn export_pages(
+        &self,
+        connection: &mut SqliteConnection,
+        query: LogQuery,
+        chunks: &tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>,
+    ) -> bool {
+        let mut next = Some(query);
+        while let Some(query) = next.take() {
+            let statement = list_sql::list_statement::<SqliteDialect>(&query);
+            let (rows, reusable) = self.bounded(connection, bind(sqlx::query(&statement.sql), statement.params)).await;
+            let page = rows.and_then(|rows| {
+                rows.iter().map(|row| Log::try_from(<SqliteRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
+            });
+            let logs: Vec<Log> = match page {
+                Ok(logs) => logs,
+                Err(error) => {
+                    let _ = chunks.send(Err(error)).await;
+                    return reusable;
+                }
+            };
+            next = super::next_page(query, &logs);
+            if !reusable || logs.is_empty() || chunks.send(Ok(logs)).await.is_err() {
+                return reusable;
+            }
         }
-        rows.map_err(|error| StoreError::of_read(error, self.read_timeout))
+        true
     }
 }
 
@@ -464,6 +509,26 @@ impl LogStore for SqliteStore {
         let statement = list_sql::count_statement::<SqliteDialect>(filter, group_by, bucket_micros);
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
+    }
+
+    async fn export(&self, query: LogQuery, chunks: tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>) {
+        let mut connection = match self.reader.acquire().await {
+            Ok(connection) => connection,
+            Err(error) => {
+                let _ = chunks.send(Err(error.into())).await;
+                return;
+            }
+        };
+        // A deferred transaction takes its snapshot at the first read and
+        // keeps it to the end; WAL readers never block the writer.
+        if let Err(error) = connection.execute("BEGIN").await {
+            let _ = chunks.send(Err(error.into())).await;
+            return;
+        }
+        let reusable = self.export_pages(&mut connection, query, &chunks).await;
+        if !reusable || connection.execute("COMMIT").await.is_err() {
+            drop(connection.detach());
+        }
     }
 
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
