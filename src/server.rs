@@ -127,7 +127,7 @@ pub async fn serve(
     let (ingest, committer) = Ingest::start(store.clone(), settings.write_queue_logs);
     let ingest = Arc::new(ingest);
     let writer = LogWriter::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
-    let reader = LogReader::new(store.clone());
+    let reader = LogReader::new(store.clone(), stopping.clone());
     let streamer = LogStreamer::new(
         store.clone(),
         hub.clone(),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
@@ -24,11 +25,14 @@ use crate::store::LogStore;
 #[derive(Clone)]
 pub struct LogReader {
     store: Arc<dyn LogStore>,
+    /// Cancelled when the server starts shutting down: exports then end,
+    /// telling the client to resume elsewhere.
+    stopping: CancellationToken,
 }
 
 impl LogReader {
-    pub fn new(store: Arc<dyn LogStore>) -> Self {
-        LogReader { store }
+    pub fn new(store: Arc<dyn LogStore>, stopping: CancellationToken) -> Self {
+        LogReader { store, stopping }
     }
 
     async fn list(
@@ -201,8 +205,19 @@ impl LogQueryService for LogReader {
         let (filter, after, chunk) = Self::export_request(&principal, request.into_inner())?;
         let mut chunks = export(self.store.clone(), filter.clone(), after, chunk);
         let (sender, receiver) = mpsc::channel(1);
+        let stopping = self.stopping.clone();
         tokio::spawn(async move {
-            while let Some(chunk) = chunks.recv().await {
+            loop {
+                let chunk = tokio::select! {
+                    chunk = chunks.recv() => chunk,
+                    () = stopping.cancelled() => {
+                        let then = "export again, on another server, with the last cursor you received";
+                        // A slow client's wait is bounded by the shutdown's grace period.
+                        let _ = sender.send(Err(ApiError::ShuttingDown { then }.into())).await;
+                        return;
+                    }
+                };
+                let Some(chunk) = chunk else { return };
                 let messages = match chunk {
                     Ok(logs) => export_messages(logs, &filter).into_iter().map(Ok).collect(),
                     Err(error) => vec![Err(Status::from(ApiError::from(error)))],

@@ -32,6 +32,7 @@ use crate::helpers::{Backend, TestDatabase, eventually, job_entry, send_signal, 
 
 conformance!(
     sigterm_ends_every_stream_and_loses_nothing,
+    an_export_ends_at_shutdown_and_resumes_on_the_next_server,
     a_stuck_follower_holds_the_server_no_longer_than_its_grace,
     a_second_signal_exits_at_once
 );
@@ -266,6 +267,62 @@ async fn serve_a_stuck_follower(
     // the tests' assertions, never pass them wrongly.
     tokio::time::sleep(Duration::from_millis(500)).await;
     (child, stuck, lines)
+}
+
+/// An export under way when SIGTERM comes ends with UNAVAILABLE (after what
+/// the server had already sent), the server exits well within its grace,
+/// and the export resumes on the next server from the last cursor with the
+/// rest, exactly once.
+async fn an_export_ends_at_shutdown_and_resumes_on_the_next_server(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let (mut child, address, _log) = start_serving_with(&database.url, &["--shutdown-grace", "30s"], &[]).await;
+    let run = Uuid::now_v7();
+    let line = "x".repeat(1_000);
+    let mut writer = JobLogServiceClient::new(channel(&address).await);
+    for _ in 0..5 {
+        let logs = (0..1_000).map(|_| job_entry(run, &line)).collect();
+        writer.write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    }
+    let filter = Some(pb::LogFilter { job_run_ids: vec![run.to_string()], ..Default::default() });
+    let request = pb::ExportLogsRequest { filter, chunk_size: 100, ..Default::default() };
+    let mut export = LogQueryServiceClient::new(channel(&address).await)
+        .export_logs(request.clone())
+        .await
+        .expect("export")
+        .into_inner();
+    let (mut seqs, mut cursor) = (Vec::new(), String::new());
+    let first = export.message().await.expect("message").expect("a first chunk");
+    seqs.extend(first.logs.iter().map(|log| log.seq));
+    cursor.clone_from(&first.cursor);
+    let signalled = Instant::now();
+    send_signal(&child, "TERM").await;
+    let ended = loop {
+        match export.message().await {
+            Ok(Some(message)) => {
+                seqs.extend(message.logs.iter().map(|log| log.seq));
+                cursor = message.cursor;
+            }
+            Ok(None) => panic!("the export ended without saying why, after {} logs", seqs.len()),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("last cursor"), "{}", ended.message());
+    assert!(seqs.len() < 5_000, "the export was under way at the signal");
+    let status = tokio::time::timeout(CLOSING, child.wait()).await.expect("exits").expect("wait");
+    assert!(status.success());
+    assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?}", signalled.elapsed());
+
+    let (mut next, address, _lines) = start_serving_with(&database.url, &[], &[]).await;
+    let resumed = pb::ExportLogsRequest { cursor, ..request };
+    let mut export =
+        LogQueryServiceClient::new(channel(&address).await).export_logs(resumed).await.expect("resume").into_inner();
+    while let Some(message) = export.message().await.expect("message") {
+        seqs.extend(message.logs.iter().map(|log| log.seq));
+    }
+    assert_eq!(seqs, (1..=5_000).collect::<Vec<i64>>(), "every log once, in order, across the two servers");
+    send_signal(&next, "TERM").await;
+    assert!(next.wait().await.expect("wait").success());
 }
 
 /// However a client behaves, the server is gone within its grace period
