@@ -282,10 +282,6 @@ impl Direct {
     }
 }
 
-fn filter(filter: pb::LogFilter) -> Option<pb::LogFilter> {
-    Some(filter)
-}
-
 fn timestamp(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds: time.timestamp(), nanos: 0 })
 }
@@ -355,7 +351,7 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
         |query: &mut LogQueryServiceClient<Channel>, _run: Uuid| {
             let request = pb::ListLogsRequest {
                 order: pb::SortOrder::Descending.into(),
-                filter: filter(pb::LogFilter {
+                filter: Some(pb::LogFilter {
                     levels: vec![pb::LogLevel::Error.into(), pb::LogLevel::Fatal.into()],
                     start_time: timestamp(hour_ago),
                     ..Default::default()
@@ -380,7 +376,7 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
                 })),
             };
             let request = pb::ListLogsRequest {
-                filter: filter(pb::LogFilter { metadata: vec![condition], ..Default::default() }),
+                filter: Some(pb::LogFilter { metadata: vec![condition], ..Default::default() }),
                 ..Default::default()
             };
             let mut query = query.clone();
@@ -392,7 +388,7 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
         "counts by level for one run",
         |query: &mut LogQueryServiceClient<Channel>, run: Uuid| {
             let request = pb::CountLogsRequest {
-                filter: filter(pb::LogFilter { job_run_ids: vec![run.to_string()], ..Default::default() }),
+                filter: Some(pb::LogFilter { job_run_ids: vec![run.to_string()], ..Default::default() }),
                 group_by: vec![pb::CountGrouping {
                     by: Some(pb::count_grouping::By::Field(pb::CountField::Level.into())),
                 }],
@@ -408,7 +404,7 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
         "an hourly histogram over the day",
         |query: &mut LogQueryServiceClient<Channel>, _run: Uuid| {
             let request = pb::CountLogsRequest {
-                filter: filter(pb::LogFilter {
+                filter: Some(pb::LogFilter {
                     start_time: timestamp(day_start),
                     end_time: timestamp(day_end),
                     ..Default::default()
@@ -435,7 +431,7 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
         "substring search, no text index (1% match)",
         |query: &mut LogQueryServiceClient<Channel>, _run: Uuid| {
             let request = pb::ListLogsRequest {
-                filter: filter(pb::LogFilter { text: "timeout".into(), ..Default::default() }),
+                filter: Some(pb::LogFilter { text: "timeout".into(), ..Default::default() }),
                 ..Default::default()
             };
             let mut query = query.clone();
