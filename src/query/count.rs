@@ -89,8 +89,8 @@ fn width(buckets: Buckets, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<T
         }
         Buckets::Target(target) => {
             let fits = |width: TimeDelta| buckets_between(width, start, end) <= target;
-            let ladder = WIDTHS_SECONDS.iter().map(|seconds| TimeDelta::seconds(*seconds));
-            Ok(ladder.clone().find(|width| fits(*width)).unwrap_or_else(|| {
+            let mut ladder = WIDTHS_SECONDS.iter().map(|seconds| TimeDelta::seconds(*seconds));
+            Ok(ladder.find(|width| fits(*width)).unwrap_or_else(|| {
                 // Beyond weeks: whole weeks, as many as it takes.
                 let weeks = (end - start).num_weeks() / target + 1;
                 TimeDelta::weeks(weeks.max(1))

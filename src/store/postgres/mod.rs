@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::Postgres;
-use sqlx::postgres::{PgArguments, PgDatabaseError, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgDatabaseError, PgListener, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 mod copy;
@@ -98,7 +98,11 @@ impl CompletedRuns {
 }
 
 pub(super) struct PostgresStore {
+    /// Writes, completions, deletions, health, notifications.
     pool: PgPool,
+    /// Reads: its connections stop any statement past `read_timeout`
+    /// (`statement_timeout`, set once per connection).
+    reads: PgPool,
     hub: Arc<Hub>,
     listener: tokio::task::AbortHandle,
     /// Names this process in its notifications, so that it can skip its own.
@@ -115,6 +119,12 @@ impl PostgresStore {
             .connect(url)
             .await?;
         MIGRATIONS.run(&pool).await?;
+        let timeout = format!("{}ms", options.read_timeout.as_millis().max(1));
+        let reads = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(url.parse::<PgConnectOptions>()?.options([("statement_timeout", timeout)]))
+            .await?;
         if !options.metadata_index_keys.is_empty() {
             tracing::warn!("--metadata-index-keys has no effect on PostgreSQL: its GIN index serves every key");
         }
@@ -123,6 +133,7 @@ impl PostgresStore {
         let listener = tokio::spawn(forward_notifications(pool.clone(), listener, hub.clone(), replica)).abort_handle();
         Ok(PostgresStore {
             pool,
+            reads,
             hub,
             listener,
             replica,
@@ -268,29 +279,24 @@ fn reserving<'q>(
 /// One listening connection per process, whatever the number of followers.
 impl PostgresStore {
     /// A read-only transaction on one snapshot (REPEATABLE READ), each
-    /// statement bounded by the read timeout.
+    /// statement bounded by the read timeout (the readers' pool's).
     async fn snapshot(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let limit = self.read_timeout.as_millis().max(1);
-        let settings = format!(
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL statement_timeout = {limit}"
-        );
-        sqlx::Executor::execute(&mut *transaction, settings.as_str()).await?;
+        let mut transaction = self.reads.begin().await?;
+        sqlx::Executor::execute(&mut *transaction, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
         Ok(transaction)
     }
 
-    /// Runs a read in a read-only transaction of its own, stopped once it
-    /// runs past `read_timeout`.
+    /// Runs a read on the readers' pool, stopped once it runs past
+    /// `read_timeout`: one round trip, as the follow loop's reads need.
     async fn read(&self, select: sqlx::query::Query<'_, Postgres, PgArguments>) -> Result<Vec<PgRow>, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let limit = self.read_timeout.as_millis().max(1);
-        let settings = format!("SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {limit}");
-        sqlx::Executor::execute(&mut *transaction, settings.as_str()).await?;
-        let rows =
-            select.fetch_all(&mut *transaction).await.map_err(|error| StoreError::of_read(error, self.read_timeout))?;
-        transaction.commit().await?;
-        Ok(rows)
+        select.fetch_all(&self.reads).await.map_err(|error| StoreError::of_read(error, self.read_timeout))
     }
+}
+
+/// Rows of a listing (`LOG_COLUMNS`) as logs.
+fn logs(rows: &[PgRow]) -> Result<Vec<Log>, StoreError> {
+    rows.iter().map(|row| Log::try_from(<StoredRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
 }
 
 /// `select` with `params` bound in PostgreSQL's column types.
@@ -376,7 +382,7 @@ impl LogStore for PostgresStore {
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
         let statement = list_sql::list_statement::<PostgresDialect>(query);
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
-        rows.iter().map(|row| Log::try_from(<StoredRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
+        logs(&rows)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
@@ -413,9 +419,7 @@ impl LogStore for PostgresStore {
                 .fetch_all(&mut *transaction)
                 .await
                 .map_err(|error| StoreError::of_read(error, self.read_timeout))
-                .and_then(|rows| {
-                    rows.iter().map(|row| Log::try_from(<StoredRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
-                });
+                .and_then(|rows| logs(&rows));
             let logs: Vec<Log> = match page {
                 Ok(logs) => logs,
                 Err(error) => {
@@ -524,6 +528,7 @@ impl LogStore for PostgresStore {
 
     async fn close(&self) {
         self.listener.abort();
+        self.reads.close().await;
         self.pool.close().await;
     }
 }

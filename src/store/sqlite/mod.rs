@@ -297,9 +297,7 @@ impl SqliteStore {
         while let Some(query) = next.take() {
             let statement = list_sql::list_statement::<SqliteDialect>(&query);
             let (rows, reusable) = self.bounded(connection, bind(sqlx::query(&statement.sql), statement.params)).await;
-            let page = rows.and_then(|rows| {
-                rows.iter().map(|row| Log::try_from(<SqliteRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
-            });
+            let page = rows.and_then(|rows| logs(&rows));
             let logs: Vec<Log> = match page {
                 Ok(logs) => logs,
                 Err(error) => {
@@ -314,6 +312,11 @@ impl SqliteStore {
         }
         true
     }
+}
+
+/// Rows of a listing (`LOG_COLUMNS`) as logs.
+fn logs(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Log>, StoreError> {
+    rows.iter().map(|row| Log::try_from(<SqliteRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
 }
 
 /// `select` with `params` bound in SQLite's column types.
@@ -488,7 +491,7 @@ impl LogStore for SqliteStore {
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
         let statement = list_sql::list_statement::<SqliteDialect>(query);
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
-        rows.iter().map(|row| Log::try_from(<SqliteRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
+        logs(&rows)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
