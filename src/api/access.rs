@@ -81,7 +81,8 @@ fn requirement(path: &str) -> Requirement {
             _,
         ) => Requirement::Scope(Scope::Write),
         ("logwell.v1.LogQueryService" | "logwell.v1.LogStreamService", _) => Requirement::Scope(Scope::Read),
-        ("logwell.v1.JobRunService", "GetJobRun") => Requirement::Scope(Scope::Read),
+        ("logwell.v1.JobRunService", "GetJobRun" | "ListJobRuns") => Requirement::Scope(Scope::Read),
+        ("logwell.v1.JobRunService", "StartJobRun") => Requirement::Scope(Scope::Write),
         ("logwell.v1.JobRunService", "CompleteJobRun" | "DeleteJobRun") | ("logwell.v1.TokenService", _) => {
             Requirement::Scope(Scope::Admin)
         }

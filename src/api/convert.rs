@@ -9,7 +9,8 @@ use serde_json::{Map, Number, Value};
 use crate::auth::{GrantDraft, Scope};
 use crate::model::{
     CompletionDraft, ContextDraft, CountDraft, FilterDraft, FollowDraft, Grouping, JobRun, Level, Log, LogDraft,
-    LogType, MetadataConditionDraft, MetadataTest, Outcome, QueryDraft, Receipt, SortOrder, Start, Stream, Violations,
+    LogType, MetadataConditionDraft, MetadataTest, Outcome, QueryDraft, Receipt, RunQueryDraft, RunState, SortOrder,
+    Start, StartDraft, Stream, Violations,
 };
 use crate::proto::v1 as pb;
 
@@ -212,14 +213,50 @@ pub(super) fn follow_draft(request: pb::StreamLogsRequest, violations: &mut Viol
 pub(super) fn completion_draft(request: pb::CompleteJobRunRequest, violations: &mut Violations) -> CompletionDraft {
     CompletionDraft {
         job_run_id: request.job_run_id,
-        outcome: decode_enum(violations, "outcome", request.outcome, |value| match value {
-            pb::JobRunOutcome::Unspecified => None,
-            pb::JobRunOutcome::Succeeded => Some(Outcome::Succeeded),
-            pb::JobRunOutcome::Failed => Some(Outcome::Failed),
-            pb::JobRunOutcome::Cancelled => Some(Outcome::Cancelled),
-        }),
+        outcome: outcome_from_proto(violations, "outcome", request.outcome),
         summary: request.summary,
     }
+}
+
+pub(super) fn start_draft(request: pb::StartJobRunRequest) -> StartDraft {
+    StartDraft { job_run_id: request.job_run_id, name: request.name, labels: request.labels.into_iter().collect() }
+}
+
+/// A run listing's draft, and its page token.
+pub(super) fn run_query_draft(request: pb::ListJobRunsRequest, violations: &mut Violations) -> (RunQueryDraft, String) {
+    let mut outcomes = Vec::with_capacity(request.outcomes.len());
+    for (index, raw) in request.outcomes.into_iter().enumerate() {
+        let field = format!("outcomes[{index}]");
+        match outcome_from_proto(violations, &field, raw) {
+            Some(outcome) => outcomes.push(outcome),
+            None if raw == 0 => violations.add(field, "is unspecified: name a value"),
+            None => {}
+        }
+    }
+    let draft = RunQueryDraft {
+        state: decode_enum(violations, "state", request.state, |value| match value {
+            pb::JobRunState::Unspecified => None,
+            pb::JobRunState::Open => Some(RunState::Open),
+            pb::JobRunState::Complete => Some(RunState::Complete),
+        }),
+        outcomes,
+        start_time: request.start_time.and_then(|time| time_from_proto(violations, "start_time", time)),
+        end_time: request.end_time.and_then(|time| time_from_proto(violations, "end_time", time)),
+        name: request.name,
+        labels: request.labels.into_iter().collect(),
+        min_level: level_from_proto(violations, "min_level", request.min_level),
+        page_size: request.page_size,
+    };
+    (draft, request.page_token)
+}
+
+fn outcome_from_proto(violations: &mut Violations, field: &str, raw: i32) -> Option<Outcome> {
+    decode_enum(violations, field, raw, |value| match value {
+        pb::JobRunOutcome::Unspecified => None,
+        pb::JobRunOutcome::Succeeded => Some(Outcome::Succeeded),
+        pb::JobRunOutcome::Failed => Some(Outcome::Failed),
+        pb::JobRunOutcome::Cancelled => Some(Outcome::Cancelled),
+    })
 }
 
 pub(super) fn grant_draft(request: pb::MintJobRunTokenRequest, violations: &mut Violations) -> GrantDraft {
@@ -267,6 +304,18 @@ pub(super) fn job_run_to_proto(run: JobRun) -> pb::JobRun {
         first_log_time: run.first_log_time.map(time_to_proto),
         last_log_time: run.last_log_time.map(time_to_proto),
         deleted_at: run.deleted_at.map(time_to_proto),
+        name: run.identity.name,
+        labels: run.identity.labels.into_iter().collect(),
+        started_at: run.started_at.map(time_to_proto),
+        level_counts: Some(pb::LevelCounts {
+            trace: run.level_counts.of(Level::Trace),
+            debug: run.level_counts.of(Level::Debug),
+            info: run.level_counts.of(Level::Info),
+            warn: run.level_counts.of(Level::Warn),
+            error: run.level_counts.of(Level::Error),
+            fatal: run.level_counts.of(Level::Fatal),
+        }),
+        last_activity_time: Some(time_to_proto(run.last_activity)),
     }
 }
 

@@ -109,6 +109,11 @@ impl From<ApiError> for Status {
                     run.id
                 ))
             }
+            ApiError::Store(StoreError::JobRunStarted(run)) => Status::failed_precondition(format!(
+                "job run {} was already started as {:?} with labels {:?}; a run is started once, with one name \
+                 and one set of labels",
+                run.id, run.identity.name, run.identity.labels
+            )),
             ApiError::OutOfRange(what) => Status::out_of_range(what),
             ApiError::Ingest(IngestError::Store(error)) => ApiError::Store(error).into(),
             ApiError::Ingest(overloaded @ IngestError::Overloaded { .. }) => {

@@ -166,6 +166,14 @@ impl Principal {
         }
     }
 
+    /// The one job run this principal may see, if it is held to one.
+    pub fn own_job_run(&self) -> Option<Uuid> {
+        match self {
+            Principal::Anyone | Principal::Token { .. } => None,
+            Principal::JobRun(grant) => Some(grant.job_run_id),
+        }
+    }
+
     /// Whether this principal may read a job run's state.
     pub fn may_read_job_run(&self, job_run_id: Uuid) -> Result<(), Denied> {
         match self {

@@ -11,6 +11,7 @@ mod kinds;
 mod limits;
 mod log;
 mod query;
+mod run_listing;
 mod validation;
 
 pub use context::{Anchor, ContextDraft, ContextRequest, DEFAULT_CONTEXT};
@@ -20,10 +21,16 @@ pub use filter::{
     MetadataCondition, MetadataConditionDraft, MetadataTest, TextSearch,
 };
 pub use follow::{Follow, FollowDraft, Followed, MAX_LAST, SYSTEM_SEQUENCE, Start};
-pub use job_run::{Completion, CompletionDraft, JobRun, MAX_SUMMARY_BYTES};
+pub use job_run::{
+    ACTIVITY_RESOLUTION, Completion, CompletionDraft, JobRun, LevelCounts, MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES,
+    MAX_LABELS, MAX_NAME_BYTES, MAX_SUMMARY_BYTES, RunIdentity, StartDraft, activity_at,
+};
 pub use kinds::{Level, LogType, Outcome, Owner, Stream, UnknownName};
 pub use limits::{Limits, TRUNCATED_FROM_BYTES};
 pub use log::{Log, LogDraft, NewLog, Receipt};
 pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
+pub use run_listing::{
+    DEFAULT_RUN_PAGE_SIZE, MAX_RUN_PAGE_SIZE, RunCursor, RunFilter, RunQuery, RunQueryDraft, RunState,
+};
 pub use validation::{FieldViolation, MAX_TIME, MIN_TIME, Violations, required_id};
 pub(crate) use validation::{optional_uuid, required_uuid};

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{BatchResult, CountRow, LogStore, StoreError};
-use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog};
+use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog, RunIdentity, RunQuery};
 
 /// The last word on the database: `None` until something has been tried.
 #[derive(Debug, Clone)]
@@ -108,6 +108,14 @@ impl LogStore for Observed {
 
     async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
         self.availability.observe(self.inner.job_run(sequence).await)
+    }
+
+    async fn start_job_run(&self, id: Uuid, identity: &RunIdentity, now: DateTime<Utc>) -> Result<JobRun, StoreError> {
+        self.availability.observe(self.inner.start_job_run(id, identity, now).await)
+    }
+
+    async fn list_job_runs(&self, query: &RunQuery) -> Result<Vec<JobRun>, StoreError> {
+        self.availability.observe(self.inner.list_job_runs(query).await)
     }
 
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {

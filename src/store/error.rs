@@ -37,6 +37,10 @@ pub enum StoreError {
     /// A completion of a run that was already completed differently.
     #[error("job run {} was already completed", .0.id)]
     JobRunAlreadyComplete(Box<JobRun>),
+    /// A start of a run that was already started under another name or
+    /// other labels.
+    #[error("job run {} was already started", .0.id)]
+    JobRunStarted(Box<JobRun>),
     /// A read ran past the server's limit and was stopped.
     #[error("the read ran longer than {} s and was stopped", .limit.as_secs_f64())]
     ReadTimedOut { limit: std::time::Duration },

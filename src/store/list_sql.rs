@@ -47,6 +47,8 @@ pub(super) trait Dialect {
     /// The JSON text of top-level metadata key `key` (a key without '"'),
     /// NULL where it is absent.
     fn metadata_json(key: &str) -> String;
+    /// A condition: a job run's labels include every one of `labels`.
+    fn labels_include(labels: &std::collections::BTreeMap<String, String>, bind: Bind) -> String;
     /// The index of the `width`-microsecond bucket, counted from the Unix
     /// epoch, that a log's event time falls in (`width` is a placeholder).
     fn bucket(width: &str) -> String;
@@ -59,34 +61,35 @@ pub(super) struct Statement {
     pub params: Vec<Param>,
 }
 
-struct Builder<D> {
-    conditions: Vec<String>,
-    params: Vec<Param>,
+/// Conditions and their parameters, gathered for one statement.
+pub(super) struct Builder<D> {
+    pub conditions: Vec<String>,
+    pub params: Vec<Param>,
     dialect: std::marker::PhantomData<D>,
 }
 
 impl<D: Dialect> Builder<D> {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Builder { conditions: Vec::new(), params: Vec::new(), dialect: std::marker::PhantomData }
     }
 
     /// `WHERE …` for the conditions so far; empty if there are none.
-    fn where_clause(&self) -> String {
+    pub fn where_clause(&self) -> String {
         if self.conditions.is_empty() { String::new() } else { format!(" WHERE {}", self.conditions.join(" AND ")) }
     }
 
-    fn bind(&mut self, param: Param) -> String {
+    pub fn bind(&mut self, param: Param) -> String {
         self.params.push(param);
         D::placeholder(self.params.len())
     }
 
-    fn condition(&mut self, column_and_operator: &str, param: Param) {
+    pub fn condition(&mut self, column_and_operator: &str, param: Param) {
         let placeholder = self.bind(param);
         self.conditions.push(format!("{column_and_operator} {placeholder}"));
     }
 
     /// `column` equals one of `values`; no condition if there are none.
-    fn any_of(&mut self, column: &str, values: impl IntoIterator<Item = Param>) {
+    pub fn any_of(&mut self, column: &str, values: impl IntoIterator<Item = Param>) {
         let placeholders: Vec<String> = values.into_iter().map(|value| self.bind(value)).collect();
         match placeholders.as_slice() {
             [] => {}

@@ -5,6 +5,7 @@ mod availability;
 mod error;
 mod list_sql;
 mod postgres;
+mod run_sql;
 mod sequence;
 mod sqlite;
 
@@ -16,7 +17,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::live::Hub;
-use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Receipt};
+use crate::model::{
+    Completion, Grouping, JobRun, LevelCounts, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Receipt, RunIdentity,
+    RunQuery,
+};
 
 pub use availability::{Availability, Observed};
 pub use error::StoreError;
@@ -98,6 +102,16 @@ pub trait LogStore: Send + Sync + 'static {
     /// A sequence's state: a job run's, or the system logs' (key
     /// `SYSTEM_SEQUENCE`). `None` if it has neither logged nor completed.
     async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError>;
+
+    /// Starts a job run under a name and labels, or gives them to a run its
+    /// first log began. Starting again with the same name and labels returns
+    /// the run unchanged; otherwise `JobRunStarted`. A run that is complete
+    /// and was never started is `JobRunComplete`.
+    async fn start_job_run(&self, id: Uuid, identity: &RunIdentity, now: DateTime<Utc>) -> Result<JobRun, StoreError>;
+
+    /// One page of job runs (never the system sequence), most recent
+    /// activity first.
+    async fn list_job_runs(&self, query: &RunQuery) -> Result<Vec<JobRun>, StoreError>;
 
     /// Completes a job run, atomically with respect to writes: a write that
     /// commits first is part of the run, one that commits later is refused
@@ -251,6 +265,15 @@ impl TryFrom<StoredIdRow> for sequence::StoredId {
 /// Selects what identifies stored logs, by id.
 const SELECT_STORED_IDS: &str = "SELECT id, seq, received_at, type, job_run_id, task_run_id FROM logs WHERE id IN ";
 
+/// The columns of `job_runs` every read of runs selects, in `JobRunRow`
+/// order.
+const JOB_RUN_COLUMNS: &str = "id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, outcome, \
+     summary, deleted_at, name, labels, started_at, trace_logs, debug_logs, info_logs, warn_logs, error_logs, \
+     fatal_logs, active_at";
+
+/// Sets a run's counts per level to none, as its logs are deleted.
+const NO_LOGS: &str = "trace_logs = 0, debug_logs = 0, info_logs = 0, warn_logs = 0, error_logs = 0, fatal_logs = 0";
+
 /// A `job_runs` row with each column in its domain type.
 #[derive(Debug, sqlx::FromRow)]
 struct JobRunRow {
@@ -262,6 +285,16 @@ struct JobRunRow {
     outcome: Option<String>,
     summary: String,
     deleted_at: Option<DateTime<Utc>>,
+    name: String,
+    labels: Value,
+    started_at: Option<DateTime<Utc>>,
+    trace_logs: i64,
+    debug_logs: i64,
+    info_logs: i64,
+    warn_logs: i64,
+    error_logs: i64,
+    fatal_logs: i64,
+    active_at: DateTime<Utc>,
 }
 
 impl TryFrom<JobRunRow> for JobRun {
@@ -277,6 +310,8 @@ impl TryFrom<JobRunRow> for JobRun {
             (None, None) => None,
             _ => return Err(StoreError::CorruptJobRun { what: format!("run {} is half complete", row.id) }),
         };
+        let labels = serde_json::from_value(row.labels)
+            .map_err(|e| StoreError::CorruptJobRun { what: format!("run {}'s labels: {e}", row.id) })?;
         Ok(JobRun {
             id: row.id,
             last_seq: row.last_seq,
@@ -284,7 +319,29 @@ impl TryFrom<JobRunRow> for JobRun {
             last_log_time: row.last_log_time,
             completion,
             deleted_at: row.deleted_at,
+            identity: RunIdentity { name: row.name, labels },
+            started_at: row.started_at,
+            level_counts: LevelCounts([
+                row.trace_logs,
+                row.debug_logs,
+                row.info_logs,
+                row.warn_logs,
+                row.error_logs,
+                row.fatal_logs,
+            ]),
+            last_activity: row.active_at,
         })
+    }
+}
+
+/// The answer to a start, given whether it changed the row and the run as
+/// it is now.
+fn settle_start(changed: bool, run: JobRun, identity: &RunIdentity) -> Result<JobRun, StoreError> {
+    match run.started_at {
+        _ if changed => Ok(run),
+        Some(_) if run.identity == *identity => Ok(run),
+        Some(_) => Err(StoreError::JobRunStarted(Box::new(run))),
+        None => Err(StoreError::JobRunComplete(run.id)),
     }
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::model::{NewLog, Owner, Receipt, SYSTEM_SEQUENCE};
+use crate::model::{LevelCounts, NewLog, Owner, Receipt, SYSTEM_SEQUENCE, activity_at};
 
 /// What one write needs of one sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,9 @@ pub(super) struct Demand {
     pub count: i64,
     pub earliest: DateTime<Utc>,
     pub latest: DateTime<Utc>,
+    pub levels: LevelCounts,
+    /// The run's activity: when its last log was received, to the second.
+    pub active_at: DateTime<Utc>,
 }
 
 fn sequence_of(log: &NewLog) -> Uuid {
@@ -137,14 +140,26 @@ pub(super) fn demand(logs: &[&NewLog]) -> BTreeMap<Uuid, Demand> {
     for log in logs {
         demand
             .entry(sequence_of(log))
-            .and_modify(|wanted: &mut Demand| {
-                wanted.count += 1;
-                wanted.earliest = wanted.earliest.min(log.time);
-                wanted.latest = wanted.latest.max(log.time);
+            .or_insert(Demand {
+                count: 0,
+                earliest: log.time,
+                latest: log.time,
+                levels: LevelCounts::default(),
+                active_at: activity_at(log.received_at),
             })
-            .or_insert(Demand { count: 1, earliest: log.time, latest: log.time });
+            .add(log);
     }
     demand
+}
+
+impl Demand {
+    fn add(&mut self, log: &NewLog) {
+        self.count += 1;
+        self.earliest = self.earliest.min(log.time);
+        self.latest = self.latest.max(log.time);
+        self.levels.add(log.level);
+        self.active_at = self.active_at.max(activity_at(log.received_at));
+    }
 }
 
 /// The first seq reserved for each sequence, in the demand's order, from

@@ -212,6 +212,15 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
             let run = pb::GetJobRunRequest { job_run_id: run.to_string() };
             code(server.job_runs().get_job_run(request(run, credential)).await)
         }
+        "StartJobRun" => {
+            let start =
+                pb::StartJobRunRequest { job_run_id: run.to_string(), name: "auth".into(), ..Default::default() };
+            code(server.job_runs().start_job_run(request(start, credential)).await)
+        }
+        // What each token sees is tested in run_listing.rs.
+        "ListJobRuns" => {
+            code(server.job_runs().list_job_runs(request(pb::ListJobRunsRequest::default(), credential)).await)
+        }
         "CompleteJobRun" => {
             let completion = pb::CompleteJobRunRequest {
                 job_run_id: Uuid::now_v7().to_string(),
@@ -245,7 +254,7 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
 
 /// Every RPC of logwell's contract: the configured token that may call it,
 /// and what job-run tokens for the calls' run and for another run get.
-const RPCS: [(&str, Credential, Code, Code); 21] = [
+const RPCS: [(&str, Credential, Code, Code); 23] = [
     ("WriteSystemLog", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteSystemLogs", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteJobLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
@@ -261,6 +270,9 @@ const RPCS: [(&str, Credential, Code, Code); 21] = [
     ("ExportLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("StreamLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("GetJobRun", Credential::Reader, Code::Ok, Code::PermissionDenied),
+    ("StartJobRun", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    // Another run's token lists its own run only; here, none.
+    ("ListJobRuns", Credential::Reader, Code::Ok, Code::Ok),
     ("CompleteJobRun", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
     ("DeleteJobRun", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
     ("MintJobRunToken", Credential::Admin, Code::PermissionDenied, Code::PermissionDenied),
@@ -593,4 +605,26 @@ async fn streams_end_when_their_token_expires_or_is_revoked() {
     server.tokens().revoke_job_run_token(request(revoke, &Credential::Admin)).await.expect("revoke");
     let revoked = following.await.expect("follower");
     assert_eq!((revoked.code(), revoked.message()), (Code::Unauthenticated, "the job-run token was revoked"));
+}
+
+#[tokio::test]
+async fn a_job_run_token_lists_its_own_run_only() {
+    let server = server_with(tokens_policy()).await;
+    let (own, other) = (Uuid::now_v7(), Uuid::now_v7());
+    for run in [own, other] {
+        let write = pb::WriteJobLogRequest { log: Some(job_entry(run, "line")) };
+        server.job().write_job_log(request(write, &Credential::Writer)).await.expect("write");
+    }
+    let listing = |credential: Credential| {
+        let mut client = server.job_runs();
+        async move {
+            let listed = client.list_job_runs(request(pb::ListJobRunsRequest::default(), &credential)).await;
+            let ids: Vec<String> =
+                listed.expect("list").into_inner().job_runs.into_iter().map(|run| run.job_run_id).collect();
+            ids
+        }
+    };
+    assert_eq!(listing(Credential::Reader).await, [other.to_string(), own.to_string()], "a reader sees both");
+    let token = mint(&server, for_run(own)).await.token;
+    assert_eq!(listing(Credential::ThisRun(token)).await, [own.to_string()]);
 }

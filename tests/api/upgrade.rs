@@ -1,18 +1,20 @@
-//! Upgrading a filled SQLite file: `logwell migrate` killed with SIGKILL at
-//! any moment of an upgrade leaves a file that the next run finishes
-//! upgrading, with every log still there. (SQLite's pending migrations are
-//! applied in one transaction, so a kill leaves the old schema or the new.)
+//! Upgrading a filled database. On SQLite, `logwell migrate` killed with
+//! SIGKILL at any moment of an upgrade leaves a file that the next run
+//! finishes upgrading, with every log still there. (SQLite's pending
+//! migrations are applied in one transaction, so a kill leaves the old
+//! schema or the new.) On PostgreSQL, a migration's backfill is checked.
 
 use std::path::Path;
 use std::time::Duration;
 
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
+use logwell::proto::v1::job_run_service_client::JobRunServiceClient;
 use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
 use logwell::proto::v1::{self as pb};
 use sqlx::{ConnectOptions, Connection, Executor};
 use uuid::Uuid;
 
-use crate::helpers::{job_entry, logwell, send_signal, start_serving};
+use crate::helpers::{Backend, TestDatabase, job_entry, logwell, send_signal, start_serving};
 
 const RUNS: usize = 40;
 const LOGS_PER_RUN: usize = 500;
@@ -176,7 +178,8 @@ async fn an_upgrade_killed_at_any_moment_finishes_at_the_next_run_losing_nothing
 async fn an_upgraded_file_serves_its_runs(url: &str, runs: &[Uuid]) {
     let (mut server, address, _log) = start_serving(url).await;
     let mut query = LogQueryServiceClient::connect(address.clone()).await.expect("connect");
-    let mut writer = JobLogServiceClient::connect(address).await.expect("connect");
+    let mut writer = JobLogServiceClient::connect(address.clone()).await.expect("connect");
+    let mut job_runs = JobRunServiceClient::connect(address).await.expect("connect");
     for run in &runs[..3] {
         let page = query
             .list_logs(pb::ListLogsRequest { job_run_id: run.to_string(), page_size: 1_000, ..Default::default() })
@@ -212,6 +215,83 @@ async fn an_upgraded_file_serves_its_runs(url: &str, runs: &[Uuid]) {
         .into_inner();
     let seqs: Vec<i64> = written.receipts.iter().map(|receipt| receipt.seq).collect();
     assert_eq!(seqs, vec![LOGS_PER_RUN as i64 + 1, LOGS_PER_RUN as i64 + 2]);
+    // Migration 0007 counted the older logs by level, and took each run's
+    // activity from them; counting goes on from there.
+    let listing = job_runs.list_job_runs(pb::ListJobRunsRequest::default()).await.expect("list").into_inner();
+    assert_eq!(listing.job_runs.len(), runs.len(), "every run, and not the system sequence");
+    let written_to = listing.job_runs.first().expect("a run");
+    assert_eq!(written_to.job_run_id, runs[1].to_string(), "the run written after the upgrade is the most recent");
+    assert_eq!(written_to.level_counts.as_ref().map(|counts| counts.info), Some(LOGS_PER_RUN as i64 + 2));
+    let completed = listing.job_runs.iter().find(|run| run.job_run_id == runs[0].to_string()).expect("listed");
+    let activity = completed.last_activity_time.as_ref().map(|time| time.seconds);
+    assert_eq!(activity, Some(1_700_000_001), "its completion, later than its logs");
     send_signal(&server, "TERM").await;
     assert!(server.wait().await.expect("wait").success());
+}
+
+/// A PostgreSQL database as migration 0008 left it, with runs and logs,
+/// upgraded by `logwell migrate`: migration 0009 counts each run's logs by
+/// level and takes its activity from its last log or its completion.
+#[tokio::test]
+async fn a_postgres_upgrade_counts_the_runs_logs_by_level() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    connection
+        .execute(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
+             execution_time BIGINT NOT NULL)",
+        )
+        .await
+        .expect("migrations table");
+    for migration in sqlx::migrate!("migrations/postgres").iter().filter(|migration| migration.version <= 8) {
+        sqlx::raw_sql(&migration.sql).execute(&mut connection).await.expect("an older migration");
+        sqlx::query("INSERT INTO _sqlx_migrations VALUES ($1, $2, now(), true, $3, 0)")
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .execute(&mut connection)
+            .await
+            .expect("record it");
+    }
+    let (logged, completed) = (Uuid::now_v7(), Uuid::now_v7());
+    let levels = ["info", "info", "error", "warn"];
+    let allocate = "SELECT logwell_allocate(ARRAY[$1, $2]::uuid[], ARRAY[4, 0]::bigint[], \
+         ARRAY['2023-11-14T22:13:20Z', '2023-11-14T22:13:20Z']::timestamptz[], \
+         ARRAY['2023-11-14T22:13:20Z', '2023-11-14T22:13:20Z']::timestamptz[])";
+    sqlx::query(allocate).bind(logged).bind(completed).execute(&mut connection).await.expect("older allocation");
+    for (index, level) in levels.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO logs (id, type, job_run_id, seq, event_time, received_at, level, stream, message) \
+             VALUES ($1, 'job', $2, $3, '2023-11-14T22:13:20Z', '2023-11-14T22:13:20.5Z', $4, 'stdout', 'line')",
+        )
+        .bind(Uuid::now_v7())
+        .bind(logged)
+        .bind(index as i64 + 1)
+        .bind(level)
+        .execute(&mut connection)
+        .await
+        .expect("an older log");
+    }
+    sqlx::query("UPDATE job_runs SET completed_at = '2023-11-15T00:00:00.7Z', outcome = 'failed' WHERE id = $1")
+        .bind(completed)
+        .execute(&mut connection)
+        .await
+        .expect("an older completion");
+
+    let migrated = logwell().args(["migrate", "--database-url", &database.url]).output().await.expect("migrate");
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let counts: Vec<(Uuid, i64, i64, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT id, info_logs, warn_logs, error_logs, active_at FROM job_runs WHERE id IN ($1, $2) ORDER BY id",
+    )
+    .bind(logged)
+    .bind(completed)
+    .fetch_all(&mut connection)
+    .await
+    .expect("read the runs");
+    let second = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().expect("a time");
+    assert_eq!(
+        counts,
+        [(logged, 2, 1, 1, second("2023-11-14T22:13:20Z")), (completed, 0, 0, 0, second("2023-11-15T00:00:00Z")),]
+    );
 }

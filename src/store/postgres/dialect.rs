@@ -60,6 +60,12 @@ impl Dialect for PostgresDialect {
         format!("(logs.metadata -> '{}')::text", key.replace('\'', "''"))
     }
 
+    fn labels_include(labels: &std::collections::BTreeMap<String, String>, bind: Bind) -> String {
+        let labels: Map<String, Value> =
+            labels.iter().map(|(key, value)| (key.clone(), Value::String(value.clone()))).collect();
+        format!("labels @> {}::jsonb", bind(Param::Text(Value::Object(labels).to_string())))
+    }
+
     fn bucket(width: &str) -> String {
         format!("floor(extract(epoch FROM event_time) * 1000000 / {width})::bigint")
     }

@@ -19,23 +19,33 @@ use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence,
+    BatchResult, CountRow, JOB_RUN_COLUMNS, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow,
+    StoredRow, run_sql, sequence,
 };
 use crate::live::Hub;
-use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog};
+use crate::model::{
+    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog, RunIdentity, RunQuery, activity_at,
+};
 
 /// sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
 /// replicas that start together migrate one after the other.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
-     outcome, summary, deleted_at FROM job_runs WHERE id = $1";
-
 /// Completes a run unless it already is; returns a row only if it changed.
-const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary) \
-     VALUES ($1, 1, $2, $3, $4) \
+const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary, active_at) \
+     VALUES ($1, 1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET completed_at = excluded.completed_at, outcome = excluded.outcome, \
-     summary = excluded.summary WHERE job_runs.completed_at IS NULL \
+     summary = excluded.summary, active_at = GREATEST(job_runs.active_at, excluded.active_at) \
+     WHERE job_runs.completed_at IS NULL \
+     RETURNING id";
+
+/// Starts a run, or names one its first log began, unless it was started
+/// or completed already; returns a row only if it changed.
+const START_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, name, labels, started_at, active_at) \
+     VALUES ($1, 1, $2, $3::jsonb, $4, $5) \
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, \
+     started_at = excluded.started_at, active_at = GREATEST(job_runs.active_at, excluded.active_at) \
+     WHERE job_runs.started_at IS NULL AND job_runs.completed_at IS NULL \
      RETURNING id";
 
 /// The channel on which every replica learns which sequences others
@@ -46,11 +56,11 @@ const COMMITS_CHANNEL: &str = "logwell_commits";
 /// Stores a group in one statement, so that it costs one round trip; see
 /// migration 0006.
 const APPEND: &str = "SELECT logwell_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-     $16, $17, $18)";
+     $16, $17, $18, $19, $20)";
 
 /// Reserves a large group's seqs, in the transaction that then copies its
 /// rows (migration 0007).
-const ALLOCATE: &str = "SELECT logwell_allocate($1, $2, $3, $4)";
+const ALLOCATE: &str = "SELECT logwell_allocate($1, $2, $3, $4, $5, $6)";
 
 /// Groups of at least this many logs go in by COPY: with a thousand runs
 /// written at once, a group of 8,000 logs commits in 56-67 ms that way
@@ -262,9 +272,10 @@ impl PostgresStore {
     }
 }
 
-/// `sql` (`logwell_allocate` or `logwell_append`) with its first four
-/// parameters bound: each sequence's id, count of seqs wanted, earliest and
-/// latest time.
+/// `sql` (`logwell_allocate` or `logwell_append`, migration 0009) with its
+/// first six parameters bound: each sequence's id, count of seqs wanted,
+/// earliest and latest time, and logs per level (six a sequence, in one flat
+/// array); and the group's activity time.
 fn reserving<'q>(
     sql: &'q str,
     demand: &BTreeMap<Uuid, sequence::Demand>,
@@ -274,6 +285,8 @@ fn reserving<'q>(
         .bind(demand.values().map(|wanted| wanted.count).collect::<Vec<i64>>())
         .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
         .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
+        .bind(demand.values().flat_map(|wanted| wanted.levels.0).collect::<Vec<i64>>())
+        .bind(demand.values().map(|wanted| wanted.active_at).max())
 }
 
 /// One listening connection per process, whatever the number of followers.
@@ -292,6 +305,25 @@ impl PostgresStore {
     async fn read(&self, select: sqlx::query::Query<'_, Postgres, PgArguments>) -> Result<Vec<PgRow>, StoreError> {
         select.fetch_all(&self.reads).await.map_err(|error| StoreError::of_read(error, self.read_timeout))
     }
+}
+
+/// A run, if it exists; `suffix` ends the statement (a row lock).
+async fn find_job_run<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    id: Uuid,
+    suffix: &str,
+) -> Result<Option<JobRun>, StoreError> {
+    let select = format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE id = $1{suffix}");
+    let row: Option<JobRunRow> = sqlx::query_as(&select).bind(id).fetch_optional(executor).await?;
+    row.map(JobRun::try_from).transpose()
+}
+
+/// A run this transaction has just written.
+async fn select_job_run(
+    transaction: &mut sqlx::Transaction<'static, Postgres>,
+    id: Uuid,
+) -> Result<JobRun, StoreError> {
+    find_job_run(&mut **transaction, id, "").await?.ok_or(StoreError::Internal("a run just written is gone"))
 }
 
 /// Rows of a listing (`LOG_COLUMNS`) as logs.
@@ -454,8 +486,7 @@ impl LogStore for PostgresStore {
     }
 
     async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
-        let row: Option<JobRunRow> = sqlx::query_as(SELECT_JOB_RUN).bind(sequence).fetch_optional(&self.pool).await?;
-        row.map(JobRun::try_from).transpose()
+        find_job_run(&self.pool, sequence, "").await
     }
 
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
@@ -465,25 +496,46 @@ impl LogStore for PostgresStore {
             .bind(completion.completed_at)
             .bind(completion.outcome.as_str())
             .bind(&completion.summary)
+            .bind(activity_at(completion.completed_at))
             .fetch_optional(&mut *transaction)
             .await?
             .is_some();
-        let row: JobRunRow = sqlx::query_as(SELECT_JOB_RUN).bind(id).fetch_one(&mut *transaction).await?;
+        let run = select_job_run(&mut transaction, id).await?;
         self.commit_and_notify(transaction, vec![id]).await?;
         self.completed_runs.add(id);
         self.hub.storage_changed([id]);
-        super::settle_completion(changed, JobRun::try_from(row)?, completion)
+        super::settle_completion(changed, run, completion)
+    }
+
+    async fn start_job_run(&self, id: Uuid, identity: &RunIdentity, now: DateTime<Utc>) -> Result<JobRun, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let changed = sqlx::query(START_JOB_RUN)
+            .bind(id)
+            .bind(&identity.name)
+            .bind(serde_json::to_string(&identity.labels)?)
+            .bind(now)
+            .bind(activity_at(now))
+            .fetch_optional(&mut *transaction)
+            .await?
+            .is_some();
+        let run = select_job_run(&mut transaction, id).await?;
+        transaction.commit().await?;
+        super::settle_start(changed, run, identity)
+    }
+
+    async fn list_job_runs(&self, query: &RunQuery) -> Result<Vec<JobRun>, StoreError> {
+        let statement = run_sql::job_runs_statement::<PostgresDialect>(query);
+        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        rows.iter().map(|row| JobRun::try_from(<JobRunRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
     }
 
     async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
         let mut transaction = self.pool.begin().await?;
         // The row lock orders this after any write still allocating seqs.
-        let locking = format!("{SELECT_JOB_RUN} FOR UPDATE");
-        let Some(row): Option<JobRunRow> = sqlx::query_as(&locking).bind(id).fetch_optional(&mut *transaction).await?
-        else {
+        let Some(run) = find_job_run(&mut *transaction, id, " FOR UPDATE").await? else {
             return Ok(None);
         };
-        if JobRun::try_from(row)?.completion.is_none() {
+        if run.completion.is_none() {
             return Err(StoreError::JobRunOpen(id));
         }
         let deleted = sqlx::query("DELETE FROM logs WHERE job_run_id = $1")
@@ -491,15 +543,15 @@ impl LogStore for PostgresStore {
             .execute(&mut *transaction)
             .await?
             .rows_affected();
-        sqlx::query("UPDATE job_runs SET deleted_at = coalesce(deleted_at, $1) WHERE id = $2")
+        sqlx::query(&format!("UPDATE job_runs SET deleted_at = coalesce(deleted_at, $1), {NO_LOGS} WHERE id = $2"))
             .bind(now)
             .bind(id)
             .execute(&mut *transaction)
             .await?;
-        let row: JobRunRow = sqlx::query_as(SELECT_JOB_RUN).bind(id).fetch_one(&mut *transaction).await?;
+        let run = select_job_run(&mut transaction, id).await?;
         self.commit_and_notify(transaction, vec![id]).await?;
         self.hub.storage_changed([id]);
-        Ok(Some((JobRun::try_from(row)?, deleted)))
+        Ok(Some((run, deleted)))
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -51,6 +51,15 @@ impl Dialect for SqliteDialect {
         format!("(logs.metadata -> '$.\"{}\"')", key.replace('\'', "''"))
     }
 
+    fn labels_include(labels: &std::collections::BTreeMap<String, String>, bind: Bind) -> String {
+        // Label keys hold no quotes (`check_label`), so each fits a path.
+        let each: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!("json_extract(labels, '$.\"{key}\"') = {}", bind(Param::Text(value.clone()))))
+            .collect();
+        each.join(" AND ")
+    }
+
     fn bucket(width: &str) -> String {
         // Integer division truncates towards zero; times before 1970 need
         // the floor.

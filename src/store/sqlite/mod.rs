@@ -17,10 +17,13 @@ use uuid::Uuid;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, JobRunRow, LogStore, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, sequence,
+    BatchResult, CountRow, JOB_RUN_COLUMNS, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow,
+    StoredRow, run_sql, sequence,
 };
 use crate::live::Hub;
-use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog};
+use crate::model::{
+    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog, RunIdentity, RunQuery, activity_at,
+};
 
 mod checkpoint;
 pub(super) mod dialect;
@@ -38,12 +41,19 @@ const ROWS_PER_INSERT: usize = 500;
 
 /// Reserves seqs for the sequences of a write in one statement (the rows of
 /// VALUES follow): for each, `count` seqs (bound as `count + 1`), widening
-/// its time range. Returns each sequence's next free seq (its first reserved
-/// seq is that minus its count) and whether the run was already complete.
-const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time) ";
+/// its time range, counting its logs per level and moving its activity
+/// (which changes once a second, so the activity index changes no more
+/// often). Returns each sequence's next free seq (its first reserved seq is
+/// that minus its count) and whether the run was already complete.
+const ALLOCATE_SEQS: &str = "INSERT INTO job_runs (id, next_seq, first_log_time, last_log_time, trace_logs, \
+     debug_logs, info_logs, warn_logs, error_logs, fatal_logs, active_at) ";
 const ALLOCATE_SEQS_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET next_seq = job_runs.next_seq + excluded.next_seq - 1, \
      first_log_time = coalesce(min(job_runs.first_log_time, excluded.first_log_time), excluded.first_log_time), \
-     last_log_time = coalesce(max(job_runs.last_log_time, excluded.last_log_time), excluded.last_log_time) \
+     last_log_time = coalesce(max(job_runs.last_log_time, excluded.last_log_time), excluded.last_log_time), \
+     trace_logs = job_runs.trace_logs + excluded.trace_logs, debug_logs = job_runs.debug_logs + excluded.debug_logs, \
+     info_logs = job_runs.info_logs + excluded.info_logs, warn_logs = job_runs.warn_logs + excluded.warn_logs, \
+     error_logs = job_runs.error_logs + excluded.error_logs, fatal_logs = job_runs.fatal_logs + excluded.fatal_logs, \
+     active_at = max(job_runs.active_at, excluded.active_at) \
      RETURNING id, next_seq, completed_at IS NOT NULL, key";
 
 /// Logs as the writer inserts them: the columns every read selects, and
@@ -51,14 +61,21 @@ const ALLOCATE_SEQS_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET next_seq = j
 const INSERT_LOG: &str = "INSERT INTO logs (id, type, job_run_id, run_key, task_run_id, seq, event_time, \
      received_at, level, stream, source, message, metadata) ";
 
-const SELECT_JOB_RUN: &str = "SELECT id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, \
-     outcome, summary, deleted_at FROM job_runs WHERE id = ?";
-
 /// Completes a run unless it already is; returns a row only if it changed.
-const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary) \
-     VALUES (?, 1, ?, ?, ?) \
+const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary, active_at) \
+     VALUES (?1, 1, ?2, ?3, ?4, ?5) \
      ON CONFLICT (id) DO UPDATE SET completed_at = excluded.completed_at, outcome = excluded.outcome, \
-     summary = excluded.summary WHERE job_runs.completed_at IS NULL \
+     summary = excluded.summary, active_at = max(job_runs.active_at, excluded.active_at) \
+     WHERE job_runs.completed_at IS NULL \
+     RETURNING id";
+
+/// Starts a run, or names one its first log began, unless it was started
+/// or completed already; returns a row only if it changed.
+const START_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, name, labels, started_at, active_at) \
+     VALUES (?1, 1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, \
+     started_at = excluded.started_at, active_at = max(job_runs.active_at, excluded.active_at) \
+     WHERE job_runs.started_at IS NULL AND job_runs.completed_at IS NULL \
      RETURNING id";
 
 pub(super) struct SqliteStore {
@@ -336,6 +353,20 @@ fn bind<'q>(
     select
 }
 
+/// A run as the writer's transaction sees it, if it exists.
+async fn find_job_run(connection: &mut SqliteConnection, id: Uuid) -> Result<Option<JobRun>, StoreError> {
+    let row: Option<SqliteJobRunRow> = sqlx::query_as(&format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE id = ?"))
+        .bind(id.to_string())
+        .fetch_optional(connection)
+        .await?;
+    row.map(JobRun::try_from).transpose()
+}
+
+/// A run the writer's transaction has just written.
+async fn select_job_run(connection: &mut SqliteConnection, id: Uuid) -> Result<JobRun, StoreError> {
+    find_job_run(connection, id).await?.ok_or(StoreError::Internal("a run just written is gone"))
+}
+
 /// The logs already stored under any of `ids`.
 async fn stored_ids(
     connection: &mut SqliteConnection,
@@ -393,6 +424,16 @@ struct SqliteJobRunRow {
     outcome: Option<String>,
     summary: String,
     deleted_at: Option<i64>,
+    name: String,
+    labels: String,
+    started_at: Option<i64>,
+    trace_logs: i64,
+    debug_logs: i64,
+    info_logs: i64,
+    warn_logs: i64,
+    error_logs: i64,
+    fatal_logs: i64,
+    active_at: i64,
 }
 
 impl TryFrom<SqliteJobRunRow> for JobRun {
@@ -414,6 +455,16 @@ impl TryFrom<SqliteJobRunRow> for JobRun {
             outcome: row.outcome,
             summary: row.summary,
             deleted_at: time(row.deleted_at)?,
+            name: row.name,
+            labels: serde_json::from_str(&row.labels).map_err(|e| corrupt(format!("labels: {e}")))?,
+            started_at: time(row.started_at)?,
+            trace_logs: row.trace_logs,
+            debug_logs: row.debug_logs,
+            info_logs: row.info_logs,
+            warn_logs: row.warn_logs,
+            error_logs: row.error_logs,
+            fatal_logs: row.fatal_logs,
+            active_at: time(Some(row.active_at))?.unwrap_or_default(),
         })
     }
 }
@@ -451,6 +502,10 @@ impl LogStore for SqliteStore {
                     .push_bind(wanted.count + 1)
                     .push_bind(wanted.earliest.timestamp_micros())
                     .push_bind(wanted.latest.timestamp_micros());
+                for count in wanted.levels.0 {
+                    row.push_bind(count);
+                }
+                row.push_bind(wanted.active_at.timestamp_micros());
             });
             allocate.push(ALLOCATE_SEQS_UPSERT);
             let rows: Vec<(String, i64, bool, i64)> = allocate.build_query_as().fetch_all(&mut *transaction).await?;
@@ -555,7 +610,10 @@ impl LogStore for SqliteStore {
 
     async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
         let row: Option<SqliteJobRunRow> =
-            sqlx::query_as(SELECT_JOB_RUN).bind(sequence.to_string()).fetch_optional(&self.reader).await?;
+            sqlx::query_as(&format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE id = ?"))
+                .bind(sequence.to_string())
+                .fetch_optional(&self.reader)
+                .await?;
         row.map(JobRun::try_from).transpose()
     }
 
@@ -566,23 +624,44 @@ impl LogStore for SqliteStore {
             .bind(completion.completed_at.timestamp_micros())
             .bind(completion.outcome.as_str())
             .bind(&completion.summary)
+            .bind(activity_at(completion.completed_at).timestamp_micros())
             .fetch_optional(&mut *transaction)
             .await?
             .is_some();
-        let row: SqliteJobRunRow =
-            sqlx::query_as(SELECT_JOB_RUN).bind(id.to_string()).fetch_one(&mut *transaction).await?;
+        let run = select_job_run(&mut transaction, id).await?;
         transaction.commit().await?;
         self.hub.storage_changed([id]);
-        super::settle_completion(changed, JobRun::try_from(row)?, completion)
+        super::settle_completion(changed, run, completion)
+    }
+
+    async fn start_job_run(&self, id: Uuid, identity: &RunIdentity, now: DateTime<Utc>) -> Result<JobRun, StoreError> {
+        let mut transaction = self.writer.begin().await?;
+        let changed = sqlx::query(START_JOB_RUN)
+            .bind(id.to_string())
+            .bind(&identity.name)
+            .bind(serde_json::to_string(&identity.labels)?)
+            .bind(now.timestamp_micros())
+            .bind(activity_at(now).timestamp_micros())
+            .fetch_optional(&mut *transaction)
+            .await?
+            .is_some();
+        let run = select_job_run(&mut transaction, id).await?;
+        transaction.commit().await?;
+        super::settle_start(changed, run, identity)
+    }
+
+    async fn list_job_runs(&self, query: &RunQuery) -> Result<Vec<JobRun>, StoreError> {
+        let statement = run_sql::job_runs_statement::<SqliteDialect>(query);
+        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        rows.iter().map(|row| JobRun::try_from(<SqliteJobRunRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
     }
 
     async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
         let mut transaction = self.writer.begin().await?;
-        let select = sqlx::query_as(SELECT_JOB_RUN).bind(id.to_string());
-        let Some(row): Option<SqliteJobRunRow> = select.fetch_optional(&mut *transaction).await? else {
+        let Some(run) = find_job_run(&mut transaction, id).await? else {
             return Ok(None);
         };
-        if JobRun::try_from(row)?.completion.is_none() {
+        if run.completion.is_none() {
             return Err(StoreError::JobRunOpen(id));
         }
         let deleted = sqlx::query("DELETE FROM logs WHERE run_key = (SELECT key FROM job_runs WHERE id = ?)")
@@ -590,16 +669,15 @@ impl LogStore for SqliteStore {
             .execute(&mut *transaction)
             .await?
             .rows_affected();
-        sqlx::query("UPDATE job_runs SET deleted_at = coalesce(deleted_at, ?) WHERE id = ?")
+        sqlx::query(&format!("UPDATE job_runs SET deleted_at = coalesce(deleted_at, ?), {NO_LOGS} WHERE id = ?"))
             .bind(now.timestamp_micros())
             .bind(id.to_string())
             .execute(&mut *transaction)
             .await?;
-        let row: SqliteJobRunRow =
-            sqlx::query_as(SELECT_JOB_RUN).bind(id.to_string()).fetch_one(&mut *transaction).await?;
+        let run = select_job_run(&mut transaction, id).await?;
         transaction.commit().await?;
         self.hub.storage_changed([id]);
-        Ok(Some((JobRun::try_from(row)?, deleted)))
+        Ok(Some((run, deleted)))
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
