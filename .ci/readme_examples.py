@@ -85,6 +85,21 @@ def main():
             failed += 1
             print(f"--- the examples' job run holds {stored}, wanted {wanted}: FAILED")
 
+        # The run listing finds the example's run, started, failed and counted.
+        listed = run(
+            "grpcurl -plaintext -d '{\"name\": \"nightly-build\", \"outcomes\": [\"JOB_RUN_OUTCOME_FAILED\"]}' "
+            "localhost:50051 logwell.v1.JobRunService/ListJobRuns",
+            env,
+        )
+        runs = [
+            (job_run["jobRunId"], job_run["labels"], job_run["levelCounts"])
+            for job_run in json.loads(listed.stdout or "{}").get("jobRuns", [])
+        ]
+        wanted_runs = [(JOB_RUN, {"branch": "main", "trigger": "cron"}, {"info": "1", "warn": "1", "error": "1"})]
+        ok = runs == wanted_runs
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+        print(f"--- the failed nightly-build runs: {runs}: {'ok' if ok else f'FAILED, wanted {wanted_runs}'}")
+
         # The context examples find what they say they find.
         searches = {
             '{"filter": {"metadata": [{"key": "worker_id", "equals": "gpu-7"}, {"key": "cycle", "equals": 42}]}}':
