@@ -226,9 +226,10 @@ async fn checkpoint(url: &str) {
     sqlx::query("CHECKPOINT").execute(&mut connection).await.expect("checkpoint (the benchmark role needs superuser)");
 }
 
-/// `url` with logwell's schema applied, including the metadata indexes the
-/// servers of this run declare (`LOGWELL_METADATA_INDEX_KEYS`, which they
-/// inherit), so that a baseline writes into the same indexes.
+/// `url` with logwell's schema applied, including the metadata indexes and
+/// the text index the servers of this run are given
+/// (`LOGWELL_METADATA_INDEX_KEYS`, `LOGWELL_TEXT_INDEX`, which they inherit),
+/// so that a baseline writes into the same indexes.
 async fn migrated(url: String) -> String {
     let metadata_index_keys = std::env::var("LOGWELL_METADATA_INDEX_KEYS")
         .map(|keys| keys.split(',').map(str::to_string).collect())
@@ -238,6 +239,9 @@ async fn migrated(url: String) -> String {
         acquire_timeout: Duration::from_secs(5),
         metadata_index_keys,
         read_timeout: Duration::from_secs(10),
+        // As clap reads the server's flag: set and not a "false" word.
+        text_index: std::env::var("LOGWELL_TEXT_INDEX")
+            .is_ok_and(|value| !["false", "no", "off", "0", "n", "f", ""].contains(&value.to_lowercase().as_str())),
     };
     logwell::store::connect(&url, &options, logwell::live::Hub::new()).await.expect("migrate").close().await;
     url

@@ -203,6 +203,10 @@ pub struct DatabaseArgs {
     /// PostgreSQL one GIN index serves every key). Built at start when added, dropped when removed.
     #[arg(long, env = "LOGWELL_METADATA_INDEX_KEYS", value_delimiter = ',', value_parser = metadata_index_key)]
     pub metadata_index_keys: Vec<String>,
+    /// Index messages for substring search (PostgreSQL: pg_trgm GIN; SQLite: FTS5 trigram), at a cost to every
+    /// write (see the README's figures). Built at start when turned on, dropped when turned off.
+    #[arg(long, env = "LOGWELL_TEXT_INDEX")]
+    pub text_index: bool,
     /// How long a read may run before it is stopped with DEADLINE_EXCEEDED (a filter no index serves, over many logs).
     #[arg(long, env = "LOGWELL_QUERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub query_timeout: Duration,
@@ -243,6 +247,7 @@ impl DatabaseArgs {
             max_connections: self.database_max_connections,
             acquire_timeout: self.database_acquire_timeout,
             metadata_index_keys: self.metadata_index_keys.clone(),
+            text_index: self.text_index,
             read_timeout: self.query_timeout,
         }
     }

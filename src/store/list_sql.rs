@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::model::{Cursor, Grouping, LogFilter, LogQuery, MetadataCondition, Ordering, SortOrder};
+use crate::model::{Cursor, Grouping, LogFilter, LogQuery, MetadataCondition, Ordering, SortOrder, TextSearch};
 
 /// The columns every read selects, in `StoredRow` order.
 pub(super) const LOG_COLUMNS: &str =
@@ -30,6 +30,10 @@ pub(super) trait Dialect {
     /// A condition: the text expression `haystack` contains the text
     /// expression `needle`, literally (no wildcards).
     fn contains(haystack: &str, needle: &str) -> String;
+    /// A condition: the log's message contains `search.text`, in a spelling
+    /// the opt-in text index serves; `text_index` says whether the store
+    /// built it.
+    fn message_contains(search: &TextSearch, text_index: bool, bind: Bind) -> String;
     /// A condition: some top-level metadata value (strings as they are,
     /// other values as JSON, nulls never) satisfies `contains(value)`.
     fn metadata_value(contains: &dyn Fn(&str) -> String) -> String;
@@ -65,12 +69,14 @@ pub(super) struct Statement {
 pub(super) struct Builder<D> {
     pub conditions: Vec<String>,
     pub params: Vec<Param>,
+    /// Whether the opt-in text index exists.
+    text_index: bool,
     dialect: std::marker::PhantomData<D>,
 }
 
 impl<D: Dialect> Builder<D> {
-    pub fn new() -> Self {
-        Builder { conditions: Vec::new(), params: Vec::new(), dialect: std::marker::PhantomData }
+    pub fn new(text_index: bool) -> Self {
+        Builder { conditions: Vec::new(), params: Vec::new(), text_index, dialect: std::marker::PhantomData }
     }
 
     /// `WHERE …` for the conditions so far; empty if there are none.
@@ -122,16 +128,17 @@ impl<D: Dialect> Builder<D> {
             self.condition("event_time <", Param::Time(end));
         }
         if let Some(search) = &filter.text {
-            let needle = self.bind(Param::Text(search.text.clone()));
-            let fold = |text: &str| if search.ignore_case { format!("lower({text})") } else { text.to_string() };
-            let needle = fold(&needle);
-            let contains = |haystack: &str| D::contains(&fold(haystack), &needle);
-            let in_message = contains("message");
-            self.conditions.push(if search.include_metadata {
+            let text_index = self.text_index;
+            let in_message = D::message_contains(search, text_index, &mut |param| self.bind(param));
+            let condition = if search.include_metadata {
+                let fold = |text: &str| if search.ignore_case { format!("lower({text})") } else { text.to_string() };
+                let needle = fold(&self.bind(Param::Text(search.text.clone())));
+                let contains = |haystack: &str| D::contains(&fold(haystack), &needle);
                 format!("({in_message} OR {})", D::metadata_value(&contains))
             } else {
                 in_message
-            });
+            };
+            self.conditions.push(condition);
         }
         for condition in &filter.metadata {
             let sql = D::metadata_condition(condition, &mut |param| self.bind(param));
@@ -185,10 +192,10 @@ fn time_bounded_by_cursor(query: &LogQuery) -> LogFilter {
 }
 
 /// `SELECT … FROM logs WHERE … ORDER BY … LIMIT …` for one page.
-pub(super) fn list_statement<D: Dialect>(query: &LogQuery) -> Statement {
+pub(super) fn list_statement<D: Dialect>(query: &LogQuery, text_index: bool) -> Statement {
     let filter = &time_bounded_by_cursor(query);
     let ordering = filter.ordering();
-    let mut builder = Builder::<D>::new();
+    let mut builder = Builder::<D>::new(text_index);
 
     builder.filter(filter);
 
@@ -229,8 +236,9 @@ pub(super) fn count_statement<D: Dialect>(
     filter: &LogFilter,
     group_by: &[Grouping],
     bucket_micros: Option<i64>,
+    text_index: bool,
 ) -> Statement {
-    let mut builder = Builder::<D>::new();
+    let mut builder = Builder::<D>::new(text_index);
     let mut keys: Vec<String> = Vec::new();
     let mut columns: Vec<String> = Vec::new();
     for (index, grouping) in group_by.iter().enumerate() {
@@ -252,8 +260,8 @@ pub(super) fn count_statement<D: Dialect>(
 }
 
 /// `SELECT min(event_time), max(event_time) …` of the logs matching `filter`.
-pub(super) fn time_range_statement<D: Dialect>(filter: &LogFilter) -> Statement {
-    let mut builder = Builder::<D>::new();
+pub(super) fn time_range_statement<D: Dialect>(filter: &LogFilter, text_index: bool) -> Statement {
+    let mut builder = Builder::<D>::new(text_index);
     builder.filter(filter);
     let sql = format!("SELECT min(event_time) AS first, max(event_time) AS last FROM logs{}", builder.where_clause());
     Statement { sql, params: builder.params }
@@ -277,7 +285,7 @@ mod tests {
             after: Some(Cursor::Seq(42)),
             limit: 11,
         };
-        let statement = list_statement::<Postgres>(&query);
+        let statement = list_statement::<Postgres>(&query, false);
         assert_eq!(
             statement.sql,
             format!(
@@ -287,7 +295,7 @@ mod tests {
         );
         assert_eq!(statement.params[0], Param::Id(run));
         assert_eq!(statement.params[4], Param::Int(42));
-        assert!(list_statement::<Sqlite>(&query).sql.contains(
+        assert!(list_statement::<Sqlite>(&query, false).sql.contains(
             "WHERE run_key = (SELECT key FROM job_runs WHERE id = ?1) AND level IN (?2, ?3, ?4) AND (seq) < (?5)"
         ));
     }
@@ -296,7 +304,7 @@ mod tests {
     fn system_and_cross_run_listings_use_their_own_keys() {
         let system = LogQuery { filter: LogFilter::sequence(None), order: SortOrder::Ascending, after: None, limit: 5 };
         assert!(
-            list_statement::<Postgres>(&system)
+            list_statement::<Postgres>(&system, false)
                 .sql
                 .ends_with("WHERE type = $1 AND job_run_id IS NULL ORDER BY seq ASC LIMIT 5")
         );
@@ -309,14 +317,15 @@ mod tests {
             limit: 5,
         };
         // The cursor's time is the range's start: where the index scan begins.
-        let statement = list_statement::<Postgres>(&search);
+        let statement = list_statement::<Postgres>(&search, false);
         assert!(statement.sql.ends_with(
-            "WHERE event_time >= $1 AND strpos(message, $2) > 0 AND (event_time, id) > ($3, $4) \
+            "WHERE event_time >= $1 AND message LIKE $2 AND (event_time, id) > ($3, $4) \
              ORDER BY event_time ASC, id ASC LIMIT 5"
         ));
         assert_eq!(statement.params[0], Param::Time(cursor_time));
+        assert_eq!(statement.params[1], Param::Text(r"%50\%\_off%".into()), "wildcards are literal");
         let backwards = LogQuery { order: SortOrder::Descending, ..search };
-        let statement = list_statement::<Postgres>(&backwards);
+        let statement = list_statement::<Postgres>(&backwards, false);
         assert!(statement.sql.contains("WHERE event_time >= $1 AND event_time < $2"), "{}", statement.sql);
         assert_eq!(statement.params[1], Param::Time(cursor_time + chrono::TimeDelta::microseconds(1)));
     }
@@ -337,28 +346,55 @@ mod tests {
             ..LogFilter::default()
         };
         let query = LogQuery { filter, order: SortOrder::Ascending, after: None, limit: 10 };
-        let postgres = list_statement::<Postgres>(&query);
+        let postgres = list_statement::<Postgres>(&query, false);
         assert!(
             postgres.sql.contains(
                 "WHERE type IN ($1, $2) AND job_run_id IN ($3, $4) AND stream = $5 \
-             AND (strpos(lower(message), lower($6)) > 0 OR EXISTS (SELECT 1 FROM jsonb_each_text(logs.metadata) \
-             AS entry WHERE strpos(lower(entry.value), lower($6)) > 0)) \
-             AND logs.metadata @> $7::jsonb AND (logs.metadata @> $8::jsonb OR logs.metadata @> $9::jsonb) \
-             AND NOT (logs.metadata ? $10) ORDER BY"
+             AND (message ILIKE $6 OR EXISTS (SELECT 1 FROM jsonb_each_text(logs.metadata) \
+             AS entry WHERE strpos(lower(entry.value), lower($7)) > 0)) \
+             AND logs.metadata @> $8::jsonb AND (logs.metadata @> $9::jsonb OR logs.metadata @> $10::jsonb) \
+             AND NOT (logs.metadata ? $11) ORDER BY"
             ),
             "{}",
             postgres.sql
         );
-        assert_eq!(postgres.params[6], Param::Text(r#"{"worker_id":"gpu-7"}"#.into()));
-        let sqlite = list_statement::<Sqlite>(&query);
+        assert_eq!(postgres.params[7], Param::Text(r#"{"worker_id":"gpu-7"}"#.into()));
+        let sqlite = list_statement::<Sqlite>(&query, false);
         assert!(sqlite.sql.contains("run_key IN (SELECT key FROM job_runs WHERE id IN (?3, ?4))"), "{}", sqlite.sql);
         let cycle = "json_extract(metadata, '$.\"cycle\"')";
         let cycle_type = "json_type(metadata, '$.\"cycle\"')";
         assert!(sqlite.sql.contains(&format!(
-            "(({cycle} = ?8 AND {cycle_type} IN ('integer', 'real')) OR ({cycle} = ?9 AND {cycle_type} IN ('integer', 'real')))"
+            "(({cycle} = ?9 AND {cycle_type} IN ('integer', 'real')) OR ({cycle} = ?10 AND {cycle_type} IN ('integer', 'real')))"
         )), "{}", sqlite.sql);
-        assert_eq!(sqlite.params[7], Param::Int(41));
-        assert_eq!(sqlite.params[8], Param::Real(4.5));
+        assert_eq!(sqlite.params[8], Param::Int(41));
+        assert_eq!(sqlite.params[9], Param::Real(4.5));
         assert!(sqlite.sql.contains("json_type(metadata, '$.\"error_type\"') IS NULL"), "{}", sqlite.sql);
+        assert!(!sqlite.sql.contains("logs_text"), "no text index, no lookup in it");
+    }
+
+    #[test]
+    fn the_sqlite_text_index_narrows_searches_of_three_characters_or_more() {
+        let search = |text: &str, include_metadata: bool| LogQuery {
+            filter: LogFilter {
+                text: Some(TextSearch { text: text.into(), ignore_case: false, include_metadata }),
+                ..LogFilter::default()
+            },
+            order: SortOrder::Ascending,
+            after: None,
+            limit: 10,
+        };
+        let indexed = list_statement::<Sqlite>(&search("tim", false), true);
+        assert!(
+            indexed.sql.contains(
+                "WHERE (logs.rowid IN (SELECT rowid FROM logs_text WHERE logs_text MATCH \
+                 ('\"' || replace(?1, '\"', '\"\"') || '\"')) AND instr(message, ?1) > 0)"
+            ),
+            "{}",
+            indexed.sql
+        );
+        for unindexed in [search("ti", false), search("timeout", true)] {
+            let sql = list_statement::<Sqlite>(&unindexed, true).sql;
+            assert!(!sql.contains("logs_text"), "{sql}");
+        }
     }
 }

@@ -159,6 +159,9 @@ pub struct ConnectOptions {
     pub metadata_index_keys: Vec<String>,
     /// How long a read may run before it is stopped with `ReadTimedOut`.
     pub read_timeout: Duration,
+    /// Whether substring searches get an index of their own (pg_trgm on
+    /// PostgreSQL, FTS5 trigram on SQLite), at a cost to every write.
+    pub text_index: bool,
 }
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and

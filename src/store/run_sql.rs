@@ -14,7 +14,7 @@ fn level_column(level: Level) -> String {
 /// backwards, so an unfiltered page reads `limit` entries.
 pub(super) fn job_runs_statement<D: Dialect>(query: &RunQuery) -> Statement {
     let filter = &query.filter;
-    let mut builder = Builder::<D>::new();
+    let mut builder = Builder::<D>::new(false);
     builder.condition("id <>", Param::Id(SYSTEM_SEQUENCE));
     builder.any_of("id", filter.ids.iter().map(|id| Param::Id(*id)));
     match filter.state {

@@ -194,6 +194,7 @@ pub fn connect_options() -> ConnectOptions {
         acquire_timeout: Duration::from_secs(5),
         metadata_index_keys: Vec::new(),
         read_timeout: Duration::from_secs(10),
+        text_index: false,
     }
 }
 

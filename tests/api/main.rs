@@ -26,6 +26,7 @@ mod run_listing;
 mod schema;
 mod shutdown;
 mod streams;
+mod text_index;
 mod tls;
 mod upgrade;
 mod writes;

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{MetadataCondition, MetadataTest};
+use crate::model::{MetadataCondition, MetadataTest, TextSearch};
 use crate::store::list_sql::{Bind, Dialect, Param};
 
 pub(in crate::store) struct PostgresDialect;
@@ -14,6 +14,15 @@ impl Dialect for PostgresDialect {
 
     fn contains(haystack: &str, needle: &str) -> String {
         format!("strpos({haystack}, {needle}) > 0")
+    }
+
+    fn message_contains(search: &TextSearch, _text_index: bool, bind: Bind) -> String {
+        // LIKE, which the opt-in pg_trgm index serves when it exists (the
+        // planner finds it by itself); escaped, so the text is literal.
+        let escaped = search.text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let pattern = bind(Param::Text(format!("%{escaped}%")));
+        let operator = if search.ignore_case { "ILIKE" } else { "LIKE" };
+        format!("message {operator} {pattern}")
     }
 
     fn metadata_value(contains: &dyn Fn(&str) -> String) -> String {

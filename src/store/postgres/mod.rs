@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 mod copy;
 pub(super) mod dialect;
+mod text_index;
 
 use dialect::PostgresDialect;
 
@@ -135,6 +136,7 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(url.parse::<PgConnectOptions>()?.options([("statement_timeout", timeout)]))
             .await?;
+        text_index::reconcile(&pool, options.text_index).await?;
         if !options.metadata_index_keys.is_empty() {
             tracing::warn!("--metadata-index-keys has no effect on PostgreSQL: its GIN index serves every key");
         }
@@ -412,13 +414,13 @@ impl LogStore for PostgresStore {
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
-        let statement = list_sql::list_statement::<PostgresDialect>(query);
+        let statement = list_sql::list_statement::<PostgresDialect>(query, false);
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         logs(&rows)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
-        let statement = list_sql::list_statement::<PostgresDialect>(query);
+        let statement = list_sql::list_statement::<PostgresDialect>(query, false);
         let explain = format!("EXPLAIN {}", statement.sql);
         let lines = self.read(bind(sqlx::query(&explain), statement.params)).await?;
         let lines: Vec<String> = lines.iter().map(|line| sqlx::Row::try_get(line, 0)).collect::<Result<_, _>>()?;
@@ -431,7 +433,7 @@ impl LogStore for PostgresStore {
         group_by: &[Grouping],
         bucket_micros: Option<i64>,
     ) -> Result<Vec<CountRow>, StoreError> {
-        let statement = list_sql::count_statement::<PostgresDialect>(filter, group_by, bucket_micros);
+        let statement = list_sql::count_statement::<PostgresDialect>(filter, group_by, bucket_micros, false);
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
     }
@@ -446,7 +448,7 @@ impl LogStore for PostgresStore {
         };
         let mut next = Some(query);
         while let Some(query) = next.take() {
-            let statement = list_sql::list_statement::<PostgresDialect>(&query);
+            let statement = list_sql::list_statement::<PostgresDialect>(&query, false);
             let page = bind(sqlx::query(&statement.sql), statement.params)
                 .fetch_all(&mut *transaction)
                 .await
@@ -469,7 +471,7 @@ impl LogStore for PostgresStore {
     }
 
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
-        let statement = list_sql::time_range_statement::<PostgresDialect>(filter);
+        let statement = list_sql::time_range_statement::<PostgresDialect>(filter, false);
         let row = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         let first: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "first")?;
         let last: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "last")?;

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::model::{MetadataCondition, MetadataTest};
+use crate::model::{MetadataCondition, MetadataTest, TextSearch};
 use crate::store::list_sql::{Bind, Dialect, Param};
 
 pub(in crate::store) struct SqliteDialect;
@@ -19,6 +19,27 @@ impl Dialect for SqliteDialect {
 
     fn contains(haystack: &str, needle: &str) -> String {
         format!("instr({haystack}, {needle}) > 0")
+    }
+
+    fn message_contains(search: &TextSearch, text_index: bool, bind: Bind) -> String {
+        let needle = bind(Param::Text(search.text.clone()));
+        let exact = if search.ignore_case {
+            format!("instr(lower(message), lower({needle})) > 0")
+        } else {
+            format!("instr(message, {needle}) > 0")
+        };
+        // The trigram index finds the logs holding every trigram of the text
+        // (a phrase of them), ignoring case; instr keeps the exact matches.
+        // A text of fewer than three characters has no trigram to look up,
+        // and a search of metadata values too reads every log anyway.
+        if text_index && !search.include_metadata && search.text.chars().count() >= 3 {
+            format!(
+                "(logs.rowid IN (SELECT rowid FROM logs_text WHERE logs_text MATCH \
+                 ('\"' || replace({needle}, '\"', '\"\"') || '\"')) AND {exact})"
+            )
+        } else {
+            exact
+        }
     }
 
     fn metadata_value(contains: &dyn Fn(&str) -> String) -> String {

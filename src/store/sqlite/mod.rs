@@ -28,6 +28,7 @@ use crate::model::{
 mod checkpoint;
 pub(super) mod dialect;
 mod metadata_index;
+mod text_index;
 
 use dialect::SqliteDialect;
 
@@ -85,6 +86,8 @@ pub(super) struct SqliteStore {
     hub: Arc<Hub>,
     checkpointer: tokio::task::AbortHandle,
     read_timeout: Duration,
+    /// Whether the opt-in text index (`text_index`) exists.
+    text_index: bool,
 }
 
 impl SqliteStore {
@@ -119,13 +122,22 @@ impl SqliteStore {
         enable_wal(&writer).await?;
         migrate(&writer).await?;
         metadata_index::reconcile(&mut *writer.acquire().await?, &options.metadata_index_keys).await?;
+        text_index::reconcile(&mut *writer.acquire().await?, options.text_index).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
         let checkpointer = tokio::spawn(checkpoint::checkpoint_forever(connect, path.clone())).abort_handle();
-        Ok(SqliteStore { writer, reader, path, hub, checkpointer, read_timeout: options.read_timeout })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            path,
+            hub,
+            checkpointer,
+            read_timeout: options.read_timeout,
+            text_index: options.text_index,
+        })
     }
 }
 
@@ -312,7 +324,7 @@ impl SqliteStore {
     ) -> bool {
         let mut next = Some(query);
         while let Some(query) = next.take() {
-            let statement = list_sql::list_statement::<SqliteDialect>(&query);
+            let statement = list_sql::list_statement::<SqliteDialect>(&query, self.text_index);
             let (rows, reusable) = self.bounded(connection, bind(sqlx::query(&statement.sql), statement.params)).await;
             let page = rows.and_then(|rows| logs(&rows));
             let logs: Vec<Log> = match page {
@@ -544,13 +556,13 @@ impl LogStore for SqliteStore {
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
-        let statement = list_sql::list_statement::<SqliteDialect>(query);
+        let statement = list_sql::list_statement::<SqliteDialect>(query, self.text_index);
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         logs(&rows)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
-        let statement = list_sql::list_statement::<SqliteDialect>(query);
+        let statement = list_sql::list_statement::<SqliteDialect>(query, self.text_index);
         let explain = format!("EXPLAIN QUERY PLAN {}", statement.sql);
         let steps = self.read(bind(sqlx::query(&explain), statement.params)).await?;
         let details: Vec<String> =
@@ -564,7 +576,7 @@ impl LogStore for SqliteStore {
         group_by: &[Grouping],
         bucket_micros: Option<i64>,
     ) -> Result<Vec<CountRow>, StoreError> {
-        let statement = list_sql::count_statement::<SqliteDialect>(filter, group_by, bucket_micros);
+        let statement = list_sql::count_statement::<SqliteDialect>(filter, group_by, bucket_micros, self.text_index);
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
     }
@@ -590,7 +602,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
-        let statement = list_sql::time_range_statement::<SqliteDialect>(filter);
+        let statement = list_sql::time_range_statement::<SqliteDialect>(filter, self.text_index);
         let row = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         let time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
             let micros: Option<i64> = sqlx::Row::try_get(&row[0], column)?;
