@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Parser, ValueEnum};
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
+use logwell::proto::v1::job_run_service_client::JobRunServiceClient;
 use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
 use logwell::proto::v1::{self as pb};
 use prost_types::value::Kind;
@@ -146,6 +147,36 @@ async fn fill(server: &Server, data: &std::sync::Arc<DataSet>, args: &Args) -> f
     (batches * BATCH) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Names, labels and completes every run but the long one, as a job system
+/// would: `job-0` to `job-19`, half on branch `main`, one in ten failed.
+async fn complete_runs(server: &Server, data: &std::sync::Arc<DataSet>) {
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..WRITERS {
+        let mut client = JobRunServiceClient::new(server.channel().await);
+        let data = data.clone();
+        callers.spawn(async move {
+            for index in (1 + caller..data.runs.len()).step_by(WRITERS) {
+                let run = data.runs[index].to_string();
+                let branch = if index.is_multiple_of(2) { "main" } else { "dev" };
+                let start = pb::StartJobRunRequest {
+                    job_run_id: run.clone(),
+                    name: format!("job-{}", index % 20),
+                    labels: [("branch".to_string(), branch.to_string())].into(),
+                };
+                client.start_job_run(start).await.expect("start");
+                let outcome =
+                    if index.is_multiple_of(10) { pb::JobRunOutcome::Failed } else { pb::JobRunOutcome::Succeeded };
+                let completion =
+                    pb::CompleteJobRunRequest { job_run_id: run, outcome: outcome.into(), summary: String::new() };
+                client.complete_job_run(completion).await.expect("complete");
+            }
+        });
+    }
+    while let Some(done) = callers.join_next().await {
+        done.expect("caller");
+    }
+}
+
 /// Latencies of `repeat` calls of `call`, sorted.
 async fn timed<F, Fut>(repeat: usize, mut call: F) -> Vec<Duration>
 where
@@ -177,10 +208,16 @@ fn report(what: &str, logwell: &[Duration], direct: &[Duration]) {
     );
 }
 
+/// The columns every listing selects.
+const LOG_COLUMNS: &str =
+    "id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata";
+
 /// The direct SQL of each query, spelled for the backend.
 struct Sql {
     backend: Backend,
     columns: &'static str,
+    /// Whether logwell was started with `--text-index`.
+    text_index: bool,
 }
 
 impl Sql {
@@ -288,15 +325,13 @@ fn timestamp(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
 
 async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSet, args: &Args) {
     let channel: Channel = server.channel().await;
-    let query = LogQueryServiceClient::new(channel);
+    let query = LogQueryServiceClient::new(channel.clone());
+    let job_runs = JobRunServiceClient::new(channel);
     let mut direct = Direct::connect(backend, url).await;
     if let Direct::Postgres(connection) = &mut direct {
         connection.execute("ANALYZE").await.expect("analyze");
     }
-    let sql = Sql {
-        backend,
-        columns: "id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, message, metadata",
-    };
+    let sql = Sql { backend, columns: LOG_COLUMNS, text_index: false };
     let runs = &data.runs;
     let some_run = |round: usize| runs[1 + (round * 7919) % (runs.len() - 1)];
     let hour_ago = data.end - TimeDelta::hours(1);
@@ -427,22 +462,51 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
                 }
             )
     );
+    for (needle, matches) in searches(args) {
+        let what = format!("substring search, no text index ({matches})");
+        substring_search(&query, &mut direct, &sql, &needle, &what, repeat).await;
+    }
+    let day_ago = Utc::now() - TimeDelta::days(1);
+    let since = match backend {
+        Backend::Postgres => format!("'{day_ago}'"),
+        Backend::Sqlite => day_ago.timestamp_micros().to_string(),
+    };
+    let run_columns = "id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, outcome, summary, \
+         deleted_at, name, labels, started_at, trace_logs, debug_logs, info_logs, warn_logs, error_logs, fatal_logs, \
+         active_at";
+    let listing = |request: pb::ListJobRunsRequest| {
+        let mut job_runs = job_runs.clone();
+        async move { job_runs.list_job_runs(request).await.expect("list runs").into_inner().job_runs.len() }
+    };
     pair!(
-        "substring search, no text index (1% match)",
-        |query: &mut LogQueryServiceClient<Channel>, _run: Uuid| {
-            let request = pb::ListLogsRequest {
-                filter: Some(pb::LogFilter { text: "timeout".into(), ..Default::default() }),
-                ..Default::default()
-            };
-            let mut query = query.clone();
-            async move { query.list_logs(request).await.expect("list").into_inner().logs.len() }
-        },
+        "failed runs of the last day (100 of 1,000)",
+        |_query: &mut LogQueryServiceClient<Channel>, _run: Uuid| listing(pb::ListJobRunsRequest {
+            outcomes: vec![pb::JobRunOutcome::Failed.into()],
+            start_time: timestamp(day_ago),
+            ..Default::default()
+        }),
         format!(
-            "SELECT {} FROM logs WHERE {} ORDER BY event_time, id LIMIT 101",
-            sql.columns,
+            "SELECT {run_columns} FROM job_runs WHERE id <> '{}' AND completed_at IS NOT NULL AND outcome = 'failed' \
+             AND active_at >= {since} ORDER BY active_at DESC, id DESC LIMIT 100",
+            Uuid::nil()
+        )
+    );
+    pair!(
+        "failed job-10 runs on main of the last day",
+        |_query: &mut LogQueryServiceClient<Channel>, _run: Uuid| listing(pb::ListJobRunsRequest {
+            outcomes: vec![pb::JobRunOutcome::Failed.into()],
+            name: "job-10".into(),
+            labels: [("branch".to_string(), "main".to_string())].into(),
+            start_time: timestamp(day_ago),
+            ..Default::default()
+        }),
+        format!(
+            "SELECT {run_columns} FROM job_runs WHERE id <> '{}' AND completed_at IS NOT NULL AND outcome = 'failed' \
+             AND active_at >= {since} AND name = 'job-10' AND {} ORDER BY active_at DESC, id DESC LIMIT 100",
+            Uuid::nil(),
             match backend {
-                Backend::Postgres => "strpos(message, 'timeout') > 0",
-                Backend::Sqlite => "instr(message, 'timeout') > 0",
+                Backend::Postgres => "labels @> '{\"branch\": \"main\"}'",
+                Backend::Sqlite => "json_extract(labels, '$.\"branch\"') = 'main'",
             }
         )
     );
@@ -478,6 +542,71 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
     println!("  {:<44} {:>9.0} logs/s ({logs} logs)", "export of the day", logs as f64 / seconds);
 }
 
+/// The substring searches: a common word (one log in a hundred), and one
+/// log's own line number.
+fn searches(args: &Args) -> [(String, String); 2] {
+    [("timeout".to_string(), "1% match".to_string()), (format!("line {}:", args.logs / 2 + 1), "one match".to_string())]
+}
+
+/// A substring search for `needle` through logwell beside the same SQL,
+/// spelled as logwell spells it with the text index when `sql` says it
+/// exists.
+async fn substring_search(
+    query: &LogQueryServiceClient<Channel>,
+    direct: &mut Direct,
+    sql: &Sql,
+    needle: &str,
+    what: &str,
+    repeat: usize,
+) {
+    let logwell = timed(repeat, |_| {
+        let mut query = query.clone();
+        let request = pb::ListLogsRequest {
+            filter: Some(pb::LogFilter { text: needle.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        async move { query.list_logs(request).await.expect("list").into_inner().logs.len() }
+    })
+    .await;
+    let condition = match (sql.backend, sql.text_index) {
+        (Backend::Postgres, _) => format!("message LIKE '%{needle}%'"),
+        (Backend::Sqlite, false) => format!("instr(message, '{needle}') > 0"),
+        (Backend::Sqlite, true) => format!(
+            "logs.rowid IN (SELECT rowid FROM logs_text WHERE logs_text MATCH '\"{needle}\"') \
+             AND instr(message, '{needle}') > 0"
+        ),
+    };
+    let statement = format!("SELECT {} FROM logs WHERE {condition} ORDER BY event_time, id LIMIT 101", sql.columns);
+    let mut times = Vec::new();
+    for _ in 0..repeat {
+        let started = Instant::now();
+        assert!(direct.rows(&statement, Uuid::nil(), Utc::now()).await > 0, "direct SQL found nothing");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    report(what, &logwell, &times);
+}
+
+/// Restarts logwell on the filled database with `--text-index` (which
+/// builds it) and searches again.
+async fn with_text_index(backend: Backend, url: &str, args: &Args) {
+    let started = Instant::now();
+    let server = Server::start(url, &["--text-index"]).await;
+    let built = started.elapsed().as_secs_f64();
+    let query = LogQueryServiceClient::new(server.channel().await);
+    let mut direct = Direct::connect(backend, url).await;
+    if let Direct::Postgres(connection) = &mut direct {
+        // Moves the new index's pending entries in, as autovacuum would.
+        connection.execute("VACUUM ANALYZE logs").await.expect("vacuum");
+    }
+    let sql = Sql { backend, columns: LOG_COLUMNS, text_index: true };
+    println!("  the text index: built in {built:.0} s at start");
+    for (needle, matches) in searches(args) {
+        let what = format!("substring search, text index ({matches})");
+        substring_search(&query, &mut direct, &sql, &needle, &what, args.repeat).await;
+    }
+}
+
 async fn bench(backend: Backend, url: String, args: &Args) {
     let extra: &[&str] = match backend {
         Backend::Sqlite => &["--metadata-index-keys", "worker_id"],
@@ -486,6 +615,7 @@ async fn bench(backend: Backend, url: String, args: &Args) {
     let server = Server::start(&url, extra).await;
     let data = std::sync::Arc::new(DataSet::new(args));
     let rate = fill(&server, &data, args).await;
+    complete_runs(&server, &data).await;
     let commits = server.metric("logwell_commits_total").await;
     println!(
         "{backend:?}: {} logs in {} runs (one of {}), written through logwell at {rate:.0} logs/s in {commits} commits; \
@@ -501,6 +631,8 @@ async fn bench(backend: Backend, url: String, args: &Args) {
         now / (1024 * 1024),
         peak / (1024 * 1024)
     );
+    drop(server);
+    with_text_index(backend, &url, args).await;
 }
 
 fn main() {
