@@ -142,6 +142,11 @@ fn mean_logs_per_write(kind: Kind) -> f64 {
 /// Each write's logs and round trip.
 type Acks = Arc<Mutex<Vec<(usize, Duration)>>>;
 
+/// Logs of unary writes that logwell shed with RESOURCE_EXHAUSTED (its write
+/// queue full: more offered than it stores) since the last report. Counted,
+/// not retried: the shape's offered rate stays what it says.
+static SHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// When a writer starts its writes.
 #[derive(Debug, Clone, Copy)]
 enum Pace {
@@ -201,16 +206,21 @@ async fn write_unary(channel: Channel, runs: Runs, kind: Kind, mut schedule: Sch
         let (log_type, mut logs) = runs.entries(write, count, content);
         let ((mut jobs, mut tasks), acks) = (clients.clone(), acks.clone());
         let request = async move {
-            match (log_type, count) {
+            let written = match (log_type, count) {
                 (pb::LogType::Task, 1) => {
                     tasks.write_task_log(pb::WriteTaskLogRequest { log: logs.pop() }).await.map(drop)
                 }
                 (pb::LogType::Task, _) => tasks.write_task_logs(pb::WriteTaskLogsRequest { logs }).await.map(drop),
                 (_, 1) => jobs.write_job_log(pb::WriteJobLogRequest { log: logs.pop() }).await.map(drop),
                 _ => jobs.write_job_logs(pb::WriteJobLogsRequest { logs }).await.map(drop),
+            };
+            match written {
+                Ok(()) => acks.lock().expect("acks").push((count, start.elapsed())),
+                Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                    SHED.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(status) => panic!("write: {status:?}"),
             }
-            .expect("write");
-            acks.lock().expect("acks").push((count, start.elapsed()));
         };
         if schedule.paced() {
             in_flight.spawn(request);
@@ -339,8 +349,9 @@ fn quantile(acks: &[&(usize, Duration)], fraction: f64) -> f64 {
 /// Prints logwell's figures beside the baseline's rate.
 pub fn report(measured: &Measured, shape: Shape, baseline: Option<f64>) {
     // On a schedule, every write started within the window is answered
-    // (or the benchmark fails): the window is what the logs took; the time
-    // after it only waits for the last answers.
+    // (stored or shed, counted below; any other failure fails the
+    // benchmark): the window is what the logs took; the time after it only
+    // waits for the last answers.
     let window = match shape.rate {
         0 => measured.elapsed,
         _ => Duration::from_secs(shape.seconds),
@@ -375,6 +386,10 @@ pub fn report(measured: &Measured, shape: Shape, baseline: Option<f64>) {
             quantile(&acks, 0.5),
             quantile(&acks, 0.99),
         );
+    }
+    let shed = SHED.swap(0, std::sync::atomic::Ordering::Relaxed);
+    if shed > 0 {
+        println!("    {shed} logs shed with RESOURCE_EXHAUSTED (write queue full): more offered than stored");
     }
     if let Some(baseline) = baseline {
         println!("    ratio to the raw baseline of the same shape: {:.2}", rate / baseline);
