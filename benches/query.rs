@@ -486,7 +486,7 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
             ..Default::default()
         }),
         format!(
-            "SELECT {run_columns} FROM job_runs WHERE id <> '{}' AND completed_at IS NOT NULL AND outcome = 'failed' \
+            "SELECT {run_columns} FROM job_runs WHERE id <> '{}' AND outcome = 'failed' \
              AND active_at >= {since} ORDER BY active_at DESC, id DESC LIMIT 100",
             Uuid::nil()
         )
@@ -501,7 +501,7 @@ async fn run_queries(backend: Backend, url: &str, server: &Server, data: &DataSe
             ..Default::default()
         }),
         format!(
-            "SELECT {run_columns} FROM job_runs WHERE id <> '{}' AND completed_at IS NOT NULL AND outcome = 'failed' \
+            "SELECT {run_columns} FROM job_runs WHERE id <> '{}' AND outcome = 'failed' \
              AND active_at >= {since} AND name = 'job-10' AND {} ORDER BY active_at DESC, id DESC LIMIT 100",
             Uuid::nil(),
             match backend {

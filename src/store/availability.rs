@@ -76,6 +76,10 @@ impl LogStore for Observed {
         self.availability.observe(self.inner.plan(query).await)
     }
 
+    async fn plan_job_runs(&self, query: &RunQuery) -> Result<String, StoreError> {
+        self.availability.observe(self.inner.plan_job_runs(query).await)
+    }
+
     async fn count(
         &self,
         filter: &LogFilter,

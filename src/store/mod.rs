@@ -75,6 +75,9 @@ pub trait LogStore: Send + Sync + 'static {
     /// a line: which indexes it reads.
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError>;
 
+    /// The database's plan for one page of a run listing, as `plan`.
+    async fn plan_job_runs(&self, query: &RunQuery) -> Result<String, StoreError>;
+
     /// Counts the logs matching `filter` per distinct values of `group_by`,
     /// and per bucket of `bucket_micros` from the Unix epoch when given.
     async fn count(

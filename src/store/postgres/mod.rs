@@ -310,6 +310,14 @@ impl PostgresStore {
         Ok(transaction)
     }
 
+    /// The plan of `statement`, one step a line.
+    async fn explain(&self, statement: list_sql::Statement) -> Result<String, StoreError> {
+        let explain = format!("EXPLAIN {}", statement.sql);
+        let lines = self.read(bind(sqlx::query(&explain), statement.params)).await?;
+        let lines: Vec<String> = lines.iter().map(|line| sqlx::Row::try_get(line, 0)).collect::<Result<_, _>>()?;
+        Ok(lines.join("\n"))
+    }
+
     /// Runs a read on the readers' pool, stopped once it runs past
     /// `read_timeout`: one round trip, as the follow loop's reads need.
     async fn read(&self, select: sqlx::query::Query<'_, Postgres, PgArguments>) -> Result<Vec<PgRow>, StoreError> {
@@ -428,11 +436,11 @@ impl LogStore for PostgresStore {
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
-        let statement = list_sql::list_statement::<PostgresDialect>(query, false);
-        let explain = format!("EXPLAIN {}", statement.sql);
-        let lines = self.read(bind(sqlx::query(&explain), statement.params)).await?;
-        let lines: Vec<String> = lines.iter().map(|line| sqlx::Row::try_get(line, 0)).collect::<Result<_, _>>()?;
-        Ok(lines.join("\n"))
+        self.explain(list_sql::list_statement::<PostgresDialect>(query, false)).await
+    }
+
+    async fn plan_job_runs(&self, query: &RunQuery) -> Result<String, StoreError> {
+        self.explain(run_sql::job_runs_statement::<PostgresDialect>(query)).await
     }
 
     async fn count(

@@ -313,6 +313,15 @@ impl SqliteStore {
         (rows.map_err(|error| StoreError::of_read(error, self.read_timeout)), removed)
     }
 
+    /// The plan of `statement` (`EXPLAIN QUERY PLAN`), one step a line.
+    async fn explain(&self, statement: list_sql::Statement) -> Result<String, StoreError> {
+        let explain = format!("EXPLAIN QUERY PLAN {}", statement.sql);
+        let steps = self.read(bind(sqlx::query(&explain), statement.params)).await?;
+        let details: Vec<String> =
+            steps.iter().map(|step| sqlx::Row::try_get(step, "detail")).collect::<Result<_, _>>()?;
+        Ok(details.join("\n"))
+    }
+
     /// The pages of `LogStore::export`, inside the read transaction that
     /// `connection` holds; false if the connection must not go back to the
     /// pool.
@@ -562,12 +571,11 @@ impl LogStore for SqliteStore {
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
-        let statement = list_sql::list_statement::<SqliteDialect>(query, self.text_index);
-        let explain = format!("EXPLAIN QUERY PLAN {}", statement.sql);
-        let steps = self.read(bind(sqlx::query(&explain), statement.params)).await?;
-        let details: Vec<String> =
-            steps.iter().map(|step| sqlx::Row::try_get(step, "detail")).collect::<Result<_, _>>()?;
-        Ok(details.join("\n"))
+        self.explain(list_sql::list_statement::<SqliteDialect>(query, self.text_index)).await
+    }
+
+    async fn plan_job_runs(&self, query: &RunQuery) -> Result<String, StoreError> {
+        self.explain(run_sql::job_runs_statement::<SqliteDialect>(query)).await
     }
 
     async fn count(
