@@ -11,8 +11,11 @@ use crate::api::AccessPolicy;
 use std::sync::Arc;
 
 use crate::auth::{Authentication, JobRunTokens, Scopes, ShortKey, TokenError, TokenSet};
-use crate::model::{Limits, MAX_METADATA_KEY_BYTES};
+use chrono::TimeDelta;
+
+use crate::model::{Limits, MAX_METADATA_KEY_BYTES, MIN_RETENTION, RetentionPolicy};
 use crate::rate_limit::RateLimiter;
+use crate::retention::RetentionSettings;
 use crate::server::ServerSettings;
 use crate::store::ConnectOptions;
 use crate::tls::{ReloadableTls, TlsError, TlsFiles};
@@ -39,6 +42,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate(DatabaseArgs),
+    /// Delete the logs past their retention now and exit; with --dry-run, only say what would go.
+    Retention(RetentionCommand),
     /// Make bearer tokens for the tokens file.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -78,6 +83,10 @@ pub enum ConfigError {
     BatchOverQueue { batch: usize, queue: usize },
     #[error("--health-check-timeout ({timeout:?}) must be above zero and under --health-check-interval ({interval:?})")]
     HealthCheckTimeout { timeout: Duration, interval: Duration },
+    #[error("{flag} {} is shorter than the shortest retention, 1h", humantime::format_duration(*.value))]
+    RetentionTooShort { flag: &'static str, value: Duration },
+    #[error("{flag} must be longer than zero")]
+    ZeroDuration { flag: &'static str },
     #[error("tokens were configured, but none were found in them")]
     NoTokensFound,
     #[error("--insecure-no-auth contradicts the configured tokens; drop one")]
@@ -96,6 +105,8 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// How often the database is checked for the health service (requests also report what they meet, at once).
     #[arg(long, env = "LOGWELL_HEALTH_CHECK_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_check_interval: Duration,
@@ -188,6 +199,62 @@ pub struct ServeArgs {
     pub revocation_refresh_interval: Duration,
 }
 
+/// `logwell retention`.
+#[derive(Debug, Args)]
+pub struct RetentionCommand {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Print what would be deleted, per log type (logs, approximate bytes, oldest and newest), and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: as if it were this time (RFC 3339, e.g. 2026-12-01T00:00:00Z), to see what will go by then.
+    #[arg(long, requires = "dry_run")]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// How long logs are kept. Measured on when logwell received them; unset keeps that type forever.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Delete system logs received longer ago than this (e.g. 48h), at least 1h; unset keeps them.
+    #[arg(long, env = "LOGWELL_RETENTION_SYSTEM", value_parser = humantime::parse_duration)]
+    pub retention_system: Option<Duration>,
+    /// Delete job logs received longer ago than this (e.g. 30days), at least 1h; unset keeps them.
+    #[arg(long, env = "LOGWELL_RETENTION_JOB", value_parser = humantime::parse_duration)]
+    pub retention_job: Option<Duration>,
+    /// Delete task logs received longer ago than this (e.g. 30days), at least 1h; unset keeps them.
+    #[arg(long, env = "LOGWELL_RETENTION_TASK", value_parser = humantime::parse_duration)]
+    pub retention_task: Option<Duration>,
+    /// How often retention runs while serving (on one replica at a time).
+    #[arg(long, env = "LOGWELL_RETENTION_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub retention_interval: Duration,
+    /// Logs deleted per transaction: small, so that writers commit between batches.
+    #[arg(long, env = "LOGWELL_RETENTION_BATCH_LOGS", default_value_t = 500)]
+    pub retention_batch_logs: usize,
+}
+
+impl RetentionArgs {
+    pub fn settings(&self) -> Result<RetentionSettings, ConfigError> {
+        let limit = |flag: &'static str, value: Option<Duration>| -> Result<Option<TimeDelta>, ConfigError> {
+            let Some(value) = value else { return Ok(None) };
+            match TimeDelta::from_std(value) {
+                Ok(limit) if limit >= MIN_RETENTION => Ok(Some(limit)),
+                _ => Err(ConfigError::RetentionTooShort { flag, value }),
+            }
+        };
+        Ok(RetentionSettings {
+            policy: RetentionPolicy {
+                system: limit("--retention-system", self.retention_system)?,
+                job: limit("--retention-job", self.retention_job)?,
+                task: limit("--retention-task", self.retention_task)?,
+            },
+            interval: positive_duration("--retention-interval", self.retention_interval)?,
+            batch_logs: positive("--retention-batch-logs", self.retention_batch_logs)?,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// Database: sqlite:PATH (created with its folder) or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
@@ -273,6 +340,7 @@ impl ServeArgs {
             rate_limit: self.rate_limit()?,
             tls: self.tls()?,
             tls_reload_interval: self.tls_reload_interval,
+            retention: self.retention.settings()?,
         })
     }
 
@@ -359,6 +427,10 @@ impl ServeArgs {
 
 fn positive(flag: &'static str, value: usize) -> Result<usize, ConfigError> {
     if value == 0 { Err(ConfigError::Zero { flag }) } else { Ok(value) }
+}
+
+fn positive_duration(flag: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+    if value.is_zero() { Err(ConfigError::ZeroDuration { flag }) } else { Ok(value) }
 }
 
 /// The database URL without its password, for logs.

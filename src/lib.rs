@@ -12,6 +12,7 @@ pub mod model;
 pub mod proto;
 pub mod query;
 pub mod rate_limit;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use logwell::auth::{Authentication, generate_token, token_hash};
-use logwell::config::{Cli, Command, TokenCommand, redacted};
+use logwell::config::{Cli, Command, RetentionCommand, TokenCommand, redacted};
 use logwell::live::Hub;
+use logwell::retention::Retention;
 use logwell::server::Listeners;
 use logwell::{server, store, telemetry};
 use tokio::net::TcpListener;
@@ -24,6 +25,63 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
+/// `logwell retention`: what would go, or delete it now.
+async fn retention(command: RetentionCommand) -> anyhow::Result<()> {
+    let settings = command.retention.settings()?;
+    if settings.policy.keeps_everything() {
+        println!("no retention is configured (--retention-system, --retention-job, --retention-task): nothing goes");
+        return Ok(());
+    }
+    let database = &command.database;
+    let store = store::connect(&database.database_url, &database.connect_options(), Hub::new()).await?;
+    let retention = Retention::new(store.clone(), settings, Default::default());
+    let now = command.as_of.unwrap_or_else(chrono::Utc::now);
+    let result = if command.dry_run {
+        retention
+            .estimate(now)
+            .await
+            .map(|estimates| {
+                println!("would expire, as of {}:", now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                for (log_type, estimate) in estimates {
+                    let span = match (estimate.oldest, estimate.newest) {
+                        (Some(oldest), Some(newest)) => {
+                            format!("received {} to {}", oldest.to_rfc3339(), newest.to_rfc3339())
+                        }
+                        _ => String::new(),
+                    };
+                    let size = human_bytes(estimate.bytes);
+                    println!("  {:<6} {:>12} logs  ~{size:>10}  {span}", log_type.as_str(), estimate.logs);
+                }
+            })
+            .map_err(anyhow::Error::from)
+    } else {
+        retention
+            .pass(now)
+            .await
+            .map(|expired| {
+                println!("expired, as of {}:", now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                for (log_type, logs) in expired {
+                    println!("  {:<6} {logs:>12} logs", log_type.as_str());
+                }
+            })
+            .map_err(anyhow::Error::from)
+    };
+    store.close().await;
+    result
+}
+
+/// `bytes` in the largest binary unit that keeps a number above 1.
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", units[unit])
+}
+
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.logging.log_format, &cli.logging.log_filter)?;
@@ -33,6 +91,7 @@ async fn run() -> anyhow::Result<()> {
             store.close().await;
             tracing::info!(database = %redacted(&database.database_url), "migrations applied");
         }
+        Command::Retention(command) => retention(command).await?,
         Command::Token(TokenCommand::New { name, scopes }) => {
             let token = generate_token()?;
             println!("token: {token}");

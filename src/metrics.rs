@@ -12,11 +12,14 @@ use tokio::net::TcpListener;
 
 use crate::ingest::Ingest;
 use crate::live::Hub;
+use crate::model::LogType;
+use crate::retention::RetentionStats;
 
 /// What the metrics are read from.
 pub struct Sources {
     pub hub: Arc<Hub>,
     pub ingest: Arc<Ingest>,
+    pub retention: Arc<RetentionStats>,
 }
 
 /// The text exposition of every metric.
@@ -46,6 +49,21 @@ pub fn render(sources: &Sources) -> String {
         "Writes refused with RESOURCE_EXHAUSTED because the queue was full.",
         load(&stats.overloaded_writes),
     );
+    let retention = &sources.retention;
+    metric(
+        "counter",
+        "logwell_retention_passes_total",
+        "Retention passes this process ran to the end.",
+        retention.passes(),
+    );
+    let _ = writeln!(
+        text,
+        "# HELP logwell_expired_logs_total Logs deleted by retention in this process, by type.\n\
+         # TYPE logwell_expired_logs_total counter"
+    );
+    for log_type in LogType::ALL {
+        let _ = writeln!(text, "logwell_expired_logs_total{{type=\"{log_type}\"}} {}", retention.expired(*log_type));
+    }
     let _ = writeln!(
         text,
         "# HELP logwell_commit_duration_seconds Time spent in write transactions, begin to commit.\n\

@@ -29,6 +29,7 @@ use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::rate_limit::RateLimiter;
+use crate::retention::{Retention, RetentionSettings, RetentionStats};
 use crate::store::{Availability, LogStore, Observed};
 use crate::tls::{self, ReloadableTls};
 use crate::{health, metrics};
@@ -73,6 +74,8 @@ pub struct ServerSettings {
     pub tls: Option<Arc<ReloadableTls>>,
     /// How often the TLS files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// How long logs are kept, and how retention runs.
+    pub retention: RetentionSettings,
 }
 
 /// Where the server listens.
@@ -189,9 +192,14 @@ pub async fn serve(
         });
     }
 
+    let retention_stats = Arc::new(RetentionStats::default());
+    if !settings.retention.policy.keeps_everything() {
+        let retention = Retention::new(store.clone(), settings.retention, retention_stats.clone());
+        tokio::spawn(retention.run(stopping.clone()));
+    }
     if let Some(listener) = listeners.metrics {
         let stopped = stopping.clone().cancelled_owned();
-        let sources = metrics::Sources { hub, ingest: ingest.clone() };
+        let sources = metrics::Sources { hub, ingest: ingest.clone(), retention: retention_stats };
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(listener, sources, stopped).await {
                 tracing::error!(%error, "the metrics endpoint failed");

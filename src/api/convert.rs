@@ -299,7 +299,7 @@ pub(super) fn job_run_to_proto(run: JobRun) -> pb::JobRun {
         outcome: outcome.into(),
         summary,
         completed_at,
-        log_count: if run.deleted_at.is_some() { 0 } else { run.last_seq },
+        log_count: run.level_counts.total(),
         last_seq: run.last_seq,
         first_log_time: run.first_log_time.map(time_to_proto),
         last_log_time: run.last_log_time.map(time_to_proto),

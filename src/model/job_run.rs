@@ -79,6 +79,11 @@ impl LevelCounts {
     pub fn of(&self, level: Level) -> i64 {
         self.0[level as usize]
     }
+
+    /// Logs of every level.
+    pub fn total(&self) -> i64 {
+        self.0.iter().sum()
+    }
 }
 
 impl JobRun {

@@ -11,6 +11,7 @@ mod kinds;
 mod limits;
 mod log;
 mod query;
+mod retention;
 mod run_listing;
 mod validation;
 
@@ -29,6 +30,7 @@ pub use kinds::{Level, LogType, Outcome, Owner, Stream, UnknownName};
 pub use limits::{Limits, TRUNCATED_FROM_BYTES};
 pub use log::{Log, LogDraft, NewLog, Receipt};
 pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
+pub use retention::{MIN_RETENTION, RetentionPolicy};
 pub use run_listing::{
     DEFAULT_RUN_PAGE_SIZE, MAX_RUN_PAGE_SIZE, RunCursor, RunFilter, RunQuery, RunQueryDraft, RunState,
 };

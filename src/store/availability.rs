@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{BatchResult, CountRow, LogStore, StoreError};
-use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog, RunIdentity, RunQuery};
+use super::{BatchResult, CountRow, ExpiryEstimate, LogStore, StoreError};
+use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery};
 
 /// The last word on the database: `None` until something has been tried.
 #[derive(Debug, Clone)]
@@ -128,6 +128,24 @@ impl LogStore for Observed {
 
     async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
         self.availability.observe(self.inner.delete_job_run(id, now).await)
+    }
+
+    async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.availability.observe(self.inner.expire(log_type, before, limit).await)
+    }
+
+    async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError> {
+        self.availability.observe(self.inner.expiry_estimate(log_type, before).await)
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.availability.observe(self.inner.take_lease(name, holder, now, until).await)
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@ mod run_sql;
 mod sequence;
 mod sqlite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,42 @@ impl CountRow {
         Ok(CountRow { group, bucket, count: row.try_get("count")? })
     }
 }
+
+/// What an expiry would delete of one log type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpiryEstimate {
+    pub logs: u64,
+    /// Approximately: the text of messages, sources and metadata, and
+    /// `ROW_OVERHEAD_BYTES` a log for its other columns and index entries.
+    pub bytes: u64,
+    /// Received times of the oldest and newest of them.
+    pub oldest: Option<DateTime<Utc>>,
+    pub newest: Option<DateTime<Utc>>,
+}
+
+/// A log's bytes besides its texts, in its row and its index entries,
+/// roughly (ids, times, seq, level, stream; five or six index entries).
+const ROW_OVERHEAD_BYTES: i64 = 300;
+
+/// The logs an expiry deleted, counted per run (the system sequence for
+/// system logs) and level, from the (run id, level) of each.
+fn tally_expired<R: AsRef<str>>(deleted: &[(R, R)]) -> Result<BTreeMap<String, LevelCounts>, StoreError> {
+    let mut tally: BTreeMap<String, LevelCounts> = BTreeMap::new();
+    for (run, level) in deleted {
+        let level = level.as_ref().parse().map_err(|e| StoreError::CorruptJobRun { what: format!("{e}") })?;
+        tally.entry(run.as_ref().to_owned()).or_default().add(level);
+    }
+    Ok(tally)
+}
+
+/// Takes an expiry's counts (the `gone` rows) off its runs' counts.
+const SUBTRACT_GONE: &str = "trace_logs = trace_logs - gone.trace, debug_logs = debug_logs - gone.debug, \
+     info_logs = info_logs - gone.info, warn_logs = warn_logs - gone.warn, error_logs = error_logs - gone.error, \
+     fatal_logs = fatal_logs - gone.fatal";
+
+/// Leases are held until a time; a holder renews its own.
+const TAKE_LEASE_UPSERT: &str = "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+     expires_at = excluded.expires_at WHERE leases.holder = excluded.holder OR leases.expires_at < ";
 
 /// One batch's answer within a group commit.
 pub type BatchResult = Result<Vec<Receipt>, StoreError>;
@@ -126,6 +163,25 @@ pub trait LogStore: Send + Sync + 'static {
     /// and how many logs went. `JobRunOpen` if it is not complete, `None` if
     /// it does not exist.
     async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError>;
+
+    /// Deletes up to `limit` of the oldest logs of `log_type` received before
+    /// `before`, in one short transaction, taking them off their runs'
+    /// counts by level; answers how many went (fewer than `limit`: none
+    /// older are left).
+    async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// What `expire` would delete of `log_type` before `before`, all told.
+    async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError>;
+
+    /// Takes the lease `name` for `holder` until `until`, if it is free,
+    /// lapsed by `now`, or already `holder`'s; answers whether it did.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Records that a job-run token is revoked until `expires_at` (again is
     /// harmless), and forgets revocations whose tokens have expired.

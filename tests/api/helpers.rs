@@ -185,6 +185,11 @@ pub fn test_settings() -> ServerSettings {
         rate_limit: None,
         tls: None,
         tls_reload_interval: Duration::from_millis(100),
+        retention: logwell::retention::RetentionSettings {
+            policy: logwell::model::RetentionPolicy::default(),
+            interval: Duration::from_secs(3600),
+            batch_logs: 500,
+        },
     }
 }
 

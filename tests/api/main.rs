@@ -22,6 +22,7 @@ mod outage;
 mod queries;
 mod races;
 mod rate_limit;
+mod retention;
 mod run_listing;
 mod schema;
 mod shutdown;

@@ -20,12 +20,13 @@ use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, JOB_RUN_COLUMNS, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow,
-    StoredRow, run_sql, sequence,
+    BatchResult, CountRow, ExpiryEstimate, JOB_RUN_COLUMNS, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
+    StoreError, StoredIdRow, StoredRow, run_sql, sequence,
 };
 use crate::live::Hub;
 use crate::model::{
-    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog, RunIdentity, RunQuery, activity_at,
+    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery, SYSTEM_SEQUENCE,
+    activity_at,
 };
 
 /// sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
@@ -570,6 +571,73 @@ impl LogStore for PostgresStore {
         self.commit_and_notify(transaction, vec![id]).await?;
         self.hub.storage_changed([id]);
         Ok(Some((run, deleted)))
+    }
+
+    async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let deleted: Vec<(String, String)> = sqlx::query_as(
+            "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE type = $1 AND received_at < $2 \
+             ORDER BY received_at LIMIT $3) RETURNING coalesce(job_run_id, $4)::text, level",
+        )
+        .bind(log_type.as_str())
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(SYSTEM_SEQUENCE)
+        .fetch_all(&mut *transaction)
+        .await?;
+        let tally = super::tally_expired(&deleted)?;
+        let level = |index: usize| tally.values().map(|counts| counts.0[index]).collect::<Vec<i64>>();
+        sqlx::query(&format!(
+            "UPDATE job_runs SET {} FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
+             $6::bigint[], $7::bigint[]) AS gone (id, trace, debug, info, warn, error, fatal) \
+             WHERE job_runs.id = gone.id",
+            super::SUBTRACT_GONE
+        ))
+        .bind(tally.keys().filter_map(|id| Uuid::try_parse(id).ok()).collect::<Vec<Uuid>>())
+        .bind(level(0))
+        .bind(level(1))
+        .bind(level(2))
+        .bind(level(3))
+        .bind(level(4))
+        .bind(level(5))
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(deleted.len() as u64)
+    }
+
+    async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError> {
+        let (logs, bytes, oldest, newest): (i64, Option<i64>, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+            sqlx::query_as(
+                "SELECT count(*), sum(octet_length(message) + octet_length(source) + octet_length(metadata::text) \
+                 + $3)::bigint, min(received_at), max(received_at) FROM logs WHERE type = $1 AND received_at < $2",
+            )
+            .bind(log_type.as_str())
+            .bind(before)
+            .bind(super::ROW_OVERHEAD_BYTES)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(ExpiryEstimate { logs: logs as u64, bytes: bytes.unwrap_or(0) as u64, oldest, newest })
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(&format!(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) {} $4 RETURNING holder",
+            super::TAKE_LEASE_UPSERT
+        ))
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -17,12 +17,13 @@ use uuid::Uuid;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, JOB_RUN_COLUMNS, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow,
-    StoredRow, run_sql, sequence,
+    BatchResult, CountRow, ExpiryEstimate, JOB_RUN_COLUMNS, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
+    StoreError, StoredIdRow, StoredRow, run_sql, sequence,
 };
 use crate::live::Hub;
 use crate::model::{
-    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, NewLog, RunIdentity, RunQuery, activity_at,
+    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery, SYSTEM_SEQUENCE,
+    activity_at,
 };
 
 mod checkpoint;
@@ -698,6 +699,75 @@ impl LogStore for SqliteStore {
         transaction.commit().await?;
         self.hub.storage_changed([id]);
         Ok(Some((run, deleted)))
+    }
+
+    async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let mut transaction = self.writer.begin().await?;
+        let deleted: Vec<(String, String)> = sqlx::query_as(
+            "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE type = ?1 AND received_at < ?2 \
+             ORDER BY received_at LIMIT ?3) RETURNING coalesce(job_run_id, ?4), level",
+        )
+        .bind(log_type.as_str())
+        .bind(before.timestamp_micros())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(SYSTEM_SEQUENCE.to_string())
+        .fetch_all(&mut *transaction)
+        .await?;
+        let tally: Vec<_> = super::tally_expired(&deleted)?.into_iter().collect();
+        for chunk in tally.chunks(ROWS_PER_INSERT) {
+            let mut update = QueryBuilder::<Sqlite>::new("WITH gone (id, trace, debug, info, warn, error, fatal) AS (");
+            update.push_values(chunk, |mut row, (run, counts)| {
+                row.push_bind(run.as_str());
+                for count in counts.0 {
+                    row.push_bind(count);
+                }
+            });
+            update
+                .push(format!(") UPDATE job_runs SET {} FROM gone WHERE job_runs.id = gone.id", super::SUBTRACT_GONE));
+            update.build().execute(&mut *transaction).await?;
+        }
+        transaction.commit().await?;
+        Ok(deleted.len() as u64)
+    }
+
+    async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError> {
+        let (logs, bytes, oldest, newest): (i64, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT count(*), sum(length(CAST(message AS BLOB)) + length(CAST(source AS BLOB)) \
+             + length(CAST(metadata AS BLOB)) + ?3), min(received_at), max(received_at) \
+             FROM logs WHERE type = ?1 AND received_at < ?2",
+        )
+        .bind(log_type.as_str())
+        .bind(before.timestamp_micros())
+        .bind(super::ROW_OVERHEAD_BYTES)
+        .fetch_one(&self.reader)
+        .await?;
+        let time = |micros: Option<i64>| micros.and_then(DateTime::from_timestamp_micros);
+        Ok(ExpiryEstimate {
+            logs: logs as u64,
+            bytes: bytes.unwrap_or(0) as u64,
+            oldest: time(oldest),
+            newest: time(newest),
+        })
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(&format!(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3) {} ?4 RETURNING holder",
+            super::TAKE_LEASE_UPSERT
+        ))
+        .bind(name)
+        .bind(holder.to_string())
+        .bind(until.timestamp_micros())
+        .bind(now.timestamp_micros())
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(taken.is_some())
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {

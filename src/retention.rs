@@ -1,0 +1,142 @@
+//! Retention: logs past their type's age limit are deleted in short
+//! batches, so that writers get the database between them, by one process
+//! at a time (a lease in the database), while logwell serves and on demand
+//! (`logwell retention`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::model::{LogType, RetentionPolicy};
+use crate::store::{ExpiryEstimate, LogStore, StoreError};
+
+/// The lease that decides which process runs retention.
+const LEASE: &str = "retention";
+
+/// How long a lease lasts unless renewed: a process that dies mid-pass
+/// hands retention on after this. Renewed before every batch.
+const LEASE_TERM: TimeDelta = TimeDelta::minutes(2);
+
+/// A rest between batches, so that queued writes commit between them.
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
+
+/// How retention runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionSettings {
+    pub policy: RetentionPolicy,
+    /// How often a pass starts, while serving.
+    pub interval: Duration,
+    /// Logs deleted per transaction.
+    pub batch_logs: usize,
+}
+
+/// What retention has done since the process started, for metrics.
+#[derive(Debug, Default)]
+pub struct RetentionStats {
+    /// Logs expired, per type (`LogType as usize`).
+    expired: [AtomicU64; 3],
+    passes: AtomicU64,
+}
+
+impl RetentionStats {
+    pub fn expired(&self, log_type: LogType) -> u64 {
+        self.expired[log_type as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a pass stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("another process holds the retention lease (it runs retention now); try again later")]
+    LeaseHeld,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Expires logs for one process; `holder` names it in the lease.
+pub struct Retention {
+    store: Arc<dyn LogStore>,
+    settings: RetentionSettings,
+    holder: Uuid,
+    stats: Arc<RetentionStats>,
+}
+
+impl Retention {
+    pub fn new(store: Arc<dyn LogStore>, settings: RetentionSettings, stats: Arc<RetentionStats>) -> Retention {
+        Retention { store, settings, holder: Uuid::new_v4(), stats }
+    }
+
+    /// What a pass at `now` would delete, per limited type.
+    pub async fn estimate(&self, now: DateTime<Utc>) -> Result<Vec<(LogType, ExpiryEstimate)>, StoreError> {
+        let mut estimates = Vec::new();
+        for (log_type, before) in self.settings.policy.cutoffs(now) {
+            estimates.push((log_type, self.store.expiry_estimate(log_type, before).await?));
+        }
+        Ok(estimates)
+    }
+
+    /// Deletes every log past its limit at `now`, batch by batch, holding
+    /// the lease throughout; answers how many of each limited type went.
+    /// Stops early if the lease is lost.
+    pub async fn pass(&self, now: DateTime<Utc>) -> Result<Vec<(LogType, u64)>, RetentionError> {
+        let mut expired = Vec::new();
+        for (log_type, before) in self.settings.policy.cutoffs(now) {
+            let mut total = 0;
+            loop {
+                self.renew_lease().await?;
+                let deleted = self.store.expire(log_type, before, self.settings.batch_logs).await?;
+                total += deleted;
+                self.stats.expired[log_type as usize].fetch_add(deleted, Ordering::Relaxed);
+                if deleted < self.settings.batch_logs as u64 {
+                    break;
+                }
+                tokio::time::sleep(BATCH_PAUSE).await;
+            }
+            expired.push((log_type, total));
+        }
+        self.stats.passes.fetch_add(1, Ordering::Relaxed);
+        Ok(expired)
+    }
+
+    async fn renew_lease(&self) -> Result<(), RetentionError> {
+        let now = Utc::now();
+        match self.store.take_lease(LEASE, self.holder, now, now + LEASE_TERM).await? {
+            true => Ok(()),
+            false => Err(RetentionError::LeaseHeld),
+        }
+    }
+
+    /// Runs a pass every interval until `stopping`; a pass whose lease
+    /// another process holds is skipped.
+    pub async fn run(self, stopping: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.settings.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stopping.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let pass = tokio::select! {
+                () = stopping.cancelled() => return,
+                pass = self.pass(Utc::now()) => pass,
+            };
+            match pass {
+                Ok(expired) => {
+                    for (log_type, logs) in expired.into_iter().filter(|(_, logs)| *logs > 0) {
+                        tracing::info!(r#type = %log_type, logs, "expired logs past their retention");
+                    }
+                }
+                Err(RetentionError::LeaseHeld) => tracing::debug!("another process runs retention"),
+                Err(error) => tracing::warn!(%error, "retention pass failed; retrying at the next interval"),
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Retention: logs past their type's age limit go, in batches, with their
+//! runs' counts; nothing younger goes; one process at a time holds the
+//! lease; the command line says what would go and refuses unsafe limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use logwell::model::{LogType, RetentionPolicy};
+use logwell::proto::v1::{self as pb};
+use logwell::retention::{Retention, RetentionSettings, RetentionStats};
+use uuid::Uuid;
+
+use crate::conformance;
+use crate::helpers::{
+    Backend, TestDatabase, TestServer, entry, eventually, job_entry, logwell, task_entry, test_settings,
+};
+
+conformance!(
+    expired_logs_go_in_batches_with_their_counts,
+    one_process_at_a_time_holds_the_lease,
+    the_server_runs_retention_in_the_background
+);
+
+const SYSTEM_LOGS: usize = 30;
+const JOB_LOGS: usize = 25;
+const TASK_LOGS: usize = 20;
+
+/// Tasks kept an hour, system logs an hour, job logs forever.
+fn hourly(batch_logs: usize) -> RetentionSettings {
+    RetentionSettings {
+        policy: RetentionPolicy { system: Some(TimeDelta::hours(1)), job: None, task: Some(TimeDelta::hours(1)) },
+        interval: Duration::from_secs(3600),
+        batch_logs,
+    }
+}
+
+fn at_level(log: pb::LogEntry, index: usize) -> pb::LogEntry {
+    let levels = [pb::LogLevel::Info, pb::LogLevel::Warn, pb::LogLevel::Error];
+    pb::LogEntry { level: levels[index % levels.len()].into(), ..log }
+}
+
+/// Writes the three types' logs; answers the job run.
+async fn fill(server: &TestServer) -> Uuid {
+    let (run, task) = (Uuid::now_v7(), Uuid::now_v7());
+    let system = (0..SYSTEM_LOGS).map(|index| at_level(entry("system"), index)).collect();
+    server.system().write_system_logs(pb::WriteSystemLogsRequest { logs: system }).await.expect("write");
+    let jobs = (0..JOB_LOGS).map(|index| at_level(job_entry(run, "job"), index)).collect();
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs: jobs }).await.expect("write");
+    let tasks = (0..TASK_LOGS).map(|index| at_level(task_entry(run, task, "task"), index)).collect();
+    server.task().write_task_logs(pb::WriteTaskLogsRequest { logs: tasks }).await.expect("write");
+    run
+}
+
+async fn expired_logs_go_in_batches_with_their_counts(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = fill(&server).await;
+    let stats = Arc::new(RetentionStats::default());
+    let retention = Retention::new(server.store.clone(), hourly(7), stats.clone());
+
+    // Nothing younger than its limit goes.
+    let now = retention.pass(Utc::now()).await.expect("pass");
+    assert_eq!(now, [(LogType::System, 0), (LogType::Task, 0)]);
+
+    // Two hours on, system and task logs have passed their hour.
+    let later = Utc::now() + TimeDelta::hours(2);
+    let estimates = retention.estimate(later).await.expect("estimate");
+    let counted: Vec<(LogType, u64)> =
+        estimates.iter().map(|(log_type, estimate)| (*log_type, estimate.logs)).collect();
+    assert_eq!(counted, [(LogType::System, SYSTEM_LOGS as u64), (LogType::Task, TASK_LOGS as u64)]);
+    for (_, estimate) in &estimates {
+        assert!(estimate.bytes > 300 * estimate.logs, "{estimate:?}");
+        assert!(estimate.oldest <= estimate.newest && estimate.oldest.is_some(), "{estimate:?}");
+    }
+    let expired = retention.pass(later).await.expect("pass");
+    assert_eq!(expired, [(LogType::System, SYSTEM_LOGS as u64), (LogType::Task, TASK_LOGS as u64)]);
+    assert_eq!(stats.expired(LogType::System), SYSTEM_LOGS as u64);
+    assert_eq!(stats.passes(), 2);
+
+    let listed = |log_type: pb::LogType| {
+        let mut query = server.query();
+        async move {
+            let request = pb::ListLogsRequest { r#type: log_type.into(), page_size: 1_000, ..Default::default() };
+            query.list_logs(request).await.expect("list").into_inner().logs.len()
+        }
+    };
+    assert_eq!(listed(pb::LogType::System).await, 0);
+    assert_eq!(listed(pb::LogType::Task).await, 0);
+    assert_eq!(listed(pb::LogType::Job).await, JOB_LOGS);
+
+    // The run counts what it holds now; its seqs go on where they were.
+    let get = pb::GetJobRunRequest { job_run_id: run.to_string() };
+    let state = server.job_runs().get_job_run(get).await.expect("get").into_inner().job_run.expect("run");
+    let counts = state.level_counts.expect("counts");
+    assert_eq!([counts.info, counts.warn, counts.error], [9, 8, 8], "the job logs' levels");
+    assert_eq!(state.log_count, JOB_LOGS as i64);
+    assert_eq!(state.last_seq, (JOB_LOGS + TASK_LOGS) as i64);
+    let more = pb::WriteJobLogRequest { log: Some(job_entry(run, "after the expiry")) };
+    let receipt = server.job().write_job_log(more).await.expect("write").into_inner().receipt.expect("receipt");
+    assert_eq!(receipt.seq, (JOB_LOGS + TASK_LOGS + 1) as i64, "no seq is given out twice");
+    assert!(retention.pass(later).await.expect("again").iter().all(|(_, logs)| *logs == 0));
+}
+
+async fn one_process_at_a_time_holds_the_lease(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let now = Utc::now();
+    let until = now + TimeDelta::minutes(2);
+    let store = &server.store;
+    assert!(store.take_lease("retention", first, now, until).await.expect("take"));
+    assert!(!store.take_lease("retention", second, now, until).await.expect("held"), "held by the first");
+    assert!(store.take_lease("retention", first, now, until).await.expect("renew"), "renewed by its holder");
+    assert!(store.take_lease("other", second, now, until).await.expect("another lease"));
+    let lapsed = until + TimeDelta::seconds(1);
+    assert!(store.take_lease("retention", second, lapsed, lapsed + TimeDelta::minutes(2)).await.expect("lapsed"));
+    assert!(!store.take_lease("retention", first, lapsed, lapsed).await.expect("now the second's"));
+
+    // A pass needs the lease: while another process holds it, none runs.
+    let retention = Retention::new(server.store.clone(), hourly(100), Arc::default());
+    let held = retention.pass(Utc::now()).await.expect_err("the lease is the second's");
+    assert!(held.to_string().contains("another process holds the retention lease"), "{held}");
+}
+
+async fn the_server_runs_retention_in_the_background(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let settings = logwell::server::ServerSettings {
+        retention: RetentionSettings { interval: Duration::from_millis(50), ..hourly(100) },
+        ..test_settings()
+    };
+    let server = TestServer::start_with(database, settings).await;
+    fill(&server).await;
+    eventually("retention passes", Duration::from_secs(10), || async {
+        (server.metric("logwell_retention_passes_total").await >= 2.0).then_some(())
+    })
+    .await;
+    // An hour has not passed: everything is still there.
+    let request = pb::ListLogsRequest { r#type: pb::LogType::System.into(), page_size: 1_000, ..Default::default() };
+    assert_eq!(server.query().list_logs(request).await.expect("list").into_inner().logs.len(), SYSTEM_LOGS);
+}
+
+#[tokio::test]
+async fn the_command_line_says_what_would_go_and_refuses_unsafe_limits() {
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let server = TestServer::start_with(database, test_settings()).await;
+    fill(&server).await;
+    let url = server.database.url.clone();
+    let retention = |args: &[&str]| logwell().arg("retention").args(["--database-url", &url]).args(args).output();
+
+    let later = (Utc::now() + TimeDelta::hours(2)).to_rfc3339();
+    let dry = retention(&["--retention-task", "1h", "--dry-run", "--as-of", &later]).await.expect("run");
+    let printed = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(printed.contains(&format!("{:<6} {TASK_LOGS:>12} logs", "task")), "{printed}");
+
+    let now = retention(&["--retention-task", "1h", "--retention-system", "2h"]).await.expect("run");
+    let printed = String::from_utf8_lossy(&now.stdout);
+    assert!(now.status.success(), "{}", String::from_utf8_lossy(&now.stderr));
+    for log_type in ["system", "task"] {
+        assert!(printed.contains(&format!("{log_type:<6} {:>12} logs", 0)), "{printed}");
+    }
+
+    let short = retention(&["--retention-system", "30m"]).await.expect("run");
+    assert_eq!(short.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&short.stderr);
+    assert!(said.contains("--retention-system 30m is shorter than the shortest retention, 1h"), "{said}");
+
+    let unparsable = retention(&["--retention-job", "a while"]).await.expect("run");
+    assert_eq!(unparsable.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&unparsable.stderr).contains("--retention-job"));
+
+    // Deleting as of another time would delete logs before their time.
+    let backdated = retention(&["--retention-task", "1h", "--as-of", &later]).await.expect("run");
+    assert_eq!(backdated.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&backdated.stderr).contains("--dry-run"));
+}
