@@ -9,6 +9,7 @@ use chrono::{TimeDelta, Utc};
 use logwell::model::{LogType, RetentionPolicy};
 use logwell::proto::v1::{self as pb};
 use logwell::retention::{Retention, RetentionSettings, RetentionStats};
+use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::conformance;
@@ -172,4 +173,28 @@ async fn the_command_line_says_what_would_go_and_refuses_unsafe_limits() {
     let backdated = retention(&["--retention-task", "1h", "--as-of", &later]).await.expect("run");
     assert_eq!(backdated.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&backdated.stderr).contains("--dry-run"));
+}
+
+/// A new SQLite file gives the pages of expired logs back to the file
+/// system (auto_vacuum=INCREMENTAL, and incremental_vacuum after each batch).
+#[tokio::test]
+async fn sqlite_gives_expired_pages_back() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let message = "x".repeat(500);
+    for _ in 0..20 {
+        let logs = (0..1_000).map(|_| entry(&message)).collect();
+        server.system().write_system_logs(pb::WriteSystemLogsRequest { logs }).await.expect("write");
+    }
+    let pages = || async {
+        let mut connection = sqlx::SqliteConnection::connect(&server.database.url).await.expect("open");
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum").fetch_one(&mut connection).await.expect("mode");
+        assert_eq!(mode, 2, "incremental");
+        let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count").fetch_one(&mut connection).await.expect("pages");
+        pages
+    };
+    let before = pages().await;
+    let retention = Retention::new(server.store.clone(), hourly(500), Arc::default());
+    retention.pass(Utc::now() + TimeDelta::hours(2)).await.expect("pass");
+    let after = pages().await;
+    assert!(after * 4 < before, "{before} pages before, {after} after");
 }
