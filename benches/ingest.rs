@@ -226,10 +226,10 @@ async fn checkpoint(url: &str) {
     sqlx::query("CHECKPOINT").execute(&mut connection).await.expect("checkpoint (the benchmark role needs superuser)");
 }
 
-/// `url` with logwell's schema applied, including the metadata indexes and
-/// the text index the servers of this run are given
-/// (`LOGWELL_METADATA_INDEX_KEYS`, `LOGWELL_TEXT_INDEX`, which they inherit),
-/// so that a baseline writes into the same indexes.
+/// `url` with logwell's schema applied, including the metadata indexes, the
+/// text index and the expiry index the servers of this run are given
+/// (`LOGWELL_METADATA_INDEX_KEYS`, `LOGWELL_TEXT_INDEX`, `LOGWELL_RETENTION_*`,
+/// which they inherit), so that a baseline writes into the same indexes.
 async fn migrated(url: String) -> String {
     let metadata_index_keys = std::env::var("LOGWELL_METADATA_INDEX_KEYS")
         .map(|keys| keys.split(',').map(str::to_string).collect())
@@ -242,6 +242,9 @@ async fn migrated(url: String) -> String {
         // As clap reads the server's flag: set and not a "false" word.
         text_index: std::env::var("LOGWELL_TEXT_INDEX")
             .is_ok_and(|value| !["false", "no", "off", "0", "n", "f", ""].contains(&value.to_lowercase().as_str())),
+        expiry_index: ["LOGWELL_RETENTION_SYSTEM", "LOGWELL_RETENTION_JOB", "LOGWELL_RETENTION_TASK"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some()),
     };
     logwell::store::connect(&url, &options, logwell::live::Hub::new()).await.expect("migrate").close().await;
     url

@@ -105,8 +105,6 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
     /// How often the database is checked for the health service (requests also report what they meet, at once).
     #[arg(long, env = "LOGWELL_HEALTH_CHECK_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_check_interval: Duration,
@@ -204,8 +202,6 @@ pub struct ServeArgs {
 pub struct RetentionCommand {
     #[command(flatten)]
     pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
     /// Print what would be deleted, per log type (logs, approximate bytes, oldest and newest), and delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -235,6 +231,11 @@ pub struct RetentionArgs {
 }
 
 impl RetentionArgs {
+    /// Whether any type has a limit.
+    pub fn is_set(&self) -> bool {
+        self.retention_system.is_some() || self.retention_job.is_some() || self.retention_task.is_some()
+    }
+
     pub fn settings(&self) -> Result<RetentionSettings, ConfigError> {
         let limit = |flag: &'static str, value: Option<Duration>| -> Result<Option<TimeDelta>, ConfigError> {
             let Some(value) = value else { return Ok(None) };
@@ -260,6 +261,9 @@ pub struct DatabaseArgs {
     /// Database: sqlite:PATH (created with its folder) or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
     #[arg(long, env = "LOGWELL_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+    /// Retention's limits decide whether its index exists, so every command that opens the database takes them.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Connections per database pool, at most.
     #[arg(long, env = "LOGWELL_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
@@ -315,6 +319,7 @@ impl DatabaseArgs {
             acquire_timeout: self.database_acquire_timeout,
             metadata_index_keys: self.metadata_index_keys.clone(),
             text_index: self.text_index,
+            expiry_index: self.retention.is_set(),
             read_timeout: self.query_timeout,
         }
     }
@@ -340,7 +345,7 @@ impl ServeArgs {
             rate_limit: self.rate_limit()?,
             tls: self.tls()?,
             tls_reload_interval: self.tls_reload_interval,
-            retention: self.retention.settings()?,
+            retention: self.database.retention.settings()?,
         })
     }
 

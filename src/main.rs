@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
 
 /// `logwell retention`: what would go, or delete it now.
 async fn retention(command: RetentionCommand) -> anyhow::Result<()> {
-    let settings = command.retention.settings()?;
+    let settings = command.database.retention.settings()?;
     if settings.policy.keeps_everything() {
         println!("no retention is configured (--retention-system, --retention-job, --retention-task): nothing goes");
         return Ok(());

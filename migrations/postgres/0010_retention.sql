@@ -1,6 +1,5 @@
--- Retention: the oldest logs of each type go first, found through this
--- index (received_at only grows, so new entries append at each type's end).
-CREATE INDEX logs_expiry ON logs (type, received_at);
+-- Retention's index (type, received_at) costs every write, so it is built
+-- at start only when a retention limit is set (optional_index.rs).
 
 -- Leases: which replica runs a periodic task (retention) now, until when.
 -- A replica takes a free or lapsed lease and renews its own; the others

@@ -56,11 +56,9 @@ impl JobRuns {
         filter.ids = principal.own_job_run().into_iter().collect();
         let after = match page_token.as_str() {
             "" => None,
-            token => Some(page_token::decode_runs(token, &filter).map_err(|problem| {
-                let mut violations = Violations::default();
-                violations.add("page_token", problem);
-                violations
-            })?),
+            token => Some(
+                page_token::decode_runs(token, &filter).map_err(|problem| Violations::one("page_token", problem))?,
+            ),
         };
         let query = RunQuery { filter, after, limit };
         let runs = self.store.list_job_runs(&query).await?;

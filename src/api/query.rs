@@ -48,14 +48,10 @@ impl LogReader {
         let after = if page_token.is_empty() {
             None
         } else {
-            match page_token::decode(&page_token, &filter, order) {
-                Ok(cursor) => Some(cursor),
-                Err(reason) => {
-                    let mut violations = Violations::default();
-                    violations.add("page_token", reason);
-                    return Err(violations.into());
-                }
-            }
+            Some(
+                page_token::decode(&page_token, &filter, order)
+                    .map_err(|reason| Violations::one("page_token", reason))?,
+            )
         };
         // One row more than a page tells whether another page follows.
         let query = LogQuery { filter, order, after, limit: page_size + 1 };

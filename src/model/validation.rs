@@ -33,6 +33,13 @@ pub struct FieldViolation {
 pub struct Violations(Vec<FieldViolation>);
 
 impl Violations {
+    /// A single violation.
+    pub fn one(field: impl Into<String>, description: impl Into<String>) -> Violations {
+        let mut violations = Violations::default();
+        violations.add(field, description);
+        violations
+    }
+
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
         self.0.push(FieldViolation { field: field.into(), description: description.into() });
     }

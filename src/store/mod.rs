@@ -221,6 +221,9 @@ pub struct ConnectOptions {
     /// Whether substring searches get an index of their own (pg_trgm on
     /// PostgreSQL, FTS5 trigram on SQLite), at a cost to every write.
     pub text_index: bool,
+    /// Whether retention's index (each type's oldest logs) is kept: when a
+    /// retention limit is set. It costs every write.
+    pub expiry_index: bool,
 }
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and

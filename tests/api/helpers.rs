@@ -200,6 +200,7 @@ pub fn connect_options() -> ConnectOptions {
         metadata_index_keys: Vec::new(),
         read_timeout: Duration::from_secs(10),
         text_index: false,
+        expiry_index: false,
     }
 }
 

@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::conformance;
 use crate::helpers::{
-    Backend, TestDatabase, TestServer, entry, eventually, job_entry, logwell, task_entry, test_settings,
+    Backend, TestDatabase, TestServer, connect_options, entry, eventually, job_entry, logwell, task_entry,
+    test_settings,
 };
 
 conformance!(
@@ -56,8 +57,11 @@ async fn fill(server: &TestServer) -> Uuid {
 async fn expired_logs_go_in_batches_with_their_counts(backend: Backend) {
     let server = TestServer::start(backend).await;
     let run = fill(&server).await;
+    // As a server with a retention limit opens it: with the expiry index.
+    let options = logwell::store::ConnectOptions { expiry_index: true, ..connect_options() };
+    let store = logwell::store::connect(&server.database.url, &options, logwell::live::Hub::new()).await.expect("open");
     let stats = Arc::new(RetentionStats::default());
-    let retention = Retention::new(server.store.clone(), hourly(7), stats.clone());
+    let retention = Retention::new(store, hourly(7), stats.clone());
 
     // Nothing younger than its limit goes.
     let now = retention.pass(Utc::now()).await.expect("pass");

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 mod copy;
 pub(super) mod dialect;
-mod text_index;
+mod optional_index;
 
 use dialect::PostgresDialect;
 
@@ -145,7 +145,11 @@ impl PostgresStore {
                     .options([("statement_timeout", timeout.as_str()), ("plan_cache_mode", "force_custom_plan")]),
             )
             .await?;
-        text_index::reconcile(&pool, options.text_index).await?;
+        optional_index::reconcile(
+            &pool,
+            &[(&optional_index::TEXT, options.text_index), (&optional_index::EXPIRY, options.expiry_index)],
+        )
+        .await?;
         if !options.metadata_index_keys.is_empty() {
             tracing::warn!("--metadata-index-keys has no effect on PostgreSQL: its GIN index serves every key");
         }

@@ -30,7 +30,7 @@ use crate::model::{
 mod checkpoint;
 pub(super) mod dialect;
 mod metadata_index;
-mod text_index;
+mod optional_index;
 
 use dialect::SqliteDialect;
 
@@ -92,7 +92,7 @@ pub(super) struct SqliteStore {
     hub: Arc<Hub>,
     checkpointer: tokio::task::AbortHandle,
     read_timeout: Duration,
-    /// Whether the opt-in text index (`text_index`) exists.
+    /// Whether the opt-in text index (`optional_index`) exists.
     text_index: bool,
 }
 
@@ -133,7 +133,8 @@ impl SqliteStore {
         enable_wal(&writer).await?;
         migrate(&writer).await?;
         metadata_index::reconcile(&mut *writer.acquire().await?, &options.metadata_index_keys).await?;
-        text_index::reconcile(&mut *writer.acquire().await?, options.text_index).await?;
+        optional_index::reconcile_text(&mut *writer.acquire().await?, options.text_index).await?;
+        optional_index::reconcile_expiry(&mut *writer.acquire().await?, options.expiry_index).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)

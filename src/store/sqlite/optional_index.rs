@@ -1,4 +1,7 @@
-//! The opt-in text index (`--text-index`): an FTS5 table with the trigram
+//! Indexes that cost writes and serve one feature, built only when wanted:
+//! the expiry index, for retention, and the text index.
+//!
+//! The text index (`--text-index`) is an FTS5 table with the trigram
 //! tokenizer over the logs' messages, so that a substring search reads the
 //! logs holding the text's trigrams instead of every log. It takes its text
 //! from `logs` (external content: messages are not stored twice) and is kept
@@ -35,8 +38,21 @@ DROP TRIGGER logs_text_delete;
 DROP TABLE logs_text;
 ";
 
+/// Builds or drops the expiry index (a retention limit: each type's oldest
+/// logs) so that it exists exactly when `wanted`: it costs every write, so
+/// only retention pays for it.
+pub(super) async fn reconcile_expiry(connection: &mut SqliteConnection, wanted: bool) -> Result<(), StoreError> {
+    let statement = if wanted {
+        "CREATE INDEX IF NOT EXISTS logs_expiry ON logs (type, received_at)"
+    } else {
+        "DROP INDEX IF EXISTS logs_expiry"
+    };
+    sqlx::raw_sql(statement).execute(connection).await?;
+    Ok(())
+}
+
 /// Builds or drops the text index so that it exists exactly when `enabled`.
-pub(super) async fn reconcile(connection: &mut SqliteConnection, enabled: bool) -> Result<(), StoreError> {
+pub(super) async fn reconcile_text(connection: &mut SqliteConnection, enabled: bool) -> Result<(), StoreError> {
     let exists: bool = sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'logs_text'")
         .fetch_one(&mut *connection)
         .await?;
