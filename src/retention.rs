@@ -84,9 +84,17 @@ impl Retention {
     }
 
     /// Deletes every log past its limit at `now`, batch by batch, holding
-    /// the lease throughout; answers how many of each limited type went.
-    /// Stops early if the lease is lost.
+    /// the lease throughout and letting it go at the end; answers how many
+    /// of each limited type went. Stops early if the lease is lost.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Vec<(LogType, u64)>, RetentionError> {
+        let expired = self.expire_all(now).await?;
+        // Let go: the next pass is whichever process asks first.
+        let released = Utc::now();
+        self.store.take_lease(LEASE, self.holder, released, released).await?;
+        Ok(expired)
+    }
+
+    async fn expire_all(&self, now: DateTime<Utc>) -> Result<Vec<(LogType, u64)>, RetentionError> {
         let mut expired = Vec::new();
         for (log_type, before) in self.settings.policy.cutoffs(now) {
             let mut total = 0;

@@ -316,6 +316,7 @@ pub(super) fn job_run_to_proto(run: JobRun) -> pb::JobRun {
             fatal: run.level_counts.of(Level::Fatal),
         }),
         last_activity_time: Some(time_to_proto(run.last_activity)),
+        first_retained_seq: run.first_retained_seq,
     }
 }
 

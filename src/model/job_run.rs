@@ -46,6 +46,8 @@ pub struct JobRun {
     /// When it last started, took logs or completed (server time, to the
     /// second: `ACTIVITY_RESOLUTION`).
     pub last_activity: DateTime<Utc>,
+    /// The seq of its earliest log still stored; 0 if it holds none.
+    pub first_retained_seq: i64,
 }
 
 /// How finely a run's last activity is kept. Coarser than every write, so

@@ -31,8 +31,6 @@ pub use limits::{Limits, TRUNCATED_FROM_BYTES};
 pub use log::{Log, LogDraft, NewLog, Receipt};
 pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
 pub use retention::{MIN_RETENTION, RetentionPolicy};
-pub use run_listing::{
-    DEFAULT_RUN_PAGE_SIZE, MAX_RUN_PAGE_SIZE, RunCursor, RunFilter, RunQuery, RunQueryDraft, RunState,
-};
+pub use run_listing::{RunCursor, RunFilter, RunQuery, RunQueryDraft, RunState};
 pub use validation::{FieldViolation, MAX_TIME, MIN_TIME, Violations, required_id};
 pub(crate) use validation::{optional_uuid, required_uuid};

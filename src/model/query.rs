@@ -62,6 +62,22 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
+/// The page size a client asked for: 0 for `DEFAULT_PAGE_SIZE`, at most
+/// `MAX_PAGE_SIZE`. Listings of logs and of job runs share it.
+pub(crate) fn page_size(violations: &mut Violations, requested: i32) -> usize {
+    match usize::try_from(requested) {
+        Ok(0) => DEFAULT_PAGE_SIZE,
+        Ok(size) if size <= MAX_PAGE_SIZE => size,
+        _ => {
+            violations.add(
+                "page_size",
+                format!("{requested} is out of range: 0 (default {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}"),
+            );
+            0
+        }
+    }
+}
+
 /// A listing request as the client sent it, before validation.
 #[derive(Debug, Clone, Default)]
 pub struct QueryDraft {
@@ -117,17 +133,7 @@ impl QueryDraft {
         if self.message_contains.contains('\0') {
             violations.add("message_contains", "must not contain NUL characters");
         }
-        let page_size = match usize::try_from(self.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                violations.add(
-                    "page_size",
-                    format!("{} is out of range: 0 (default {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}", self.page_size),
-                );
-                0
-            }
-        };
+        let page_size = page_size(&mut violations, self.page_size);
         let top_level = LogFilter {
             types: self.log_type.into_iter().collect(),
             job_run_ids: job_run_id.into_iter().collect(),

@@ -7,12 +7,8 @@ use uuid::Uuid;
 
 use super::job_run::{JobRun, check_label};
 use super::kinds::{Level, Outcome};
+use super::query::page_size;
 use super::validation::{Violations, storable_time};
-
-/// Runs per page when the client asks for none.
-pub const DEFAULT_RUN_PAGE_SIZE: usize = 100;
-/// Runs per page, at most.
-pub const MAX_RUN_PAGE_SIZE: usize = 1_000;
 
 /// Whether a run still takes logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,20 +91,7 @@ impl RunQueryDraft {
         for (key, value) in &self.labels {
             check_label(&mut violations, key, value);
         }
-        let page_size = match usize::try_from(self.page_size) {
-            Ok(0) => DEFAULT_RUN_PAGE_SIZE,
-            Ok(size) if size <= MAX_RUN_PAGE_SIZE => size,
-            _ => {
-                violations.add(
-                    "page_size",
-                    format!(
-                        "{} is out of range: 0 (default {DEFAULT_RUN_PAGE_SIZE}) to {MAX_RUN_PAGE_SIZE}",
-                        self.page_size
-                    ),
-                );
-                0
-            }
-        };
+        let page_size = page_size(&mut violations, self.page_size);
         let mut outcomes = self.outcomes;
         outcomes.sort();
         outcomes.dedup();
@@ -138,7 +121,7 @@ mod tests {
         let (filter, page_size) = draft.validate().unwrap();
         assert_eq!(filter.state, Some(RunState::Complete));
         assert_eq!(filter.outcomes, vec![Outcome::Failed]);
-        assert_eq!(page_size, DEFAULT_RUN_PAGE_SIZE);
+        assert_eq!(page_size, crate::model::DEFAULT_PAGE_SIZE);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub(super) trait Dialect {
     fn metadata_condition(condition: &MetadataCondition, bind: Bind) -> String;
     /// The column that the run indexes key a log's job run by.
     const RUN_KEY: &'static str;
+    /// A condition: a log belongs to the `job_runs` row in scope.
+    const LOGS_OF_JOB_RUNS_ROW: &'static str;
     /// The `RUN_KEY` value of the job run whose id is bound at `placeholder`.
     fn run_key(placeholder: &str) -> String;
     /// A condition: the log belongs to one of the job runs whose ids are

@@ -331,10 +331,16 @@ impl TryFrom<StoredIdRow> for sequence::StoredId {
 const SELECT_STORED_IDS: &str = "SELECT id, seq, received_at, type, job_run_id, task_run_id FROM logs WHERE id IN ";
 
 /// The columns of `job_runs` every read of runs selects, in `JobRunRow`
-/// order.
-const JOB_RUN_COLUMNS: &str = "id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, outcome, \
-     summary, deleted_at, name, labels, started_at, trace_logs, debug_logs, info_logs, warn_logs, error_logs, \
-     fatal_logs, active_at";
+/// order, and the seq of the run's earliest log still stored (an index
+/// lookup: `min` of the run's seq index).
+fn job_run_columns<D: list_sql::Dialect>() -> String {
+    format!(
+        "id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, outcome, summary, deleted_at, \
+         name, labels, started_at, trace_logs, debug_logs, info_logs, warn_logs, error_logs, fatal_logs, active_at, \
+         coalesce((SELECT min(seq) FROM logs WHERE {}), 0) AS first_retained_seq",
+        D::LOGS_OF_JOB_RUNS_ROW
+    )
+}
 
 /// Sets a run's counts per level to none, as its logs are deleted.
 const NO_LOGS: &str = "trace_logs = 0, debug_logs = 0, info_logs = 0, warn_logs = 0, error_logs = 0, fatal_logs = 0";
@@ -360,6 +366,7 @@ struct JobRunRow {
     error_logs: i64,
     fatal_logs: i64,
     active_at: DateTime<Utc>,
+    first_retained_seq: i64,
 }
 
 impl TryFrom<JobRunRow> for JobRun {
@@ -395,6 +402,7 @@ impl TryFrom<JobRunRow> for JobRun {
                 row.fatal_logs,
             ]),
             last_activity: row.active_at,
+            first_retained_seq: row.first_retained_seq,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Builds the job-run listing once for both backends.
 
-use super::JOB_RUN_COLUMNS;
+use super::job_run_columns;
 use super::list_sql::{Builder, Dialect, Param, Statement};
 use crate::model::{Level, RunQuery, RunState, SYSTEM_SEQUENCE};
 
@@ -54,7 +54,8 @@ pub(super) fn job_runs_statement<D: Dialect>(query: &RunQuery) -> Statement {
         builder.conditions.push(format!("(active_at, id) < ({activity}, {id})"));
     }
     let sql = format!(
-        "SELECT {JOB_RUN_COLUMNS} FROM job_runs{} ORDER BY active_at DESC, id DESC LIMIT {}",
+        "SELECT {} FROM job_runs{} ORDER BY active_at DESC, id DESC LIMIT {}",
+        job_run_columns::<D>(),
         builder.where_clause(),
         query.limit
     );

@@ -100,10 +100,34 @@ async fn expired_logs_go_in_batches_with_their_counts(backend: Backend) {
     assert_eq!([counts.info, counts.warn, counts.error], [9, 8, 8], "the job logs' levels");
     assert_eq!(state.log_count, JOB_LOGS as i64);
     assert_eq!(state.last_seq, (JOB_LOGS + TASK_LOGS) as i64);
+    // Job logs took seqs 1 to 25 and were kept; task logs took 26 to 45.
+    assert_eq!(state.first_retained_seq, 1);
     let more = pb::WriteJobLogRequest { log: Some(job_entry(run, "after the expiry")) };
     let receipt = server.job().write_job_log(more).await.expect("write").into_inner().receipt.expect("receipt");
     assert_eq!(receipt.seq, (JOB_LOGS + TASK_LOGS + 1) as i64, "no seq is given out twice");
     assert!(retention.pass(later).await.expect("again").iter().all(|(_, logs)| *logs == 0));
+
+    // Job logs kept an hour, as of an hour after the 25th was received: the
+    // run's first 25 seqs go, and reading from its start begins after them.
+    let page = pb::ListLogsRequest { job_run_id: run.to_string(), page_size: 1_000, ..Default::default() };
+    let logs = server.query().list_logs(page.clone()).await.expect("list").into_inner().logs;
+    let received = logs[JOB_LOGS - 1].received_at.expect("received_at");
+    let received = chrono::DateTime::from_timestamp(received.seconds, received.nanos as u32).expect("a time");
+    let jobs = RetentionSettings {
+        policy: RetentionPolicy { job: Some(TimeDelta::hours(1)), ..RetentionPolicy::default() },
+        ..hourly(7)
+    };
+    let store = server.store.clone();
+    let expired = Retention::new(store, jobs, Arc::default())
+        .pass(received + TimeDelta::hours(1) + TimeDelta::microseconds(1))
+        .await
+        .expect("pass");
+    assert_eq!(expired, [(LogType::Job, JOB_LOGS as u64)]);
+    let get = pb::GetJobRunRequest { job_run_id: run.to_string() };
+    let state = server.job_runs().get_job_run(get).await.expect("get").into_inner().job_run.expect("run");
+    assert_eq!((state.first_retained_seq, state.log_count), ((JOB_LOGS + TASK_LOGS + 1) as i64, 1));
+    let left = server.query().list_logs(page).await.expect("list").into_inner().logs;
+    assert_eq!(left.iter().map(|log| log.seq).collect::<Vec<_>>(), [(JOB_LOGS + TASK_LOGS + 1) as i64]);
 }
 
 async fn one_process_at_a_time_holds_the_lease(backend: Backend) {

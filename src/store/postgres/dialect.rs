@@ -53,6 +53,8 @@ impl Dialect for PostgresDialect {
 
     const RUN_KEY: &'static str = "job_run_id";
 
+    const LOGS_OF_JOB_RUNS_ROW: &'static str = "logs.job_run_id = job_runs.id";
+
     fn run_key(placeholder: &str) -> String {
         placeholder.into()
     }

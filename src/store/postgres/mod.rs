@@ -20,8 +20,8 @@ use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, ExpiryEstimate, JOB_RUN_COLUMNS, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
-    StoreError, StoredIdRow, StoredRow, run_sql, sequence,
+    BatchResult, CountRow, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow,
+    StoredRow, job_run_columns, run_sql, sequence,
 };
 use crate::live::Hub;
 use crate::model::{
@@ -336,7 +336,7 @@ async fn find_job_run<'c>(
     id: Uuid,
     suffix: &str,
 ) -> Result<Option<JobRun>, StoreError> {
-    let select = format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE id = $1{suffix}");
+    let select = format!("SELECT {} FROM job_runs WHERE id = $1{suffix}", job_run_columns::<PostgresDialect>());
     let row: Option<JobRunRow> = sqlx::query_as(&select).bind(id).fetch_optional(executor).await?;
     row.map(JobRun::try_from).transpose()
 }

@@ -55,6 +55,8 @@ impl Dialect for SqliteDialect {
 
     const RUN_KEY: &'static str = "run_key";
 
+    const LOGS_OF_JOB_RUNS_ROW: &'static str = "logs.run_key = job_runs.key";
+
     fn run_key(placeholder: &str) -> String {
         format!("(SELECT key FROM job_runs WHERE id = {placeholder})")
     }

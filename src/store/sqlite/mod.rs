@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, ExpiryEstimate, JOB_RUN_COLUMNS, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
-    StoreError, StoredIdRow, StoredRow, run_sql, sequence,
+    BatchResult, CountRow, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow,
+    StoredRow, job_run_columns, run_sql, sequence,
 };
 use crate::live::Hub;
 use crate::model::{
@@ -388,10 +388,11 @@ fn bind<'q>(
 
 /// A run as the writer's transaction sees it, if it exists.
 async fn find_job_run(connection: &mut SqliteConnection, id: Uuid) -> Result<Option<JobRun>, StoreError> {
-    let row: Option<SqliteJobRunRow> = sqlx::query_as(&format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE id = ?"))
-        .bind(id.to_string())
-        .fetch_optional(connection)
-        .await?;
+    let row: Option<SqliteJobRunRow> =
+        sqlx::query_as(&format!("SELECT {} FROM job_runs WHERE id = ?", job_run_columns::<SqliteDialect>()))
+            .bind(id.to_string())
+            .fetch_optional(connection)
+            .await?;
     row.map(JobRun::try_from).transpose()
 }
 
@@ -467,6 +468,7 @@ struct SqliteJobRunRow {
     error_logs: i64,
     fatal_logs: i64,
     active_at: i64,
+    first_retained_seq: i64,
 }
 
 impl TryFrom<SqliteJobRunRow> for JobRun {
@@ -498,6 +500,7 @@ impl TryFrom<SqliteJobRunRow> for JobRun {
             error_logs: row.error_logs,
             fatal_logs: row.fatal_logs,
             active_at: time(Some(row.active_at))?.unwrap_or_default(),
+            first_retained_seq: row.first_retained_seq,
         })
     }
 }
@@ -642,7 +645,7 @@ impl LogStore for SqliteStore {
 
     async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
         let row: Option<SqliteJobRunRow> =
-            sqlx::query_as(&format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE id = ?"))
+            sqlx::query_as(&format!("SELECT {} FROM job_runs WHERE id = ?", job_run_columns::<SqliteDialect>()))
                 .bind(sequence.to_string())
                 .fetch_optional(&self.reader)
                 .await?;
