@@ -387,6 +387,7 @@ impl ServeArgs {
             source_bytes: self.max_source_bytes,
             metadata_bytes: positive("--max-metadata-bytes", self.max_metadata_bytes)?,
             metadata_depth: positive("--max-metadata-depth", self.max_metadata_depth)?,
+            retention: self.database.retention.settings()?.policy,
         })
     }
 

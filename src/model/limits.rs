@@ -1,5 +1,7 @@
-//! How big what clients send may be. Each bound is a flag of `logwell serve`;
-//! the defaults suit logs, not blobs.
+//! How big what clients send may be, and how old the ids they give may be.
+//! Each bound is a flag of `logwell serve`; the defaults suit logs, not blobs.
+
+use super::retention::RetentionPolicy;
 
 /// The bounds a log and a batch must keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +20,10 @@ pub struct Limits {
     /// Levels of nesting in a log's metadata, at most; the metadata object
     /// itself is level 1.
     pub metadata_depth: usize,
+    /// How long each type's logs are kept: a UUIDv7 client id older than
+    /// its type's retention is refused, since its log may have expired and
+    /// a resend would store it again as a new log.
+    pub retention: RetentionPolicy,
 }
 
 /// The metadata key that marks a truncated message; its value is the
@@ -33,6 +39,7 @@ impl Default for Limits {
             source_bytes: 256,
             metadata_bytes: 64 * 1024,
             metadata_depth: 32,
+            retention: RetentionPolicy::default(),
         }
     }
 }

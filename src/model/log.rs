@@ -77,6 +77,37 @@ impl Log {
     }
 }
 
+/// A UUIDv7 id carries the time it was made: one older than its type's
+/// retention may name a log that expired, and a resend of it would be stored
+/// again under a new seq. Ids of other versions carry no usable time.
+fn check_id_within_retention(
+    violations: &mut Violations,
+    id: Uuid,
+    log_type: LogType,
+    limit: chrono::TimeDelta,
+    received_at: DateTime<Utc>,
+) {
+    let Some(made) =
+        id.get_timestamp().filter(|_| id.get_version() == Some(uuid::Version::SortRand)).and_then(|timestamp| {
+            let (seconds, nanos) = timestamp.to_unix();
+            DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
+        })
+    else {
+        return;
+    };
+    if made < received_at - limit {
+        violations.add(
+            "id",
+            format!(
+                "is a UUIDv7 made at {}, longer ago than {log_type} logs are kept ({}): its log may have expired, \
+                 and a resend would store it again as a new log",
+                made.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                humantime::format_duration(limit.to_std().unwrap_or_default())
+            ),
+        );
+    }
+}
+
 impl LogDraft {
     /// Validates the draft as a log of `log_type`, received at `received_at`.
     /// Every broken rule is reported, each under the field that breaks it.
@@ -88,6 +119,9 @@ impl LogDraft {
     ) -> Result<NewLog, Violations> {
         let mut violations = Violations::default();
         let client_id = optional_uuid(&mut violations, "id", &self.id);
+        if let (Some(id), Some(limit)) = (client_id, limits.retention.limit(log_type)) {
+            check_id_within_retention(&mut violations, id, log_type, limit, received_at);
+        }
         let owner = self.owner(log_type, &mut violations);
         let received_at = storable_time(&mut violations, "received_at", received_at);
         let time = match self.time {

@@ -29,6 +29,15 @@ impl RetentionPolicy {
         self.limits().map(|(log_type, limit)| (log_type, now - limit)).collect()
     }
 
+    /// `log_type`'s age limit, if it has one.
+    pub fn limit(&self, log_type: LogType) -> Option<TimeDelta> {
+        match log_type {
+            LogType::System => self.system,
+            LogType::Job => self.job,
+            LogType::Task => self.task,
+        }
+    }
+
     fn limits(&self) -> impl Iterator<Item = (LogType, TimeDelta)> {
         [(LogType::System, self.system), (LogType::Job, self.job), (LogType::Task, self.task)]
             .into_iter()

@@ -28,6 +28,7 @@ const LIMITS: Limits = Limits {
     source_bytes: 8,
     metadata_bytes: 40,
     metadata_depth: 3,
+    retention: logwell::model::RetentionPolicy { system: None, job: None, task: None },
 };
 
 async fn server(backend: Backend, settings: ServerSettings) -> TestServer {

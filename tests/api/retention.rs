@@ -19,6 +19,7 @@ use crate::helpers::{
 };
 
 conformance!(
+    ids_older_than_their_retention_are_refused,
     expired_logs_go_in_batches_with_their_counts,
     one_process_at_a_time_holds_the_lease,
     the_server_runs_retention_in_the_background
@@ -225,4 +226,37 @@ async fn sqlite_gives_expired_pages_back() {
     retention.pass(Utc::now() + TimeDelta::hours(2)).await.expect("pass");
     let after = pages().await;
     assert!(after * 4 < before, "{before} pages before, {after} after");
+}
+
+/// A UUIDv7 client id older than its type's retention may name a log that
+/// expired: a resend would store it again, under a new seq, so it is refused.
+async fn ids_older_than_their_retention_are_refused(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let mut settings = test_settings();
+    settings.limits.retention = hourly(100).policy;
+    let server = TestServer::start_with(database, settings).await;
+    let made = |ago: TimeDelta| {
+        let time = Utc::now() - ago;
+        let timestamp = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            u64::try_from(time.timestamp()).expect("after 1970"),
+            time.timestamp_subsec_nanos(),
+        );
+        Uuid::new_v7(timestamp).to_string()
+    };
+    let (run, task) = (Uuid::now_v7(), Uuid::now_v7());
+    let task_log = |id: String| pb::WriteTaskLogsRequest {
+        logs: vec![pb::LogEntry { id, ..task_entry(run, task, "late resend") }],
+    };
+    let refused = server.task().write_task_logs(task_log(made(TimeDelta::hours(2)))).await;
+    let status = refused.expect_err("older than task logs are kept");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(crate::helpers::violated_fields(&status), ["logs[0].id"]);
+    assert!(status.message().contains("longer ago than task logs are kept (1h)"), "{}", status.message());
+    server.task().write_task_logs(task_log(made(TimeDelta::minutes(30)))).await.expect("within the hour");
+    server.task().write_task_logs(task_log(Uuid::new_v4().to_string())).await.expect("a v4 id carries no time");
+    // Job logs are kept forever here: any id will do.
+    let job_log =
+        pb::WriteJobLogRequest { log: Some(pb::LogEntry { id: made(TimeDelta::days(400)), ..job_entry(run, "old") }) };
+    server.job().write_job_log(job_log).await.expect("job logs have no limit");
 }
