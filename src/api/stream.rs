@@ -199,6 +199,14 @@ impl Follower {
             if read_storage {
                 self.principal.still_valid(self.job_run_tokens.as_deref())?;
                 let (run, logs) = self.read().await?;
+                if let Some(gap) = run.as_ref().and_then(|run| run.gone_after(self.cursor)) {
+                    let expired = pb::StreamExpired { after_seq: self.cursor, first_retained_seq: gap };
+                    if !send(sender, Event::Expired(expired)).await {
+                        return Ok(());
+                    }
+                    self.cursor = gap - 1;
+                    quiet_since = Instant::now();
+                }
                 let more_waiting = logs.len() == READ_BATCH;
                 for log in logs {
                     self.cursor = log.seq;

@@ -89,6 +89,14 @@ impl LevelCounts {
 }
 
 impl JobRun {
+    /// Where a reader past `seq` goes on, if logs after `seq` are gone
+    /// (expired, or deleted with the run): the first stored seq, or past
+    /// the last seq when none is stored.
+    pub fn gone_after(&self, seq: i64) -> Option<i64> {
+        let first_stored = if self.first_retained_seq > 0 { self.first_retained_seq } else { self.last_seq + 1 };
+        (first_stored > seq + 1).then_some(first_stored)
+    }
+
     /// Whether completing this run with `completion` again is a harmless
     /// retry rather than a conflicting second ending.
     pub fn completed_as(&self, completion: &Completion) -> bool {

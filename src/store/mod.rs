@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::live::Hub;
 use crate::model::{
     Completion, Grouping, JobRun, LevelCounts, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Receipt, RunIdentity,
-    RunQuery,
+    RunQuery, SYSTEM_SEQUENCE,
 };
 
 pub use availability::{Availability, Observed};
@@ -332,12 +332,14 @@ const SELECT_STORED_IDS: &str = "SELECT id, seq, received_at, type, job_run_id, 
 
 /// The columns of `job_runs` every read of runs selects, in `JobRunRow`
 /// order, and the seq of the run's earliest log still stored (an index
-/// lookup: `min` of the run's seq index).
+/// lookup: `min` of the run's seq index, or of the system logs' for the
+/// system sequence).
 fn job_run_columns<D: list_sql::Dialect>() -> String {
     format!(
         "id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, outcome, summary, deleted_at, \
          name, labels, started_at, trace_logs, debug_logs, info_logs, warn_logs, error_logs, fatal_logs, active_at, \
-         coalesce((SELECT min(seq) FROM logs WHERE {}), 0) AS first_retained_seq",
+         coalesce(CASE WHEN job_runs.id = '{SYSTEM_SEQUENCE}' THEN (SELECT min(seq) FROM logs WHERE job_run_id IS NULL) \
+         ELSE (SELECT min(seq) FROM logs WHERE {}) END, 0) AS first_retained_seq",
         D::LOGS_OF_JOB_RUNS_ROW
     )
 }

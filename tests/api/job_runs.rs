@@ -153,11 +153,14 @@ async fn a_completed_run_can_be_deleted(backend: Backend) {
     let fetched = server.job_runs().get_job_run(pb::GetJobRunRequest { job_run_id: run.to_string() }).await;
     assert_eq!(fetched.expect("get").into_inner().job_run.expect("run").deleted_at, state.deleted_at);
 
-    // Following it finds no logs, only its end.
+    // Following it finds no logs: it is told they are gone, then its end.
     let follow = pb::StreamLogsRequest { job_run_id: run.to_string(), ..Default::default() };
     let mut stream = server.stream().stream_logs(follow).await.expect("follow").into_inner();
     let first = stream.message().await.expect("event").expect("an event");
-    assert!(matches!(first.event, Some(pb::stream_logs_response::Event::Completed(_))), "{first:?}");
+    let gone = pb::StreamExpired { after_seq: 0, first_retained_seq: 4 };
+    assert_eq!(first.event, Some(pb::stream_logs_response::Event::Expired(gone)), "{first:?}");
+    let second = stream.message().await.expect("event").expect("an event");
+    assert!(matches!(second.event, Some(pb::stream_logs_response::Event::Completed(_))), "{second:?}");
 
     let kept = server.list_all(pb::ListLogsRequest { job_run_id: other.to_string(), ..Default::default() }).await;
     assert_eq!(kept.len(), 1, "other runs keep their logs");

@@ -128,7 +128,25 @@ async fn expired_logs_go_in_batches_with_their_counts(backend: Backend) {
     let state = server.job_runs().get_job_run(get).await.expect("get").into_inner().job_run.expect("run");
     assert_eq!((state.first_retained_seq, state.log_count), ((JOB_LOGS + TASK_LOGS + 1) as i64, 1));
     let left = server.query().list_logs(page).await.expect("list").into_inner().logs;
-    assert_eq!(left.iter().map(|log| log.seq).collect::<Vec<_>>(), [(JOB_LOGS + TASK_LOGS + 1) as i64]);
+    let first_retained = (JOB_LOGS + TASK_LOGS + 1) as i64;
+    assert_eq!(left.iter().map(|log| log.seq).collect::<Vec<_>>(), [first_retained]);
+
+    // A follower from before the gap is told, then goes on from the first
+    // stored log; one already past it is told nothing.
+    for (after_seq, told) in [(0, true), (30, true), (first_retained - 1, false)] {
+        let follow = pb::StreamLogsRequest {
+            job_run_id: run.to_string(),
+            start: Some(pb::stream_logs_request::Start::AfterSeq(after_seq)),
+            ..Default::default()
+        };
+        let mut stream = server.stream().stream_logs(follow).await.expect("stream").into_inner();
+        let mut delivered = crate::streams::Delivered::default();
+        crate::streams::read_stream(&mut stream, &mut delivered, |delivered| !delivered.logs.is_empty()).await;
+        let expected: Vec<pb::StreamExpired> =
+            if told { vec![pb::StreamExpired { after_seq, first_retained_seq: first_retained }] } else { Vec::new() };
+        assert_eq!(delivered.expired, expected, "after_seq {after_seq}");
+        assert_eq!(delivered.seqs(), [first_retained]);
+    }
 }
 
 async fn one_process_at_a_time_holds_the_lease(backend: Backend) {

@@ -34,6 +34,8 @@ pub struct Delivered {
     pub logs: Vec<pb::Log>,
     pub heartbeats: Vec<pb::StreamHeartbeat>,
     pub completion: Option<pb::JobRun>,
+    /// Gaps the stream said were expired or deleted.
+    pub expired: Vec<pb::StreamExpired>,
 }
 
 impl Delivered {
@@ -53,6 +55,7 @@ pub async fn read_stream(
         match message.expect("stream failed").and_then(|response| response.event) {
             Some(Event::Log(log)) => delivered.logs.push(log),
             Some(Event::Heartbeat(heartbeat)) => delivered.heartbeats.push(heartbeat),
+            Some(Event::Expired(expired)) => delivered.expired.push(expired),
             Some(Event::Completed(completed)) => {
                 delivered.completion = completed.job_run;
                 assert!(stream.message().await.expect("ends OK").is_none(), "nothing follows the completion");
