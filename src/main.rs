@@ -36,36 +36,31 @@ async fn retention(command: RetentionCommand) -> anyhow::Result<()> {
     let store = store::connect(&database.database_url, &database.connect_options(), Hub::new()).await?;
     let retention = Retention::new(store.clone(), settings, Default::default());
     let now = command.as_of.unwrap_or_else(chrono::Utc::now);
-    let result = if command.dry_run {
-        retention
-            .estimate(now)
-            .await
-            .map(|estimates| {
-                println!("would expire, as of {}:", now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                for (log_type, estimate) in estimates {
-                    let span = match (estimate.oldest, estimate.newest) {
-                        (Some(oldest), Some(newest)) => {
-                            format!("received {} to {}", oldest.to_rfc3339(), newest.to_rfc3339())
-                        }
-                        _ => String::new(),
-                    };
-                    let size = human_bytes(estimate.bytes);
-                    println!("  {:<6} {:>12} logs  ~{size:>10}  {span}", log_type.as_str(), estimate.logs);
-                }
-            })
-            .map_err(anyhow::Error::from)
-    } else {
-        retention
-            .pass(now)
-            .await
-            .map(|expired| {
-                println!("expired, as of {}:", now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                for (log_type, logs) in expired {
-                    println!("  {:<6} {logs:>12} logs", log_type.as_str());
-                }
-            })
-            .map_err(anyhow::Error::from)
+    let as_of = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let report = async {
+        if command.dry_run {
+            let estimates = retention.estimate(now).await?;
+            println!("would expire, as of {as_of}:");
+            for (log_type, estimate) in estimates {
+                let span = match (estimate.oldest, estimate.newest) {
+                    (Some(oldest), Some(newest)) => {
+                        format!("received {} to {}", oldest.to_rfc3339(), newest.to_rfc3339())
+                    }
+                    _ => String::new(),
+                };
+                let size = human_bytes(estimate.bytes);
+                println!("  {:<6} {:>12} logs  ~{size:>10}  {span}", log_type.as_str(), estimate.logs);
+            }
+        } else {
+            let expired = retention.pass(now).await?;
+            println!("expired, as of {as_of}:");
+            for (log_type, logs) in expired {
+                println!("  {:<6} {logs:>12} logs", log_type.as_str());
+            }
+        }
+        anyhow::Ok(())
     };
+    let result = report.await;
     store.close().await;
     result
 }

@@ -70,11 +70,11 @@ const ROW_OVERHEAD_BYTES: i64 = 300;
 
 /// The logs an expiry deleted, counted per run (the system sequence for
 /// system logs) and level, from the (run id, level) of each.
-fn tally_expired<R: AsRef<str>>(deleted: &[(R, R)]) -> Result<BTreeMap<String, LevelCounts>, StoreError> {
+fn tally_expired(deleted: &[(String, String)]) -> Result<BTreeMap<String, LevelCounts>, StoreError> {
     let mut tally: BTreeMap<String, LevelCounts> = BTreeMap::new();
     for (run, level) in deleted {
-        let level = level.as_ref().parse().map_err(|e| StoreError::CorruptJobRun { what: format!("{e}") })?;
-        tally.entry(run.as_ref().to_owned()).or_default().add(level);
+        let level = level.parse().map_err(|e| StoreError::CorruptJobRun { what: format!("{e}") })?;
+        tally.entry(run.clone()).or_default().add(level);
     }
     Ok(tally)
 }

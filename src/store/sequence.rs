@@ -16,8 +16,8 @@ pub(super) struct Demand {
     pub earliest: DateTime<Utc>,
     pub latest: DateTime<Utc>,
     pub levels: LevelCounts,
-    /// The run's activity: when its last log was received, to the second.
-    pub active_at: DateTime<Utc>,
+    /// When its last log was received.
+    pub last_received: DateTime<Utc>,
 }
 
 fn sequence_of(log: &NewLog) -> Uuid {
@@ -145,7 +145,7 @@ pub(super) fn demand(logs: &[&NewLog]) -> BTreeMap<Uuid, Demand> {
                 earliest: log.time,
                 latest: log.time,
                 levels: LevelCounts::default(),
-                active_at: activity_at(log.received_at),
+                last_received: log.received_at,
             })
             .add(log);
     }
@@ -158,7 +158,13 @@ impl Demand {
         self.earliest = self.earliest.min(log.time);
         self.latest = self.latest.max(log.time);
         self.levels.add(log.level);
-        self.active_at = self.active_at.max(activity_at(log.received_at));
+        self.last_received = self.last_received.max(log.received_at);
+    }
+
+    /// The run's activity that this write makes: its last log's receipt, to
+    /// the second.
+    pub fn active_at(&self) -> DateTime<Utc> {
+        activity_at(self.last_received)
     }
 }
 

@@ -301,7 +301,7 @@ fn reserving<'q>(
         .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
         .bind(demand.values().map(|wanted| wanted.latest).collect::<Vec<DateTime<Utc>>>())
         .bind(demand.values().flat_map(|wanted| wanted.levels.0).collect::<Vec<i64>>())
-        .bind(demand.values().map(|wanted| wanted.active_at).max())
+        .bind(demand.values().map(sequence::Demand::active_at).max())
 }
 
 /// One listening connection per process, whatever the number of followers.

@@ -541,7 +541,7 @@ impl LogStore for SqliteStore {
                 for count in wanted.levels.0 {
                     row.push_bind(count);
                 }
-                row.push_bind(wanted.active_at.timestamp_micros());
+                row.push_bind(wanted.active_at().timestamp_micros());
             });
             allocate.push(ALLOCATE_SEQS_UPSERT);
             let rows: Vec<(String, i64, bool, i64)> = allocate.build_query_as().fetch_all(&mut *transaction).await?;
