@@ -35,5 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .codec_path("crate::api::StrictCodec")
         .compile_protos(PROTOS, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds the migrations: a new file must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     Ok(())
 }

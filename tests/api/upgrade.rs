@@ -166,10 +166,53 @@ async fn an_upgrade_killed_at_any_moment_finishes_at_the_next_run_losing_nothing
         assert_eq!(logs, LOGS as i64, "after a kill at {millis} ms");
         assert_eq!(keyed, (RUNS * LOGS_PER_RUN) as i64, "every run's log carries its run's key");
         assert!(newer_versions >= 1, "after a kill at {millis} ms");
+        a_file_keeps_its_checks_without_in_lists(&mut connection).await;
         connection.close().await.expect("close");
         upgraded.push(url);
     }
     an_upgraded_file_serves_its_runs(upgraded.last().expect("an upgraded file"), &runs).await;
+}
+
+/// Migration 0009 rewrote the CHECKs of `logs` in place: the file is
+/// whole, its table has no `IN` list left, and the rewritten CHECKs refuse
+/// what the lists refused and take what they took.
+async fn a_file_keeps_its_checks_without_in_lists(connection: &mut sqlx::SqliteConnection) {
+    let integrity: String =
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut *connection).await.expect("check");
+    assert_eq!(integrity, "ok");
+    let table: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'logs'")
+        .fetch_one(&mut *connection)
+        .await
+        .expect("the logs table");
+    assert!(!table.contains(" IN ("), "{table}");
+    // Seqs far past the filled file's system logs.
+    let insert = |seq: i64, log_type: &'static str, level: &'static str, stream: &'static str| {
+        sqlx::query(
+            "INSERT INTO logs (id, type, seq, event_time, received_at, level, stream, message) \
+             VALUES (?, ?, ?, 0, 0, ?, ?, 'checked')",
+        )
+        .bind(Uuid::from_u128(seq as u128).to_string())
+        .bind(log_type)
+        .bind(seq)
+        .bind(level)
+        .bind(stream)
+    };
+    let refused = [("system", "loud", "system"), ("system", "info", "stdin"), ("service", "info", "system")];
+    for (offset, (log_type, level, stream)) in refused.into_iter().enumerate() {
+        let error = insert(1_000_000 + offset as i64, log_type, level, stream)
+            .execute(&mut *connection)
+            .await
+            .expect_err("a value outside the model");
+        assert!(error.to_string().contains("CHECK constraint failed"), "{log_type}/{level}/{stream}: {error}");
+    }
+    let mut taken = sqlx::Connection::begin(&mut *connection).await.expect("begin");
+    for (offset, level) in ["trace", "debug", "info", "warn", "error", "fatal"].into_iter().enumerate() {
+        insert(2_000_000 + offset as i64, "system", level, "system")
+            .execute(&mut *taken)
+            .await
+            .unwrap_or_else(|error| panic!("level {level}: {error}"));
+    }
+    taken.rollback().await.expect("rollback");
 }
 
 /// The upgraded runs read back whole and in order, by run and by task run,

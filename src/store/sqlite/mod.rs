@@ -281,6 +281,14 @@ impl TryFrom<SqliteRow> for Log {
 }
 
 impl SqliteStore {
+    /// A transaction on the writer that holds the write lock from its start.
+    /// A deferred one that read first could not wait for the lock later:
+    /// SQLite answers BUSY at once to a reader that wants to write while the
+    /// background checkpointer holds the lock for a RESTART.
+    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Runs a read on a reader connection, interrupted once it runs past
     /// `read_timeout` (SQLite has no statement timeout; its progress handler
     /// is asked every few thousand steps whether to go on).
@@ -508,7 +516,7 @@ impl TryFrom<SqliteJobRunRow> for JobRun {
 #[async_trait::async_trait]
 impl LogStore for SqliteStore {
     async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
-        let mut transaction = self.writer.begin().await?;
+        let mut transaction = self.write_transaction().await?;
         let sequences = sequence::sequences(batches);
         let mut completed =
             QueryBuilder::<Sqlite>::new("SELECT id FROM job_runs WHERE completed_at IS NOT NULL AND id IN (");
@@ -653,7 +661,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
-        let mut transaction = self.writer.begin().await?;
+        let mut transaction = self.write_transaction().await?;
         let changed = sqlx::query(COMPLETE_JOB_RUN)
             .bind(id.to_string())
             .bind(completion.completed_at.timestamp_micros())
@@ -670,7 +678,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn start_job_run(&self, id: Uuid, identity: &RunIdentity, now: DateTime<Utc>) -> Result<JobRun, StoreError> {
-        let mut transaction = self.writer.begin().await?;
+        let mut transaction = self.write_transaction().await?;
         let changed = sqlx::query(START_JOB_RUN)
             .bind(id.to_string())
             .bind(&identity.name)
@@ -692,7 +700,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
-        let mut transaction = self.writer.begin().await?;
+        let mut transaction = self.write_transaction().await?;
         let Some(run) = find_job_run(&mut transaction, id).await? else {
             return Ok(None);
         };
@@ -716,7 +724,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        let mut transaction = self.writer.begin().await?;
+        let mut transaction = self.write_transaction().await?;
         let deleted: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE type = ?1 AND received_at < ?2 \
              ORDER BY received_at LIMIT ?3) RETURNING coalesce(job_run_id, ?4), level",
@@ -788,7 +796,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut transaction = self.writer.begin().await?;
+        let mut transaction = self.write_transaction().await?;
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < ?")
             .bind(Utc::now().timestamp_micros())
             .execute(&mut *transaction)
