@@ -31,8 +31,10 @@ mod checkpoint;
 pub(super) mod dialect;
 mod metadata_index;
 mod optional_index;
+mod writer;
 
 use dialect::SqliteDialect;
+use writer::Writer;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -86,7 +88,7 @@ const START_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, name, labels, s
      RETURNING id";
 
 pub(super) struct SqliteStore {
-    writer: SqlitePool,
+    writer: Writer,
     reader: SqlitePool,
     path: PathBuf,
     hub: Arc<Hub>,
@@ -142,7 +144,7 @@ impl SqliteStore {
             .await?;
         let checkpointer = tokio::spawn(checkpoint::checkpoint_forever(connect, path.clone())).abort_handle();
         Ok(SqliteStore {
-            writer,
+            writer: Writer::new(writer),
             reader,
             path,
             hub,
@@ -281,14 +283,6 @@ impl TryFrom<SqliteRow> for Log {
 }
 
 impl SqliteStore {
-    /// A transaction on the writer that holds the write lock from its start.
-    /// A deferred one that read first could not wait for the lock later:
-    /// SQLite answers BUSY at once to a reader that wants to write while the
-    /// background checkpointer holds the lock for a RESTART.
-    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await
-    }
-
     /// Runs a read on a reader connection, interrupted once it runs past
     /// `read_timeout` (SQLite has no statement timeout; its progress handler
     /// is asked every few thousand steps whether to go on).
@@ -516,73 +510,79 @@ impl TryFrom<SqliteJobRunRow> for JobRun {
 #[async_trait::async_trait]
 impl LogStore for SqliteStore {
     async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
-        let mut transaction = self.write_transaction().await?;
-        let sequences = sequence::sequences(batches);
-        let mut completed =
-            QueryBuilder::<Sqlite>::new("SELECT id FROM job_runs WHERE completed_at IS NOT NULL AND id IN (");
-        let mut ids = completed.separated(", ");
-        for sequence in &sequences {
-            ids.push_bind(sequence.to_string());
-        }
-        completed.push(")");
-        let completed: BTreeSet<Uuid> = completed
-            .build_query_scalar::<String>()
-            .fetch_all(&mut *transaction)
-            .await?
-            .iter()
-            .filter_map(|id| Uuid::try_parse(id).ok())
-            .collect();
-        let stored = stored_ids(&mut transaction, &sequence::client_ids(batches)).await?;
-        let (logs, plans) = sequence::plan(batches, &completed, &stored);
-        let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
-        let demand = sequence::demand(&logs);
-        let mut allocated = Vec::with_capacity(demand.len());
-        let mut run_keys = HashMap::with_capacity(demand.len());
-        let wanted: Vec<_> = demand.iter().collect();
-        for chunk in wanted.chunks(ROWS_PER_INSERT) {
-            let mut allocate = QueryBuilder::<Sqlite>::new(ALLOCATE_SEQS);
-            allocate.push_values(chunk, |mut row, (sequence, wanted)| {
-                row.push_bind(sequence.to_string())
-                    .push_bind(wanted.count + 1)
-                    .push_bind(wanted.earliest.timestamp_micros())
-                    .push_bind(wanted.latest.timestamp_micros());
-                for count in wanted.levels.0 {
-                    row.push_bind(count);
+        let (logs, seqs, plans) = self
+            .writer
+            .transaction(async |transaction| {
+                let sequences = sequence::sequences(batches);
+                let mut completed =
+                    QueryBuilder::<Sqlite>::new("SELECT id FROM job_runs WHERE completed_at IS NOT NULL AND id IN (");
+                let mut ids = completed.separated(", ");
+                for sequence in &sequences {
+                    ids.push_bind(sequence.to_string());
                 }
-                row.push_bind(wanted.active_at().timestamp_micros());
-            });
-            allocate.push(ALLOCATE_SEQS_UPSERT);
-            let rows: Vec<(String, i64, bool, i64)> = allocate.build_query_as().fetch_all(&mut *transaction).await?;
-            for (id, next, completed, key) in rows {
-                let id = Uuid::try_parse(&id)
-                    .map_err(|_| StoreError::CorruptJobRun { what: format!("id {id:?} is not a UUID") })?;
-                allocated.push((id, next, completed));
-                run_keys.insert(id, key);
-            }
-        }
-        let seqs = sequence::slots(&logs, &demand).seqs(&sequence::firsts(&demand, allocated)?)?;
-        let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(INSERT_LOG);
-            insert.push_values(chunk, |mut row, ((log, seq), metadata)| {
-                let job_run_id = log.owner.job_run_id();
-                row.push_bind(log.id.to_string())
-                    .push_bind(log.owner.log_type().as_str())
-                    .push_bind(job_run_id.map(|id| id.to_string()))
-                    .push_bind(job_run_id.and_then(|id| run_keys.get(&id)).copied())
-                    .push_bind(log.owner.task_run_id().map(|id| id.to_string()))
-                    .push_bind(**seq)
-                    .push_bind(log.time.timestamp_micros())
-                    .push_bind(log.received_at.timestamp_micros())
-                    .push_bind(log.level.as_str())
-                    .push_bind(log.stream.as_str())
-                    .push_bind(log.source.as_str())
-                    .push_bind(log.message.as_str())
-                    .push_bind(metadata.as_str());
-            });
-            insert.build().execute(&mut *transaction).await?;
-        }
-        transaction.commit().await?;
+                completed.push(")");
+                let completed: BTreeSet<Uuid> = completed
+                    .build_query_scalar::<String>()
+                    .fetch_all(&mut *transaction)
+                    .await?
+                    .iter()
+                    .filter_map(|id| Uuid::try_parse(id).ok())
+                    .collect();
+                let stored = stored_ids(transaction, &sequence::client_ids(batches)).await?;
+                let (logs, plans) = sequence::plan(batches, &completed, &stored);
+                let metadata =
+                    logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
+                let demand = sequence::demand(&logs);
+                let mut allocated = Vec::with_capacity(demand.len());
+                let mut run_keys = HashMap::with_capacity(demand.len());
+                let wanted: Vec<_> = demand.iter().collect();
+                for chunk in wanted.chunks(ROWS_PER_INSERT) {
+                    let mut allocate = QueryBuilder::<Sqlite>::new(ALLOCATE_SEQS);
+                    allocate.push_values(chunk, |mut row, (sequence, wanted)| {
+                        row.push_bind(sequence.to_string())
+                            .push_bind(wanted.count + 1)
+                            .push_bind(wanted.earliest.timestamp_micros())
+                            .push_bind(wanted.latest.timestamp_micros());
+                        for count in wanted.levels.0 {
+                            row.push_bind(count);
+                        }
+                        row.push_bind(wanted.active_at().timestamp_micros());
+                    });
+                    allocate.push(ALLOCATE_SEQS_UPSERT);
+                    let rows: Vec<(String, i64, bool, i64)> =
+                        allocate.build_query_as().fetch_all(&mut *transaction).await?;
+                    for (id, next, completed, key) in rows {
+                        let id = Uuid::try_parse(&id)
+                            .map_err(|_| StoreError::CorruptJobRun { what: format!("id {id:?} is not a UUID") })?;
+                        allocated.push((id, next, completed));
+                        run_keys.insert(id, key);
+                    }
+                }
+                let seqs = sequence::slots(&logs, &demand).seqs(&sequence::firsts(&demand, allocated)?)?;
+                let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
+                for chunk in rows.chunks(ROWS_PER_INSERT) {
+                    let mut insert = QueryBuilder::<Sqlite>::new(INSERT_LOG);
+                    insert.push_values(chunk, |mut row, ((log, seq), metadata)| {
+                        let job_run_id = log.owner.job_run_id();
+                        row.push_bind(log.id.to_string())
+                            .push_bind(log.owner.log_type().as_str())
+                            .push_bind(job_run_id.map(|id| id.to_string()))
+                            .push_bind(job_run_id.and_then(|id| run_keys.get(&id)).copied())
+                            .push_bind(log.owner.task_run_id().map(|id| id.to_string()))
+                            .push_bind(**seq)
+                            .push_bind(log.time.timestamp_micros())
+                            .push_bind(log.received_at.timestamp_micros())
+                            .push_bind(log.level.as_str())
+                            .push_bind(log.stream.as_str())
+                            .push_bind(log.source.as_str())
+                            .push_bind(log.message.as_str())
+                            .push_bind(metadata.as_str());
+                    });
+                    insert.build().execute(&mut *transaction).await?;
+                }
+                Ok((logs, seqs, plans))
+            })
+            .await?;
         self.hub.committed(&logs, &seqs);
         Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
     }
@@ -661,35 +661,43 @@ impl LogStore for SqliteStore {
     }
 
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
-        let mut transaction = self.write_transaction().await?;
-        let changed = sqlx::query(COMPLETE_JOB_RUN)
-            .bind(id.to_string())
-            .bind(completion.completed_at.timestamp_micros())
-            .bind(completion.outcome.as_str())
-            .bind(&completion.summary)
-            .bind(activity_at(completion.completed_at).timestamp_micros())
-            .fetch_optional(&mut *transaction)
-            .await?
-            .is_some();
-        let run = select_job_run(&mut transaction, id).await?;
-        transaction.commit().await?;
+        let (changed, run) = self
+            .writer
+            .transaction(async |transaction| {
+                let changed = sqlx::query(COMPLETE_JOB_RUN)
+                    .bind(id.to_string())
+                    .bind(completion.completed_at.timestamp_micros())
+                    .bind(completion.outcome.as_str())
+                    .bind(&completion.summary)
+                    .bind(activity_at(completion.completed_at).timestamp_micros())
+                    .fetch_optional(&mut *transaction)
+                    .await?
+                    .is_some();
+                let run = select_job_run(transaction, id).await?;
+                Ok((changed, run))
+            })
+            .await?;
         self.hub.storage_changed([id]);
         super::settle_completion(changed, run, completion)
     }
 
     async fn start_job_run(&self, id: Uuid, identity: &RunIdentity, now: DateTime<Utc>) -> Result<JobRun, StoreError> {
-        let mut transaction = self.write_transaction().await?;
-        let changed = sqlx::query(START_JOB_RUN)
-            .bind(id.to_string())
-            .bind(&identity.name)
-            .bind(serde_json::to_string(&identity.labels)?)
-            .bind(now.timestamp_micros())
-            .bind(activity_at(now).timestamp_micros())
-            .fetch_optional(&mut *transaction)
-            .await?
-            .is_some();
-        let run = select_job_run(&mut transaction, id).await?;
-        transaction.commit().await?;
+        let (changed, run) = self
+            .writer
+            .transaction(async |transaction| {
+                let changed = sqlx::query(START_JOB_RUN)
+                    .bind(id.to_string())
+                    .bind(&identity.name)
+                    .bind(serde_json::to_string(&identity.labels)?)
+                    .bind(now.timestamp_micros())
+                    .bind(activity_at(now).timestamp_micros())
+                    .fetch_optional(&mut *transaction)
+                    .await?
+                    .is_some();
+                let run = select_job_run(transaction, id).await?;
+                Ok((changed, run))
+            })
+            .await?;
         super::settle_start(changed, run, identity)
     }
 
@@ -700,58 +708,74 @@ impl LogStore for SqliteStore {
     }
 
     async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
-        let mut transaction = self.write_transaction().await?;
-        let Some(run) = find_job_run(&mut transaction, id).await? else {
-            return Ok(None);
-        };
-        if run.completion.is_none() {
-            return Err(StoreError::JobRunOpen(id));
-        }
-        let deleted = sqlx::query("DELETE FROM logs WHERE run_key = (SELECT key FROM job_runs WHERE id = ?)")
-            .bind(id.to_string())
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-        sqlx::query(&format!("UPDATE job_runs SET deleted_at = coalesce(deleted_at, ?), {NO_LOGS} WHERE id = ?"))
-            .bind(now.timestamp_micros())
-            .bind(id.to_string())
-            .execute(&mut *transaction)
+        let outcome = self
+            .writer
+            .transaction(async |transaction| {
+                let Some(run) = find_job_run(transaction, id).await? else {
+                    return Ok(None);
+                };
+                if run.completion.is_none() {
+                    return Err(StoreError::JobRunOpen(id));
+                }
+                let deleted = sqlx::query("DELETE FROM logs WHERE run_key = (SELECT key FROM job_runs WHERE id = ?)")
+                    .bind(id.to_string())
+                    .execute(&mut *transaction)
+                    .await?
+                    .rows_affected();
+                sqlx::query(&format!(
+                    "UPDATE job_runs SET deleted_at = coalesce(deleted_at, ?), {NO_LOGS} WHERE id = ?"
+                ))
+                .bind(now.timestamp_micros())
+                .bind(id.to_string())
+                .execute(&mut *transaction)
+                .await?;
+                let run = select_job_run(transaction, id).await?;
+                Ok(Some((run, deleted)))
+            })
             .await?;
-        let run = select_job_run(&mut transaction, id).await?;
-        transaction.commit().await?;
-        self.hub.storage_changed([id]);
-        Ok(Some((run, deleted)))
+        if outcome.is_some() {
+            self.hub.storage_changed([id]);
+        }
+        Ok(outcome)
     }
 
     async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        let mut transaction = self.write_transaction().await?;
-        let deleted: Vec<(String, String)> = sqlx::query_as(
-            "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE type = ?1 AND received_at < ?2 \
+        let deleted = self
+            .writer
+            .transaction(async |transaction| {
+                let deleted: Vec<(String, String)> = sqlx::query_as(
+                    "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE type = ?1 AND received_at < ?2 \
              ORDER BY received_at LIMIT ?3) RETURNING coalesce(job_run_id, ?4), level",
-        )
-        .bind(log_type.as_str())
-        .bind(before.timestamp_micros())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(SYSTEM_SEQUENCE.to_string())
-        .fetch_all(&mut *transaction)
-        .await?;
-        let tally: Vec<_> = super::tally_expired(&deleted)?.into_iter().collect();
-        for chunk in tally.chunks(ROWS_PER_INSERT) {
-            let mut update = QueryBuilder::<Sqlite>::new("WITH gone (id, trace, debug, info, warn, error, fatal) AS (");
-            update.push_values(chunk, |mut row, (run, counts)| {
-                row.push_bind(run.as_str());
-                for count in counts.0 {
-                    row.push_bind(count);
+                )
+                .bind(log_type.as_str())
+                .bind(before.timestamp_micros())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(SYSTEM_SEQUENCE.to_string())
+                .fetch_all(&mut *transaction)
+                .await?;
+                let tally: Vec<_> = super::tally_expired(&deleted)?.into_iter().collect();
+                for chunk in tally.chunks(ROWS_PER_INSERT) {
+                    let mut update =
+                        QueryBuilder::<Sqlite>::new("WITH gone (id, trace, debug, info, warn, error, fatal) AS (");
+                    update.push_values(chunk, |mut row, (run, counts)| {
+                        row.push_bind(run.as_str());
+                        for count in counts.0 {
+                            row.push_bind(count);
+                        }
+                    });
+                    update.push(format!(
+                        ") UPDATE job_runs SET {} FROM gone WHERE job_runs.id = gone.id",
+                        super::SUBTRACT_GONE
+                    ));
+                    update.build().execute(&mut *transaction).await?;
                 }
-            });
-            update
-                .push(format!(") UPDATE job_runs SET {} FROM gone WHERE job_runs.id = gone.id", super::SUBTRACT_GONE));
-            update.build().execute(&mut *transaction).await?;
-        }
-        transaction.commit().await?;
+                Ok(deleted)
+            })
+            .await?;
         // Gives up to this many free pages back to the file system, a few
         // at a time between writes (nothing in a file made before auto_vacuum).
-        sqlx::query(&format!("PRAGMA incremental_vacuum({RECLAIMED_PAGES_PER_BATCH})")).execute(&self.writer).await?;
+        let vacuum = format!("PRAGMA incremental_vacuum({RECLAIMED_PAGES_PER_BATCH})");
+        self.writer.connection(async |connection| Ok(sqlx::query(&vacuum).execute(connection).await?)).await?;
         Ok(deleted.len() as u64)
     }
 
@@ -782,32 +806,40 @@ impl LogStore for SqliteStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let taken = sqlx::query(&format!(
+        let upsert = format!(
             "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3) {} ?4 RETURNING holder",
             super::TAKE_LEASE_UPSERT
-        ))
-        .bind(name)
-        .bind(holder.to_string())
-        .bind(until.timestamp_micros())
-        .bind(now.timestamp_micros())
-        .fetch_optional(&self.writer)
-        .await?;
+        );
+        let taken = self
+            .writer
+            .connection(async |connection| {
+                Ok(sqlx::query(&upsert)
+                    .bind(name)
+                    .bind(holder.to_string())
+                    .bind(until.timestamp_micros())
+                    .bind(now.timestamp_micros())
+                    .fetch_optional(connection)
+                    .await?)
+            })
+            .await?;
         Ok(taken.is_some())
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut transaction = self.write_transaction().await?;
-        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < ?")
-            .bind(Utc::now().timestamp_micros())
-            .execute(&mut *transaction)
-            .await?;
-        sqlx::query("INSERT INTO revoked_tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
-            .bind(token_id.to_string())
-            .bind(expires_at.timestamp_micros())
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await?;
-        Ok(())
+        self.writer
+            .transaction(async |transaction| {
+                sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < ?")
+                    .bind(Utc::now().timestamp_micros())
+                    .execute(&mut *transaction)
+                    .await?;
+                sqlx::query("INSERT INTO revoked_tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
+                    .bind(token_id.to_string())
+                    .bind(expires_at.timestamp_micros())
+                    .execute(&mut *transaction)
+                    .await?;
+                Ok(())
+            })
+            .await
     }
 
     async fn revoked_tokens(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
