@@ -23,7 +23,7 @@ use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::log_ingest_service_client::LogIngestServiceClient;
 use logwell::proto::v1::{self as pb};
 use sqlx::Connection;
-use support::Server;
+use support::{Backends, Server};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -70,13 +70,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backends {
-    Both,
-    Sqlite,
-    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,14 +9,14 @@ mod support;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::job_run_service_client::JobRunServiceClient;
 use logwell::proto::v1::log_query_service_client::LogQueryServiceClient;
 use logwell::proto::v1::{self as pb};
 use prost_types::value::Kind;
 use sqlx::{Connection, Executor};
-use support::Server;
+use support::{Backends, Server};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -40,13 +40,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backends {
-    Both,
-    Sqlite,
-    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::{self as pb};
 use sqlx::{Connection, Executor};
-use support::Server;
+use support::{Backends, Server};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,13 +48,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backends {
-    Both,
-    Sqlite,
-    Postgres,
 }
 
 const DAYS: usize = 10;

@@ -16,6 +16,14 @@ mod scrape;
 #[allow(dead_code)]
 mod postgres_cluster;
 
+/// Which backends a benchmark runs on (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backends {
+    Both,
+    Sqlite,
+    Postgres,
+}
+
 /// A `logwell serve` process.
 pub struct Server {
     child: Child,
