@@ -47,6 +47,8 @@ pub enum Command {
     /// Make bearer tokens for the tokens file.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the logs that match a filter, from a running server.
+    Logs(crate::cli::logs::LogsArgs),
 }
 
 #[derive(Debug, Subcommand)]

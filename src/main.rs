@@ -1,9 +1,11 @@
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use logwell::auth::{Authentication, generate_token, token_hash};
+use logwell::cli::{self, CliError};
 use logwell::config::{Cli, Command, RetentionCommand, TokenCommand, redacted};
 use logwell::live::Hub;
 use logwell::retention::Retention;
@@ -17,12 +19,25 @@ const RUNTIME_SHUTDOWN_BOUND: Duration = Duration::from_secs(1);
 /// The exit status after a second SIGINT or SIGTERM (128 + SIGINT, as shells report an interrupt).
 const EXIT_INTERRUPTED: i32 = 130;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(run());
     // Whatever a stuck client still holds must not keep the process alive.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_BOUND);
     result
+}
+
+/// A client command's outcome: nothing on success; on failure one line on
+/// standard error and the exit status of its kind (`cli::error::exit`).
+fn client_outcome(result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is_closed_pipe() => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("logwell: {error}");
+            ExitCode::from(error.exit_status())
+        }
+    }
 }
 
 /// `logwell retention`: what would go, or delete it now.
@@ -77,10 +92,11 @@ fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", units[unit])
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init(cli.logging.log_format, &cli.logging.log_filter)?;
     match cli.command {
+        Command::Logs(args) => return Ok(client_outcome(cli::logs::run(args).await)),
         Command::Migrate(database) => {
             let store = store::connect(&database.database_url, &database.connect_options(), Hub::new()).await?;
             store.close().await;
@@ -129,7 +145,7 @@ async fn run() -> anyhow::Result<()> {
             server::serve(listeners, store, hub, settings, shutdown_signal(Signals::watch()?)).await?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -8,6 +8,7 @@ mod scrape;
 
 mod auth;
 mod checkpoints;
+mod cli_logs;
 mod context;
 mod counts;
 mod export;

@@ -1,0 +1,219 @@
+//! How client commands print logs: for people (`text`, coloured by level on
+//! a terminal), for pipes (`raw`: messages only), and for programs (`json`,
+//! `ndjson`, `csv` per RFC 4180).
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+use chrono::{DateTime, Local, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use super::names;
+use crate::proto::v1 as pb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Time, level, run/task run, source and message, for people.
+    Text,
+    /// The message alone.
+    Raw,
+    /// One JSON array of log objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// CSV with a header row (RFC 4180).
+    Csv,
+}
+
+/// How text output shows times.
+#[derive(Debug, Clone, Copy)]
+pub struct TextTimes {
+    /// The whole date and time, not only the time of day.
+    pub full: bool,
+    /// In UTC rather than the local time zone.
+    pub utc: bool,
+}
+
+/// Writes logs in one format to standard output.
+pub struct Printer {
+    format: Format,
+    times: TextTimes,
+    out: Box<dyn Write>,
+    printed: usize,
+}
+
+/// The columns of CSV output, in order.
+const CSV_HEADER: [&str; 12] = [
+    "id",
+    "type",
+    "job_run_id",
+    "task_run_id",
+    "seq",
+    "time",
+    "received_at",
+    "level",
+    "stream",
+    "source",
+    "message",
+    "metadata",
+];
+
+impl Printer {
+    /// A printer to standard output. Text has colour only where `anstream`
+    /// finds a terminal that wants it (not piped, no `NO_COLOR`); elsewhere
+    /// it strips escape codes, messages' own included. The other formats
+    /// pass messages through byte for byte.
+    pub fn new(format: Format, times: TextTimes) -> Printer {
+        let stdout = std::io::stdout().lock();
+        let out: Box<dyn Write> = match format {
+            Format::Text => Box::new(anstream::AutoStream::auto(stdout)),
+            _ => Box::new(std::io::BufWriter::new(stdout)),
+        };
+        Printer { format, times, out, printed: 0 }
+    }
+
+    pub fn print(&mut self, log: &pb::Log) -> std::io::Result<()> {
+        let mut line = String::new();
+        match self.format {
+            Format::Text => line = self.text(log),
+            Format::Raw => line.push_str(&log.message),
+            Format::Ndjson => line = to_json(log).to_string(),
+            Format::Json => {
+                line.push_str(if self.printed == 0 { "[" } else { "," });
+                line.push_str(&to_json(log).to_string());
+                self.printed += 1;
+                return self.out.write_all(line.as_bytes());
+            }
+            Format::Csv => return self.csv_row(log),
+        }
+        line.push('\n');
+        self.printed += 1;
+        self.out.write_all(line.as_bytes())
+    }
+
+    /// Closes what the format opened (JSON's array) and flushes.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        if self.format == Format::Json {
+            self.out.write_all(if self.printed == 0 { b"[]\n" } else { b"]\n" })?;
+        }
+        self.out.flush()
+    }
+
+    /// One CSV record (the header first), quoted as RFC 4180 wants.
+    fn csv_row(&mut self, log: &pb::Log) -> std::io::Result<()> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        if self.printed == 0 {
+            writer.write_record(CSV_HEADER)?;
+        }
+        writer.write_record([
+            log.id.as_str(),
+            &names::type_of(log),
+            &log.job_run_id,
+            &log.task_run_id,
+            &log.seq.to_string(),
+            &rfc3339(log.time.as_ref()),
+            &rfc3339(log.received_at.as_ref()),
+            &names::level_of(log),
+            &names::stream_of(log),
+            &log.source,
+            &log.message,
+            &metadata_json(log.metadata.as_ref()).to_string(),
+        ])?;
+        self.printed += 1;
+        let rows = writer.into_inner().map_err(|error| error.into_error())?;
+        self.out.write_all(&rows)
+    }
+
+    fn text(&self, log: &pb::Log) -> String {
+        let level = names::level_of(log);
+        let style = level_style(&level);
+        let owner = match (short(&log.job_run_id), short(&log.task_run_id)) {
+            ("", _) => "system".to_string(),
+            (run, "") => run.to_string(),
+            (run, task) => format!("{run}/{task}"),
+        };
+        let source = if log.source.is_empty() { String::new() } else { format!(" [{}]", log.source) };
+        format!(
+            "{} {style}{:<5}{style:#} {owner}{source} {}",
+            self.time(log.time.as_ref()),
+            level.to_uppercase(),
+            log.message
+        )
+    }
+
+    fn time(&self, time: Option<&prost_types::Timestamp>) -> String {
+        let Some(time) = time.and_then(|time| DateTime::from_timestamp(time.seconds, time.nanos.max(0) as u32)) else {
+            return "-".into();
+        };
+        let pattern = if self.times.full { "%Y-%m-%dT%H:%M:%S%.3f%:z" } else { "%H:%M:%S%.3f" };
+        match self.times.utc {
+            true => time.format(pattern).to_string(),
+            false => time.with_timezone(&Local).format(pattern).to_string(),
+        }
+    }
+}
+
+/// A UUID's first 8 characters: enough to tell runs apart on a screen.
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+fn level_style(level: &str) -> Style {
+    let colour = |colour: AnsiColor| Style::new().fg_color(Some(colour.into()));
+    match level {
+        "trace" => Style::new().dimmed(),
+        "debug" => colour(AnsiColor::Blue),
+        "info" => colour(AnsiColor::Green),
+        "warn" => colour(AnsiColor::Yellow),
+        "error" => colour(AnsiColor::Red),
+        "fatal" => colour(AnsiColor::Red).bold(),
+        _ => Style::new(),
+    }
+}
+
+fn rfc3339(time: Option<&prost_types::Timestamp>) -> String {
+    time.and_then(|time| DateTime::<Utc>::from_timestamp(time.seconds, time.nanos.max(0) as u32))
+        .map(|time| time.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+/// A log as a JSON object, with the model's names and RFC 3339 times.
+pub fn to_json(log: &pb::Log) -> Value {
+    json!({
+        "id": log.id,
+        "type": names::type_of(log),
+        "job_run_id": log.job_run_id,
+        "task_run_id": log.task_run_id,
+        "seq": log.seq,
+        "time": rfc3339(log.time.as_ref()),
+        "received_at": rfc3339(log.received_at.as_ref()),
+        "level": names::level_of(log),
+        "stream": names::stream_of(log),
+        "source": log.source,
+        "message": log.message,
+        "metadata": metadata_json(log.metadata.as_ref()),
+    })
+}
+
+fn metadata_json(metadata: Option<&prost_types::Struct>) -> Value {
+    let fields = metadata.map(|metadata| &metadata.fields);
+    Value::Object(
+        fields.into_iter().flatten().map(|(key, value)| (key.clone(), value_json(value))).collect::<Map<_, _>>(),
+    )
+}
+
+fn value_json(value: &prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(flag)) => Value::Bool(*flag),
+        // Struct numbers are doubles; whole ones print as integers, as sent.
+        Some(Kind::NumberValue(number)) if number.fract() == 0.0 && number.abs() < 9.0e15 => {
+            Value::from(*number as i64)
+        }
+        Some(Kind::NumberValue(number)) => serde_json::Number::from_f64(*number).map_or(Value::Null, Value::Number),
+        Some(Kind::StringValue(text)) => Value::String(text.clone()),
+        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(value_json).collect()),
+        Some(Kind::StructValue(object)) => metadata_json(Some(object)),
+    }
+}
