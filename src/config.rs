@@ -49,6 +49,8 @@ pub enum Command {
     Token(TokenCommand),
     /// Print the logs that match a filter, from a running server.
     Logs(crate::cli::logs::LogsArgs),
+    /// Follow a job run's logs (or the system logs) live, exactly, across reconnections.
+    Tail(crate::cli::tail::TailArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,11 +27,12 @@ fn main() -> anyhow::Result<ExitCode> {
     result
 }
 
-/// A client command's outcome: nothing on success; on failure one line on
-/// standard error and the exit status of its kind (`cli::error::exit`).
-fn client_outcome(result: Result<(), CliError>) -> ExitCode {
+/// A client command's outcome: its own exit status on success; on failure
+/// one line on standard error and the exit status of its kind
+/// (`cli::error::exit`).
+fn client_outcome(result: Result<u8, CliError>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(error) if error.is_closed_pipe() => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("logwell: {error}");
@@ -96,7 +97,8 @@ async fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init(cli.logging.log_format, &cli.logging.log_filter)?;
     match cli.command {
-        Command::Logs(args) => return Ok(client_outcome(cli::logs::run(args).await)),
+        Command::Logs(args) => return Ok(client_outcome(cli::logs::run(args).await.map(|()| 0))),
+        Command::Tail(args) => return Ok(client_outcome(cli::tail::run(args).await)),
         Command::Migrate(database) => {
             let store = store::connect(&database.database_url, &database.connect_options(), Hub::new()).await?;
             store.close().await;

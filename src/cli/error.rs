@@ -16,6 +16,10 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 5;
     /// Anything else the server answered with, or a local failure.
     pub const FAILED: u8 = 1;
+    /// `logwell tail --exit-status`: the followed run failed.
+    pub const RUN_FAILED: u8 = 6;
+    /// `logwell tail --exit-status`: the followed run was cancelled.
+    pub const RUN_CANCELLED: u8 = 7;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,5 +7,6 @@ pub mod error;
 pub mod logs;
 mod names;
 mod output;
+pub mod tail;
 
 pub use error::CliError;

@@ -91,6 +91,12 @@ impl Printer {
         self.out.write_all(line.as_bytes())
     }
 
+    /// Sends what was printed on at once: a follower shows each line as it
+    /// comes.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
     /// Closes what the format opened (JSON's array) and flushes.
     pub fn finish(&mut self) -> std::io::Result<()> {
         if self.format == Format::Json {
