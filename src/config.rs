@@ -51,6 +51,8 @@ pub enum Command {
     Logs(crate::cli::logs::LogsArgs),
     /// Follow a job run's logs (or the system logs) live, exactly, across reconnections.
     Tail(crate::cli::tail::TailArgs),
+    /// List, show, complete and delete job runs.
+    Runs(crate::cli::runs::RunsArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,30 +9,31 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use super::CliError;
 
-/// The connection flags every client command takes.
+/// The connection flags every client command takes, before or after its
+/// subcommand (`logwell runs list --server …`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// The server: HOST:PORT, http://HOST:PORT, or https://HOST:PORT for TLS.
-    #[arg(long, env = "LOGWELL_SERVER", default_value = "127.0.0.1:50051")]
+    #[arg(long, global = true, env = "LOGWELL_SERVER", default_value = "127.0.0.1:50051")]
     pub server: String,
     /// A bearer token (better from the environment than on a command line
     /// that other users can see).
-    #[arg(long, env = "LOGWELL_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    #[arg(long, global = true, env = "LOGWELL_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     pub token: Option<String>,
     /// A file holding the bearer token.
-    #[arg(long, env = "LOGWELL_TOKEN_FILE")]
+    #[arg(long, global = true, env = "LOGWELL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// The CA certificate (PEM) that signed the server's, for https.
-    #[arg(long, env = "LOGWELL_CA_FILE")]
+    #[arg(long, global = true, env = "LOGWELL_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// A client certificate (PEM), for servers that require one.
-    #[arg(long, env = "LOGWELL_CERT_FILE", requires = "key_file")]
+    #[arg(long, global = true, env = "LOGWELL_CERT_FILE", requires = "key_file")]
     pub cert_file: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long, env = "LOGWELL_KEY_FILE", requires = "cert_file")]
+    #[arg(long, global = true, env = "LOGWELL_KEY_FILE", requires = "cert_file")]
     pub key_file: Option<PathBuf>,
     /// How long one call may take (e.g. 30s, 2m).
-    #[arg(long, env = "LOGWELL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "LOGWELL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
 

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::CliError;
 use super::connection::ClientArgs;
-use super::names;
-use super::output::{Format, Printer, TextTimes};
+use super::output::OutputArgs;
+use super::{names, time};
 use crate::model::{Level, LogType, Stream};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_query_service_client::LogQueryServiceClient;
@@ -75,15 +75,8 @@ pub struct LogsArgs {
     /// Oldest first (asc) or newest first (desc).
     #[arg(long, value_enum, default_value = "asc")]
     pub order: Order,
-    /// How to print the logs.
-    #[arg(long, short = 'o', value_enum, default_value = "text")]
-    pub output: Format,
-    /// Text output: the whole date and time, not only the time of day.
-    #[arg(long)]
-    pub timestamps: bool,
-    /// Text output: times in UTC rather than the local time zone.
-    #[arg(long)]
-    pub utc: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,7 +88,7 @@ pub enum Order {
 pub async fn run(args: LogsArgs) -> Result<(), CliError> {
     let client = args.client.connect().await?;
     let mut query = LogQueryServiceClient::new(client.channel.clone());
-    let mut printer = Printer::new(args.output, TextTimes { full: args.timestamps, utc: args.utc });
+    let mut printer = args.output.printer();
     let filter = args.filter(Utc::now());
     let order = match args.order {
         Order::Asc => pb::SortOrder::Ascending,
@@ -142,18 +135,14 @@ impl LogsArgs {
             min_level: self.min_level.map_or(0, |level| names::level(level) as i32),
             streams: self.streams.iter().map(|stream| names::stream(*stream) as i32).collect(),
             sources: self.sources.clone(),
-            start_time: start.map(timestamp),
-            end_time: self.to.map(timestamp),
+            start_time: start.map(time::to_proto),
+            end_time: self.to.map(time::to_proto),
             text: self.text.clone().unwrap_or_default(),
             ignore_case: self.ignore_case,
             include_metadata: self.search_metadata,
             metadata: self.metadata.clone(),
         }
     }
-}
-
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
 }
 
 fn rfc3339(text: &str) -> Result<DateTime<Utc>, String> {

@@ -7,6 +7,8 @@ pub mod error;
 pub mod logs;
 mod names;
 mod output;
+pub mod runs;
 pub mod tail;
+mod time;
 
 pub use error::CliError;

@@ -1,7 +1,7 @@
 //! The model's lower-case names for the proto's enumerations, both ways:
 //! `info` is `LOG_LEVEL_INFO` on the wire.
 
-use crate::model::{Level, LogType, Stream};
+use crate::model::{Level, LogType, Outcome, Stream};
 use crate::proto::v1 as pb;
 
 pub fn level(level: Level) -> pb::LogLevel {
@@ -17,6 +17,11 @@ pub fn log_type(log_type: LogType) -> pb::LogType {
 pub fn stream(stream: Stream) -> pb::LogStream {
     pb::LogStream::from_str_name(&format!("LOG_STREAM_{}", stream.as_str().to_uppercase()))
         .unwrap_or(pb::LogStream::Unspecified)
+}
+
+pub fn outcome(outcome: Outcome) -> pb::JobRunOutcome {
+    pb::JobRunOutcome::from_str_name(&format!("JOB_RUN_OUTCOME_{}", outcome.as_str().to_uppercase()))
+        .unwrap_or(pb::JobRunOutcome::Unspecified)
 }
 
 /// The lower-case name of a proto enumeration's value: `LOG_LEVEL_INFO`
@@ -60,5 +65,9 @@ mod tests {
             assert_eq!(stream_of(&log), value.as_str());
         }
         assert_eq!(level_of(&pb::Log::default()), "");
+        for value in Outcome::ALL {
+            let wire = outcome(*value).as_str_name();
+            assert_eq!(of(Some(wire), "JOB_RUN_OUTCOME_"), value.as_str());
+        }
     }
 }

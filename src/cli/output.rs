@@ -5,10 +5,10 @@
 use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
-use chrono::{DateTime, Local, SecondsFormat, Utc};
+use chrono::{Local, SecondsFormat};
 use serde_json::{Map, Value, json};
 
-use super::names;
+use super::{names, time};
 use crate::proto::v1 as pb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +23,26 @@ pub enum Format {
     Ndjson,
     /// CSV with a header row (RFC 4180).
     Csv,
+}
+
+/// The output flags of the commands that print logs.
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// How to print the logs.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: Format,
+    /// Text output: the whole date and time, not only the time of day.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Text output: times in UTC rather than the local time zone.
+    #[arg(long)]
+    pub utc: bool,
+}
+
+impl OutputArgs {
+    pub fn printer(&self) -> Printer {
+        Printer::new(self.output, TextTimes { full: self.timestamps, utc: self.utc })
+    }
 }
 
 /// How text output shows times.
@@ -148,9 +168,7 @@ impl Printer {
     }
 
     fn time(&self, time: Option<&prost_types::Timestamp>) -> String {
-        let Some(time) = time.and_then(|time| DateTime::from_timestamp(time.seconds, time.nanos.max(0) as u32)) else {
-            return "-".into();
-        };
+        let Some(time) = time::from_proto(time) else { return "-".into() };
         let pattern = if self.times.full { "%Y-%m-%dT%H:%M:%S%.3f%:z" } else { "%H:%M:%S%.3f" };
         match self.times.utc {
             true => time.format(pattern).to_string(),
@@ -178,9 +196,7 @@ fn level_style(level: &str) -> Style {
 }
 
 fn rfc3339(time: Option<&prost_types::Timestamp>) -> String {
-    time.and_then(|time| DateTime::<Utc>::from_timestamp(time.seconds, time.nanos.max(0) as u32))
-        .map(|time| time.to_rfc3339_opts(SecondsFormat::Micros, true))
-        .unwrap_or_default()
+    time::from_proto(time).map(|time| time.to_rfc3339_opts(SecondsFormat::Micros, true)).unwrap_or_default()
 }
 
 /// A log as a JSON object, with the model's names and RFC 3339 times.

@@ -9,7 +9,7 @@ use super::CliError;
 use super::connection::ClientArgs;
 use super::error::exit;
 use super::names;
-use super::output::{Format, Printer, TextTimes};
+use super::output::{OutputArgs, Printer};
 use crate::model::{Level, Stream};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_stream_service_client::LogStreamServiceClient;
@@ -55,15 +55,8 @@ pub struct TailArgs {
     /// Exit with status 6 if the run failed, 7 if it was cancelled.
     #[arg(long)]
     pub exit_status: bool,
-    /// How to print the logs.
-    #[arg(long, short = 'o', value_enum, default_value = "text")]
-    pub output: Format,
-    /// Text output: the whole date and time, not only the time of day.
-    #[arg(long)]
-    pub timestamps: bool,
-    /// Text output: times in UTC rather than the local time zone.
-    #[arg(long)]
-    pub utc: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// How a follow ended.
@@ -77,7 +70,7 @@ enum Ended {
 pub async fn run(args: TailArgs) -> Result<u8, CliError> {
     let client = args.client.connect().await?;
     let mut streams = LogStreamServiceClient::new(client.channel.clone());
-    let mut printer = Printer::new(args.output, TextTimes { full: args.timestamps, utc: args.utc });
+    let mut printer = args.output.printer();
     // The seq through which everything matching was shown; None until the
     // first log or heartbeat says where the follow is.
     let mut position = args.after_seq;

@@ -9,6 +9,7 @@ mod scrape;
 mod auth;
 mod checkpoints;
 mod cli_logs;
+mod cli_runs;
 mod cli_tail;
 mod context;
 mod counts;
