@@ -53,6 +53,12 @@ pub enum Command {
     Tail(crate::cli::tail::TailArgs),
     /// List, show, complete and delete job runs.
     Runs(crate::cli::runs::RunsArgs),
+    /// Print a completion script for a shell, e.g.
+    /// `logwell completions bash > /etc/bash_completion.d/logwell`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -100,6 +100,14 @@ async fn run() -> anyhow::Result<ExitCode> {
         Command::Logs(args) => return Ok(client_outcome(cli::logs::run(args).await.map(|()| 0))),
         Command::Tail(args) => return Ok(client_outcome(cli::tail::run(args).await)),
         Command::Runs(args) => return Ok(client_outcome(cli::runs::run(args).await)),
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write
+            // (`logwell completions bash | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "logwell", &mut script);
+            let written = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            return Ok(client_outcome(written.map(|()| 0).map_err(CliError::from)));
+        }
         Command::Migrate(database) => {
             let store = store::connect(&database.database_url, &database.connect_options(), Hub::new()).await?;
             store.close().await;
