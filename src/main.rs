@@ -125,6 +125,9 @@ async fn run() -> anyhow::Result<ExitCode> {
             println!("{}", token_hash(token.trim()));
         }
         Command::Serve(args) => {
+            // Before "logwell serving" is logged: whoever starts the server
+            // and reads that line may signal it at once.
+            let signals = Signals::watch()?;
             let settings = args.server_settings()?;
             let hub = Hub::new();
             let store =
@@ -153,7 +156,7 @@ async fn run() -> anyhow::Result<ExitCode> {
                 Authentication::Off => tracing::info!("no tokens configured: authentication is off, on loopback only"),
             }
             let listeners = Listeners { grpc, metrics };
-            server::serve(listeners, store, hub, settings, shutdown_signal(Signals::watch()?)).await?;
+            server::serve(listeners, store, hub, settings, shutdown_signal(signals)).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
