@@ -49,6 +49,8 @@ pub enum Command {
     Token(TokenCommand),
     /// Print the logs that match a filter, from a running server.
     Logs(crate::cli::logs::LogsArgs),
+    /// Export every log matching a filter into a .txt, .ndjson, .json or .csv file.
+    Export(crate::cli::export::ExportArgs),
     /// Follow a job run's logs (or the system logs) live, exactly, across reconnections.
     Tail(crate::cli::tail::TailArgs),
     /// List, show, complete and delete job runs.

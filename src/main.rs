@@ -98,6 +98,7 @@ async fn run() -> anyhow::Result<ExitCode> {
     telemetry::init(cli.logging.log_format, &cli.logging.log_filter)?;
     match cli.command {
         Command::Logs(args) => return Ok(client_outcome(cli::logs::run(args).await.map(|()| 0))),
+        Command::Export(args) => return Ok(client_outcome(cli::export::run(args).await.map(|()| 0))),
         Command::Tail(args) => return Ok(client_outcome(cli::tail::run(args).await)),
         Command::Runs(args) => return Ok(client_outcome(cli::runs::run(args).await)),
         Command::Completions { shell } => {

@@ -92,8 +92,15 @@ impl ClientArgs {
 impl Client {
     /// `message` as a call: with the token, and the time it may take.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
+        let mut request = self.streaming_request(message);
         request.set_timeout(self.timeout);
+        request
+    }
+
+    /// `message` as a stream that lasts as long as it has to (a follow, an
+    /// export): with the token, without a deadline.
+    pub fn streaming_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
         if let Some(authorization) = &self.authorization {
             request.metadata_mut().insert("authorization", authorization.clone());
         }

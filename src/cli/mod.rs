@@ -4,9 +4,12 @@
 
 pub mod connection;
 pub mod error;
+pub mod export;
+mod filter;
 pub mod logs;
 mod names;
 mod output;
+mod retry;
 pub mod runs;
 pub mod tail;
 mod time;

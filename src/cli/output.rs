@@ -54,12 +54,19 @@ pub struct TextTimes {
     pub utc: bool,
 }
 
-/// Writes logs in one format to standard output.
+/// Writes logs in one format to standard output or a file.
 pub struct Printer {
     format: Format,
     times: TextTimes,
-    out: Box<dyn Write>,
-    printed: usize,
+    out: Sink,
+    printed: u64,
+}
+
+/// Where a printer's bytes go: CSV keeps one writer across rows, so that it
+/// quotes each field as RFC 4180 wants without a new writer per row.
+enum Sink {
+    Plain(Box<dyn Write>),
+    Csv(Box<csv::Writer<Box<dyn Write>>>),
 }
 
 /// The columns of CSV output, in order.
@@ -89,45 +96,77 @@ impl Printer {
             Format::Text => Box::new(anstream::AutoStream::auto(stdout)),
             _ => Box::new(std::io::BufWriter::new(stdout)),
         };
+        Printer::with_sink(format, times, out)
+    }
+
+    /// A printer into a file: text without escape codes, as if piped.
+    pub fn to_file(format: Format, times: TextTimes, file: std::fs::File) -> Printer {
+        let buffered: Box<dyn Write> = Box::new(std::io::BufWriter::with_capacity(1 << 16, file));
+        let out: Box<dyn Write> = match format {
+            Format::Text => Box::new(anstream::StripStream::new(buffered)),
+            _ => buffered,
+        };
+        Printer::with_sink(format, times, out)
+    }
+
+    fn with_sink(format: Format, times: TextTimes, out: Box<dyn Write>) -> Printer {
+        let out = match format {
+            Format::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(out))),
+            _ => Sink::Plain(out),
+        };
         Printer { format, times, out, printed: 0 }
     }
 
+    /// How many logs were printed.
+    pub fn printed(&self) -> u64 {
+        self.printed
+    }
+
     pub fn print(&mut self, log: &pb::Log) -> std::io::Result<()> {
-        let mut line = String::new();
-        match self.format {
-            Format::Text => line = self.text(log),
-            Format::Raw => line.push_str(&log.message),
-            Format::Ndjson => line = to_json(log).to_string(),
-            Format::Json => {
-                line.push_str(if self.printed == 0 { "[" } else { "," });
-                line.push_str(&to_json(log).to_string());
-                self.printed += 1;
-                return self.out.write_all(line.as_bytes());
-            }
+        let mut line = match self.format {
+            Format::Text => self.text(log),
+            Format::Raw => log.message.clone(),
+            Format::Ndjson => to_json(log).to_string(),
+            Format::Json => format!("{}{}", if self.printed == 0 { "[" } else { "," }, to_json(log)),
             Format::Csv => return self.csv_row(log),
+        };
+        if self.format != Format::Json {
+            line.push('\n');
         }
-        line.push('\n');
         self.printed += 1;
-        self.out.write_all(line.as_bytes())
+        self.plain()?.write_all(line.as_bytes())
     }
 
     /// Sends what was printed on at once: a follower shows each line as it
     /// comes.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        match &mut self.out {
+            Sink::Plain(out) => out.flush(),
+            Sink::Csv(csv) => csv.flush(),
+        }
     }
 
     /// Closes what the format opened (JSON's array) and flushes.
     pub fn finish(&mut self) -> std::io::Result<()> {
         if self.format == Format::Json {
-            self.out.write_all(if self.printed == 0 { b"[]\n" } else { b"]\n" })?;
+            let end: &[u8] = if self.printed == 0 { b"[]\n" } else { b"]\n" };
+            self.plain()?.write_all(end)?;
         }
-        self.out.flush()
+        self.flush()
     }
 
-    /// One CSV record (the header first), quoted as RFC 4180 wants.
+    fn plain(&mut self) -> std::io::Result<&mut dyn Write> {
+        match &mut self.out {
+            Sink::Plain(out) => Ok(out),
+            Sink::Csv(_) => Err(std::io::Error::other("a CSV printer writes records only")),
+        }
+    }
+
+    /// One CSV record (the header first).
     fn csv_row(&mut self, log: &pb::Log) -> std::io::Result<()> {
-        let mut writer = csv::Writer::from_writer(Vec::new());
+        let Sink::Csv(writer) = &mut self.out else {
+            return Err(std::io::Error::other("only a CSV printer writes records"));
+        };
         if self.printed == 0 {
             writer.write_record(CSV_HEADER)?;
         }
@@ -146,8 +185,7 @@ impl Printer {
             &metadata_json(log.metadata.as_ref()).to_string(),
         ])?;
         self.printed += 1;
-        let rows = writer.into_inner().map_err(|error| error.into_error())?;
-        self.out.write_all(&rows)
+        Ok(())
     }
 
     fn text(&self, log: &pb::Log) -> String {

@@ -3,23 +3,17 @@
 //! follower got; after any connection failure the follow starts again after
 //! that seq, so no line is shown twice and none is skipped.
 
-use std::time::Duration;
-
 use super::CliError;
 use super::connection::ClientArgs;
 use super::error::exit;
 use super::names;
 use super::output::{OutputArgs, Printer};
+use super::retry::{Backoff, retryable};
 use crate::model::{Level, Stream};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_stream_service_client::LogStreamServiceClient;
 use crate::proto::v1::stream_logs_request::Start;
 use crate::proto::v1::stream_logs_response::Event;
-
-/// The first wait before reconnecting, doubled after each failure up to
-/// `MAX_BACKOFF`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -74,14 +68,14 @@ pub async fn run(args: TailArgs) -> Result<u8, CliError> {
     // The seq through which everything matching was shown; None until the
     // first log or heartbeat says where the follow is.
     let mut position = args.after_seq;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::default();
     loop {
         let start = match (position, args.last) {
             (Some(seq), _) => Start::AfterSeq(seq),
             (None, Some(last)) => Start::Last(last),
             (None, None) => Start::AfterSeq(0),
         };
-        let request = client.request(args.request(start));
+        let request = client.streaming_request(args.request(start));
         let ended = match streams.stream_logs(request).await {
             Ok(response) => follow(response.into_inner(), &mut printer, &mut position, &mut backoff).await?,
             Err(status) if retryable(&status) => Ended::Lost(status),
@@ -91,14 +85,14 @@ pub async fn run(args: TailArgs) -> Result<u8, CliError> {
             Ended::Completed(run) => return Ok(completed(&run, args.exit_status)),
             Ended::Lost(status) => {
                 let after = position.map_or("the start".to_string(), |seq| format!("seq {seq}"));
+                let wait = backoff.after(&status);
                 eprintln!(
                     "logwell: connection lost ({:?}: {}); resuming after {after} in {:.1} s",
                     status.code(),
                     status.message(),
-                    backoff.as_secs_f64()
+                    wait.as_secs_f64()
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -123,7 +117,7 @@ async fn follow(
     mut stream: tonic::Streaming<pb::StreamLogsResponse>,
     printer: &mut Printer,
     position: &mut Option<i64>,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<Ended, CliError> {
     loop {
         let message = match stream.message().await {
@@ -133,7 +127,7 @@ async fn follow(
             Err(status) if retryable(&status) => return Ok(Ended::Lost(status)),
             Err(status) => return Err(status.into()),
         };
-        *backoff = FIRST_BACKOFF;
+        backoff.reset();
         match message.event {
             Some(Event::Log(log)) => {
                 printer.print(&log)?;
@@ -154,16 +148,6 @@ async fn follow(
             None => {}
         }
     }
-}
-
-/// Failures of the connection or the server's availability, not refusals
-/// of the request.
-fn retryable(status: &tonic::Status) -> bool {
-    use tonic::Code;
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled | Code::Aborted | Code::DeadlineExceeded
-    )
 }
 
 /// Says how the run ended; the exit status with `--exit-status`.

@@ -8,26 +8,9 @@ use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::job_run_service_client::JobRunServiceClient;
 use logwell::proto::v1::{self as pb};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestServer, job_entry, logwell};
-
-/// `logwell serve` on `port` over the SQLite file at `url`, once it answers.
-async fn serve_on(url: &str, port: u16) -> Child {
-    let child = logwell()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", url])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn logwell serve");
-    for _ in 0..300 {
-        if JobLogServiceClient::connect(format!("http://127.0.0.1:{port}")).await.is_ok() {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("logwell serve did not answer on port {port}");
-}
+use crate::helpers::{Backend, TestServer, free_port, job_entry, logwell, serve_on};
 
 async fn write_lines(port: u16, run: Uuid, lines: std::ops::Range<usize>) {
     let mut writer = JobLogServiceClient::connect(format!("http://127.0.0.1:{port}")).await.expect("connect");
@@ -50,7 +33,7 @@ async fn complete(channel: tonic::transport::Channel, run: Uuid, outcome: pb::Jo
 async fn a_follow_across_a_server_restart_shows_every_line_once() {
     let folder = tempfile::tempdir().expect("temporary folder");
     let url = format!("sqlite:{}", folder.path().join("tail.db").display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|free| free.local_addr()).expect("port").port();
+    let port = free_port();
     let mut server = serve_on(&url, port).await;
     let run = Uuid::now_v7();
     write_lines(port, run, 0..100).await;

@@ -399,6 +399,27 @@ pub async fn send_signal(child: &Child, signal: &str) {
     assert!(sent.success(), "kill -{signal} failed");
 }
 
+/// A port free at the time of asking, for a server that restarts on it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|free| free.local_addr()).expect("a free port").port()
+}
+
+/// `logwell serve` on `port` over the SQLite file at `url`, once it answers.
+pub async fn serve_on(url: &str, port: u16) -> Child {
+    let child = logwell()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", url])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn logwell serve");
+    for _ in 0..300 {
+        if JobLogServiceClient::connect(format!("http://127.0.0.1:{port}")).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("logwell serve did not answer on port {port}");
+}
+
 /// Starts `logwell serve` on an ephemeral port; returns it and its address,
 /// read from its JSON start-up log line.
 pub async fn start_serving(

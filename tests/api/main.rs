@@ -9,6 +9,7 @@ mod scrape;
 mod auth;
 mod checkpoints;
 mod cli_completions;
+mod cli_export;
 mod cli_logs;
 mod cli_runs;
 mod cli_tail;
