@@ -51,6 +51,8 @@ pub enum Command {
     Logs(crate::cli::logs::LogsArgs),
     /// Export every log matching a filter into a .txt, .ndjson, .json or .csv file.
     Export(crate::cli::export::ExportArgs),
+    /// Count the logs matching a filter, by level, type, stream, source, run or metadata, over time.
+    Stats(crate::cli::stats::StatsArgs),
     /// Follow a job run's logs (or the system logs) live, exactly, across reconnections.
     Tail(crate::cli::tail::TailArgs),
     /// List, show, complete and delete job runs.

@@ -11,6 +11,7 @@ mod names;
 mod output;
 mod retry;
 pub mod runs;
+pub mod stats;
 pub mod tail;
 mod time;
 

@@ -262,7 +262,7 @@ fn metadata_json(metadata: Option<&prost_types::Struct>) -> Value {
     )
 }
 
-fn value_json(value: &prost_types::Value) -> Value {
+pub fn value_json(value: &prost_types::Value) -> Value {
     use prost_types::value::Kind;
     match &value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,

@@ -12,6 +12,7 @@ mod cli_completions;
 mod cli_export;
 mod cli_logs;
 mod cli_runs;
+mod cli_stats;
 mod cli_tail;
 mod context;
 mod counts;
