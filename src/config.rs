@@ -51,6 +51,10 @@ pub enum Command {
     Logs(crate::cli::logs::LogsArgs),
     /// Export every log matching a filter into a .txt, .ndjson, .json or .csv file.
     Export(crate::cli::export::ExportArgs),
+    /// Send each line of standard input as a log of a job run, a task run or the system logs.
+    Push(crate::cli::push::PushArgs),
+    /// Run a command, storing each line it prints as a log of a job run, and complete the run with its exit status.
+    Run(crate::cli::run::RunArgs),
     /// Count the logs matching a filter, by level, type, stream, source, run or metadata, over time.
     Stats(crate::cli::stats::StatsArgs),
     /// Follow a job run's logs (or the system logs) live, exactly, across reconnections.

@@ -99,6 +99,8 @@ async fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Logs(args) => return Ok(client_outcome(cli::logs::run(args).await.map(|()| 0))),
         Command::Export(args) => return Ok(client_outcome(cli::export::run(args).await.map(|()| 0))),
+        Command::Push(args) => return Ok(client_outcome(cli::push::run(args).await.map(|()| 0))),
+        Command::Run(args) => return Ok(client_outcome(cli::run::run(args).await)),
         Command::Stats(args) => return Ok(client_outcome(cli::stats::run(args).await.map(|()| 0))),
         Command::Tail(args) => return Ok(client_outcome(cli::tail::run(args).await)),
         Command::Runs(args) => return Ok(client_outcome(cli::runs::run(args).await)),

@@ -49,7 +49,24 @@ pub struct Client {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ClientArgs {
+    /// Connects now: an unreachable server is an error at once.
     pub async fn connect(&self) -> Result<Client, CliError> {
+        let channel = self
+            .endpoint()?
+            .connect()
+            .await
+            .map_err(|error| CliError::Unreachable { server: self.server.clone(), reason: cause(&error) })?;
+        Ok(Client { channel, authorization: self.authorization()?, timeout: self.timeout })
+    }
+
+    /// Connects at the first call, and again after the connection fails:
+    /// for writers that keep going while the server is away.
+    pub fn connect_lazily(&self) -> Result<Client, CliError> {
+        let channel = self.endpoint()?.connect_lazy();
+        Ok(Client { channel, authorization: self.authorization()?, timeout: self.timeout })
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, CliError> {
         let secure = self.server.starts_with("https://");
         let uri = if self.server.contains("://") { self.server.clone() } else { format!("http://{}", self.server) };
         let mut endpoint = Endpoint::from_shared(uri)
@@ -58,11 +75,7 @@ impl ClientArgs {
         if secure {
             endpoint = endpoint.tls_config(self.tls()?).map_err(|error| CliError::Usage(format!("TLS: {error}")))?;
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|error| CliError::Unreachable { server: self.server.clone(), reason: cause(&error) })?;
-        Ok(Client { channel, authorization: self.authorization()?, timeout: self.timeout })
+        Ok(endpoint)
     }
 
     fn tls(&self) -> Result<ClientTlsConfig, CliError> {

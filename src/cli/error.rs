@@ -31,6 +31,9 @@ pub enum CliError {
     Unreachable { server: String, reason: String },
     #[error("{}", describe(.0))]
     Status(#[from] tonic::Status),
+    /// The server refused logs for good; these many were not stored.
+    #[error("{logs} logs were not stored: {}", describe(.status))]
+    NotStored { logs: usize, status: tonic::Status },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -41,7 +44,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => exit::USAGE,
             CliError::Unreachable { .. } => exit::UNREACHABLE,
-            CliError::Status(status) => match status.code() {
+            CliError::Status(status) | CliError::NotStored { status, .. } => match status.code() {
                 Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => exit::USAGE,
                 Code::Unavailable | Code::DeadlineExceeded => exit::UNREACHABLE,
                 Code::Unauthenticated | Code::PermissionDenied => exit::DENIED,

@@ -11,6 +11,7 @@ mod checkpoints;
 mod cli_completions;
 mod cli_export;
 mod cli_logs;
+mod cli_run;
 mod cli_runs;
 mod cli_stats;
 mod cli_tail;
