@@ -1,5 +1,8 @@
-//! What both benchmarks share: real `logwell serve` processes (the release
+//! What the benchmarks share: real `logwell serve` processes (the release
 //! build), their resource use, and PostgreSQL databases to run them on.
+
+// Each benchmark uses a part of it.
+#![allow(dead_code)]
 
 use std::process::Stdio;
 
@@ -13,7 +16,6 @@ use uuid::Uuid;
 mod scrape;
 
 #[path = "../tests/api/postgres_cluster.rs"]
-#[allow(dead_code)]
 mod postgres_cluster;
 
 /// Which backends a benchmark runs on (`--backend`).
@@ -62,6 +64,11 @@ impl Server {
     /// The value of one of its metrics now.
     pub async fn metric(&self, name: &str) -> f64 {
         scrape::metric(&self.metrics, name).await
+    }
+
+    /// Where it serves gRPC: `http://127.0.0.1:PORT`.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     pub async fn channel(&self) -> Channel {

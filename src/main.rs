@@ -13,6 +13,12 @@ use logwell::server::Listeners;
 use logwell::{server, store, telemetry};
 use tokio::net::TcpListener;
 
+/// mimalloc rather than the system allocator: rows read on the database's
+/// threads are freed on the runtime's, and glibc's allocator spent a quarter
+/// of an export consolidating its free lists (measured with perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long, once `main` is done, tasks still running may take to stop.
 const RUNTIME_SHUTDOWN_BOUND: Duration = Duration::from_secs(1);
 

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
 use chrono::{Local, SecondsFormat};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{names, time};
 use crate::proto::v1 as pb;
@@ -126,8 +126,8 @@ impl Printer {
         let mut line = match self.format {
             Format::Text => self.text(log),
             Format::Raw => log.message.clone(),
-            Format::Ndjson => to_json(log).to_string(),
-            Format::Json => format!("{}{}", if self.printed == 0 { "[" } else { "," }, to_json(log)),
+            Format::Ndjson => LogJson::of(log).line(),
+            Format::Json => format!("{}{}", if self.printed == 0 { "[" } else { "," }, LogJson::of(log).line()),
             Format::Csv => return self.csv_row(log),
         };
         if self.format != Format::Json {
@@ -237,22 +237,61 @@ fn rfc3339(time: Option<&prost_types::Timestamp>) -> String {
     time::from_proto(time).map(|time| time.to_rfc3339_opts(SecondsFormat::Micros, true)).unwrap_or_default()
 }
 
-/// A log as a JSON object, with the model's names and RFC 3339 times.
-pub fn to_json(log: &pb::Log) -> Value {
-    json!({
-        "id": log.id,
-        "type": names::type_of(log),
-        "job_run_id": log.job_run_id,
-        "task_run_id": log.task_run_id,
-        "seq": log.seq,
-        "time": rfc3339(log.time.as_ref()),
-        "received_at": rfc3339(log.received_at.as_ref()),
-        "level": names::level_of(log),
-        "stream": names::stream_of(log),
-        "source": log.source,
-        "message": log.message,
-        "metadata": metadata_json(log.metadata.as_ref()),
-    })
+/// A log as a JSON object, with the model's names and RFC 3339 times;
+/// serialized straight from the log, without building a JSON tree.
+#[derive(serde::Serialize)]
+struct LogJson<'a> {
+    id: &'a str,
+    r#type: String,
+    job_run_id: &'a str,
+    task_run_id: &'a str,
+    seq: i64,
+    time: String,
+    received_at: String,
+    level: String,
+    stream: String,
+    source: &'a str,
+    message: &'a str,
+    metadata: StructJson<'a>,
+}
+
+impl<'a> LogJson<'a> {
+    fn of(log: &'a pb::Log) -> LogJson<'a> {
+        LogJson {
+            id: &log.id,
+            r#type: names::type_of(log),
+            job_run_id: &log.job_run_id,
+            task_run_id: &log.task_run_id,
+            seq: log.seq,
+            time: rfc3339(log.time.as_ref()),
+            received_at: rfc3339(log.received_at.as_ref()),
+            level: names::level_of(log),
+            stream: names::stream_of(log),
+            source: &log.source,
+            message: &log.message,
+            metadata: StructJson(log.metadata.as_ref()),
+        }
+    }
+
+    /// The object as one line of JSON.
+    fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Metadata as a JSON object (`{}` when absent).
+struct StructJson<'a>(Option<&'a prost_types::Struct>);
+
+impl serde::Serialize for StructJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.0.map(|metadata| &metadata.fields);
+        let mut map = serializer.serialize_map(fields.map(|fields| fields.len()))?;
+        for (key, value) in fields.into_iter().flatten() {
+            map.serialize_entry(key, &value_json(value))?;
+        }
+        map.end()
+    }
 }
 
 fn metadata_json(metadata: Option<&prost_types::Struct>) -> Value {
