@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Runs the README's grpcurl examples against a freshly started `logwell serve`.
+"""Runs the README's examples against a freshly started `logwell serve`.
 
-Every ```sh block between the ci:grpcurl markers runs as a reader would type
+Every ```sh block between the ci:quickstart and the ci:grpcurl markers runs as a reader would type
 it, in its own bash with -euo pipefail, against `logwell serve` started with
 no flags in an empty folder. A block fenced as ```sh expect-failure=CODE must
 fail with that gRPC status code. Afterwards the run's logs are read back to
@@ -21,14 +21,19 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(REPO, "target", "release", "logwell")
 JOB_RUN = "0192f1a0-7c3e-7b2a-9d4e-5f6a7b8c9d01"
+QUICK_START_RUN = "0193a1b2-0c3d-7e4f-8a9b-0c1d2e3f4a5b"
 
 
 def examples():
     text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-    section = re.search(r"<!-- ci:grpcurl:start -->(.*?)<!-- ci:grpcurl:end -->", text, re.S)
-    if not section:
-        sys.exit("README.md has no ci:grpcurl section")
-    return re.findall(r"```sh(?: expect-failure=(\w+))?\n(.*?)```", section.group(1), re.S)
+    sections = re.findall(r"<!-- ci:(\w+):start -->(.*?)<!-- ci:\1:end -->", text, re.S)
+    if [name for name, _ in sections] != ["quickstart", "grpcurl"]:
+        sys.exit("README.md lacks its ci:quickstart and ci:grpcurl sections")
+    return [
+        example
+        for _, section in sections
+        for example in re.findall(r"```sh(?: expect-failure=(\w+))?\n(.*?)```", section, re.S)
+    ]
 
 
 def run(script, env):
@@ -84,6 +89,30 @@ def main():
         else:
             failed += 1
             print(f"--- the examples' job run holds {stored}, wanted {wanted}: FAILED")
+
+        # The quick start's `logwell run` stored the command's lines with their
+        # streams, the line saying how it ended, and completed the run.
+        quick = run(
+            f"grpcurl -plaintext -d '{{\"job_run_id\": \"{QUICK_START_RUN}\"}}' "
+            "localhost:50051 logwell.v1.LogQueryService/ListLogs",
+            env,
+        )
+        lines = sorted((log["stream"], log["message"]) for log in json.loads(quick.stdout or "{}").get("logs", []))
+        wanted_lines = [
+            ("LOG_STREAM_STDERR", "warning: cache is cold"),
+            ("LOG_STREAM_STDOUT", "compiling"),
+            ("LOG_STREAM_STDOUT", "done"),
+            ("LOG_STREAM_SYSTEM", "sh exited with status 0"),
+        ]
+        shown = run(
+            f"grpcurl -plaintext -d '{{\"job_run_id\": \"{QUICK_START_RUN}\"}}' "
+            "localhost:50051 logwell.v1.JobRunService/GetJobRun",
+            env,
+        )
+        outcome = json.loads(shown.stdout or "{}").get("jobRun", {}).get("outcome")
+        ok = lines == wanted_lines and outcome == "JOB_RUN_OUTCOME_SUCCEEDED"
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+        print(f"--- the quick start's run holds {lines}, {outcome}: {'ok' if ok else f'FAILED, wanted {wanted_lines}'}")
 
         # The run listing finds the example's run, started, failed and counted.
         listed = run(
