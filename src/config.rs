@@ -49,6 +49,8 @@ pub enum Command {
     Token(TokenCommand),
     /// Print the logs that match a filter, from a running server.
     Logs(crate::cli::logs::LogsArgs),
+    /// Measure a server (by default a throwaway local one): writes, followers and queries, with the benchmarks' figures.
+    Bench(crate::cli::bench::BenchArgs),
     /// Export every log matching a filter into a .txt, .ndjson, .json or .csv file.
     Export(crate::cli::export::ExportArgs),
     /// Send each line of standard input as a log of a job run, a task run or the system logs.

@@ -1,5 +1,4 @@
 use anyhow::Context;
-use clap::Parser;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -100,10 +99,17 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 async fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     telemetry::init(cli.logging.log_format, &cli.logging.log_filter)?;
     match cli.command {
         Command::Logs(args) => return Ok(client_outcome(cli::logs::run(args).await.map(|()| 0))),
+        Command::Bench(args) => {
+            // Without --server (or LOGWELL_SERVER), bench starts a server of its own.
+            let server = matches.subcommand_matches("bench").and_then(|bench| bench.value_source("server"));
+            let server_given = server.is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
+            return Ok(client_outcome(cli::bench::run(args, server_given).await.map(|()| 0)));
+        }
         Command::Export(args) => return Ok(client_outcome(cli::export::run(args).await.map(|()| 0))),
         Command::Push(args) => return Ok(client_outcome(cli::push::run(args).await.map(|()| 0))),
         Command::Run(args) => return Ok(client_outcome(cli::run::run(args).await)),

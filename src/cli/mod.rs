@@ -3,6 +3,7 @@
 //! client and the model's names, never on storage or the server.
 
 mod backlog;
+pub mod bench;
 pub mod connection;
 pub mod error;
 pub mod export;

@@ -8,6 +8,7 @@ mod scrape;
 
 mod auth;
 mod checkpoints;
+mod cli_bench;
 mod cli_completions;
 mod cli_export;
 mod cli_logs;
