@@ -144,16 +144,21 @@ async fn export(server: &Server, channel: Channel, folder: &Path, args: &Args) {
 /// Reads the run's export stream and drops it; returns logs per second.
 async fn stream_and_discard(channel: Channel, run: Uuid, logs: usize) -> f64 {
     let started = Instant::now();
+    let mut streamed = 0;
+    export_stream(channel, &run.to_string(), |_| streamed += 1).await;
+    assert_eq!(streamed, logs);
+    streamed as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Hands each log of the run's export stream to `each`.
+async fn export_stream(channel: Channel, run: &str, mut each: impl FnMut(pb::Log)) {
     let mut query = LogQueryServiceClient::new(channel);
     let filter = pb::LogFilter { job_run_ids: vec![run.to_string()], ..Default::default() };
     let request = pb::ExportLogsRequest { filter: Some(filter), chunk_size: 10_000, ..Default::default() };
     let mut stream = query.export_logs(request).await.expect("export").into_inner();
-    let mut streamed = 0;
     while let Some(chunk) = stream.message().await.expect("chunk") {
-        streamed += chunk.logs.len();
+        chunk.logs.into_iter().for_each(&mut each);
     }
-    assert_eq!(streamed, logs);
-    streamed as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The command alone and under `logwell run`, paced and as fast as it can.
@@ -205,20 +210,15 @@ async fn run_overhead(server: &Server, channel: Channel, args: &Args) {
 /// Checks that the run holds each line once, in the order printed, and the
 /// line that says how the command ended.
 async fn stored_once_in_order(channel: Channel, run: &str, lines: usize) {
-    let mut query = LogQueryServiceClient::new(channel);
-    let filter = pb::LogFilter { job_run_ids: vec![run.to_string()], ..Default::default() };
-    let request = pb::ExportLogsRequest { filter: Some(filter), chunk_size: 10_000, ..Default::default() };
-    let mut stream = query.export_logs(request).await.expect("export").into_inner();
     let mut next = 1;
-    while let Some(chunk) = stream.message().await.expect("chunk") {
-        for log in chunk.logs {
-            if next <= lines {
-                assert!(log.message.starts_with(&format!("line {next}:")), "line {next} is {:?}", log.message);
-            } else {
-                assert!(log.message.contains("exited with status 0"), "{:?}", log.message);
-            }
-            next += 1;
+    export_stream(channel, run, |log| {
+        if next <= lines {
+            assert!(log.message.starts_with(&format!("line {next}:")), "line {next} is {:?}", log.message);
+        } else {
+            assert!(log.message.contains("exited with status 0"), "{:?}", log.message);
         }
-    }
+        next += 1;
+    })
+    .await;
     assert_eq!(next, lines + 2, "every line and the exit, once");
 }

@@ -40,71 +40,54 @@ pub async fn queries(client: &Client, logs: usize, repeat: usize) -> Result<Vec<
         writer.write_job_logs(client.request(pb::WriteJobLogsRequest { logs: batch })).await?;
     }
     let of_run = pb::LogFilter { job_run_ids: vec![run.to_string()], ..Default::default() };
-    let mut timed = Vec::new();
-    let list = |order: pb::SortOrder| pb::ListLogsRequest {
-        job_run_id: run.to_string(),
+    let page = |filter: pb::LogFilter, order: pb::SortOrder| pb::ListLogsRequest {
+        filter: Some(filter),
         page_size: 100,
         order: order.into(),
         ..Default::default()
     };
-    let by_level = || vec![pb::CountGrouping { by: Some(pb::count_grouping::By::Field(pb::CountField::Level.into())) }];
+    let listings = [
+        ("a run's first page (100 logs)", page(of_run.clone(), pb::SortOrder::Ascending)),
+        ("a run's last page, newest first", page(of_run.clone(), pb::SortOrder::Descending)),
+        (
+            "a run's errors",
+            page(pb::LogFilter { min_level: pb::LogLevel::Error.into(), ..of_run.clone() }, pb::SortOrder::Ascending),
+        ),
+        (
+            "a run's text search",
+            page(
+                pb::LogFilter { text: format!("bench line {} ", FILL_BATCH / 2), ..of_run.clone() },
+                pb::SortOrder::Ascending,
+            ),
+        ),
+    ];
     let query = LogQueryServiceClient::new(client.channel.clone());
-    let runs = JobRunServiceClient::new(client.channel.clone());
-
-    timed.push(
-        time("a run's first page (100 logs)", repeat, || {
-            let request = client.request(list(pb::SortOrder::Ascending));
-            let mut query = query.clone();
-            async move { query.list_logs(request).await.map(drop) }
-        })
-        .await,
-    );
-    timed.push(
-        time("a run's last page, newest first", repeat, || {
-            let request = client.request(list(pb::SortOrder::Descending));
-            let mut query = query.clone();
-            async move { query.list_logs(request).await.map(drop) }
-        })
-        .await,
-    );
-    timed.push(
-        time("a run's errors", repeat, || {
-            let filter = pb::LogFilter { min_level: pb::LogLevel::Error.into(), ..of_run.clone() };
-            let request =
-                client.request(pb::ListLogsRequest { filter: Some(filter), page_size: 100, ..Default::default() });
-            let mut query = query.clone();
-            async move { query.list_logs(request).await.map(drop) }
-        })
-        .await,
-    );
+    let mut timed = Vec::new();
+    for (name, listing) in listings {
+        timed.push(
+            time(name, repeat, || {
+                let (request, mut query) = (client.request(listing.clone()), query.clone());
+                async move { query.list_logs(request).await.map(drop) }
+            })
+            .await,
+        );
+    }
+    let by_level = pb::CountGrouping { by: Some(pb::count_grouping::By::Field(pb::CountField::Level.into())) };
+    let counts = pb::CountLogsRequest { filter: Some(of_run), group_by: vec![by_level], ..Default::default() };
     timed.push(
         time("a run's counts by level", repeat, || {
-            let request = client.request(pb::CountLogsRequest {
-                filter: Some(of_run.clone()),
-                group_by: by_level(),
-                ..Default::default()
-            });
-            let mut query = query.clone();
+            let (request, mut query) = (client.request(counts.clone()), query.clone());
             async move { query.count_logs(request).await.map(drop) }
         })
         .await,
     );
-    timed.push(
-        time("a run's text search", repeat, || {
-            let filter = pb::LogFilter { text: format!("bench line {} ", FILL_BATCH / 2), ..of_run.clone() };
-            let request =
-                client.request(pb::ListLogsRequest { filter: Some(filter), page_size: 100, ..Default::default() });
-            let mut query = query.clone();
-            async move { query.list_logs(request).await.map(drop) }
-        })
-        .await,
-    );
+    let runs = JobRunServiceClient::new(client.channel.clone());
+    let since = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let start_time = Some(prost_types::Timestamp { seconds: since.timestamp(), nanos: 0 });
+    let recent = pb::ListJobRunsRequest { start_time, page_size: 100, ..Default::default() };
     timed.push(
         time("runs active in the last hour (ListJobRuns)", repeat, || {
-            let since = chrono::Utc::now() - chrono::TimeDelta::hours(1);
-            let start_time = Some(prost_types::Timestamp { seconds: since.timestamp(), nanos: 0 });
-            let request = client.request(pb::ListJobRunsRequest { start_time, page_size: 100, ..Default::default() });
-            let mut runs = runs.clone();
+            let (request, mut runs) = (client.request(recent.clone()), runs.clone());
             async move { runs.list_job_runs(request).await.map(drop) }
         })
         .await,
