@@ -103,6 +103,13 @@ async fn run() -> anyhow::Result<ExitCode> {
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     telemetry::init(cli.logging.log_format, &cli.logging.log_filter)?;
     match cli.command {
+        Command::Logs(args) if args.follow => {
+            let tail = args.into_tail();
+            return Ok(client_outcome(match tail {
+                Ok(tail) => cli::tail::run(tail).await,
+                Err(error) => Err(error),
+            }));
+        }
         Command::Logs(args) => return Ok(client_outcome(cli::logs::run(args).await.map(|()| 0))),
         Command::Bench(args) => {
             // Without --server (or LOGWELL_SERVER), bench starts a server of its own.

@@ -113,3 +113,36 @@ async fn the_exit_status_follows_the_outcome_only_when_asked() {
     assert_eq!(unknown.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("job_run_id"), "names the field: {stderr}");
 }
+
+#[tokio::test]
+async fn logs_follow_is_a_tail_and_names_the_filters_it_cannot_follow() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let run = Uuid::now_v7();
+    let mut logs = vec![job_entry(run, "quiet"), job_entry(run, "loud")];
+    logs[1].level = pb::LogLevel::Warn as i32;
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    complete(server.channel.clone(), run, pb::JobRunOutcome::Succeeded).await;
+    let address = server.address.to_string();
+    let output = logwell()
+        .args(["logs", "-f", "--run", &run.to_string(), "--min-level", "warn", "-o", "raw", "--server", &address])
+        .output()
+        .await
+        .expect("run logwell logs -f");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "loud\n", "followed to the run's completion, filtered");
+
+    for (flags, names) in
+        [(&["--text", "x"][..], "--text"), (&["--run", "0193a1b2-0c3d-7e4f-8a9b-0c1d2e3f4a5b"][..], "one --run")]
+    {
+        let output = logwell()
+            .args(["logs", "-f", "--run", &run.to_string(), "--server", &address])
+            .args(flags)
+            .output()
+            .await
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(names), "{stderr}");
+    }
+}
