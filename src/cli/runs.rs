@@ -19,6 +19,11 @@ use crate::proto::v1::job_run_service_client::JobRunServiceClient;
 const PAGE_SIZE: usize = 1_000;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  logwell runs list --state open
+  logwell runs show 0193a1b2-0c3d-7e4f-8a9b-0c1d2e3f4a5b
+  logwell runs complete RUN --outcome failed --summary '3 tests failed'
+  logwell runs delete RUN")]
 pub struct RunsArgs {
     #[command(flatten)]
     pub client: ClientArgs,

@@ -204,8 +204,10 @@ async fn lines_printed_while_the_server_restarts_are_stored_once_in_order() {
 #[tokio::test]
 async fn a_token_without_the_scope_stops_before_the_command_runs() {
     const READER: &str = "lw_reader_token_for_the_cli_test";
+    const WRITER: &str = "lw_writer_token_for_the_cli_test";
     let mut tokens = TokenSet::default();
-    tokens.add("test", &format!("reader read {}", token_hash(READER))).expect("tokens");
+    let lines = format!("reader read {}\nwriter write,read {}", token_hash(READER), token_hash(WRITER));
+    tokens.add("test", &lines).expect("tokens");
     let access = AccessPolicy { authentication: Authentication::Tokens(tokens), ..AccessPolicy::open() };
     let server = TestServer::start_with(
         crate::helpers::TestDatabase::create(Backend::Sqlite).await,
@@ -226,6 +228,17 @@ async fn a_token_without_the_scope_stops_before_the_command_runs() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("PermissionDenied") && stderr.contains("write"), "{stderr}");
     assert!(!marker.exists(), "the command did not run");
+
+    let token_file = folder.path().join("token");
+    std::fs::write(&token_file, format!("{WRITER}\n")).expect("token file");
+    let output = logwell()
+        .args(["run", "--server", &server.address.to_string(), "--no-complete", "--token-file"])
+        .arg(&token_file)
+        .args(["--", "echo", "written with a token from a file"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[tokio::test]

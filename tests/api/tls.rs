@@ -198,3 +198,54 @@ async fn sighup_reloads_the_certificates_of_a_running_server() {
     write(reloaded).await.expect("write over the new certificate");
     drop(child);
 }
+
+/// The command line over mutual TLS: `--ca-file`, `--cert-file`, `--key-file`.
+#[tokio::test]
+async fn the_command_line_speaks_mutual_tls() {
+    let (ca, clients_ca, files) = (Authority::new("server CA"), Authority::new("clients CA"), Files::new());
+    files.install(&ca.issue(&["localhost"]), Some(&clients_ca));
+    let server = tls_server(&files, true).await;
+    let client = clients_ca.issue(&["runner-7"]);
+    std::fs::write(files.path("ca.pem"), ca.pem()).expect("write");
+    std::fs::write(files.path("client.pem"), &client.cert).expect("write");
+    std::fs::write(files.path("client.key"), &client.key).expect("write");
+    let address = format!("https://localhost:{}", server.address.port());
+    let path = |name: &str| files.path(name).display().to_string();
+    let tls = ["--server", &address, "--ca-file", &path("ca.pem"), "--cert-file", &path("client.pem")];
+    let run = Uuid::now_v7().to_string();
+
+    let mut push = crate::helpers::logwell()
+        .args(["push", "--run", &run])
+        .args(tls)
+        .args(["--key-file", &path("client.key")])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn logwell push");
+    let mut stdin = push.stdin.take().expect("stdin");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"over TLS from the command line\n").await.expect("write");
+    drop(stdin);
+    let pushed = push.wait_with_output().await.expect("push");
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+
+    let listed = crate::helpers::logwell()
+        .args(["logs", "--run", &run, "-o", "raw"])
+        .args(tls)
+        .args(["--key-file", &path("client.key")])
+        .output()
+        .await
+        .expect("logwell logs");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "over TLS from the command line\n");
+
+    let without_ca = crate::helpers::logwell().args(["logs", "--server", &address]).output().await.expect("run");
+    let stderr = String::from_utf8_lossy(&without_ca.stderr);
+    assert_eq!(without_ca.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs --ca-file"), "{stderr}");
+    let no_identity = crate::helpers::logwell()
+        .args(["logs", "--server", &address, "--ca-file", &path("ca.pem")])
+        .output()
+        .await
+        .expect("run");
+    assert_ne!(no_identity.status.code(), Some(0), "mutual TLS refuses a client without a certificate");
+    assert_eq!(String::from_utf8_lossy(&no_identity.stderr).lines().count(), 1);
+}
