@@ -41,3 +41,14 @@ async fn every_shell_gets_a_script_naming_the_client_commands() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("possible values"));
 }
+
+#[tokio::test]
+async fn every_client_command_shows_examples_in_its_help() {
+    for command in ["logs", "tail", "export", "stats", "runs", "push", "run", "bench"] {
+        let output = crate::helpers::logwell().args([command, "--help"]).output().await.expect("run");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{command}");
+        let examples = help.split("Examples:\n").nth(1).unwrap_or_default();
+        assert!(examples.contains(&format!("logwell {command} ")), "logwell {command} --help shows examples: {help}");
+    }
+}
