@@ -139,6 +139,12 @@ pub struct ServeArgs {
     /// Address for Prometheus metrics over HTTP (GET /metrics); off unless set.
     #[arg(long, env = "LOGWELL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Address of a plaintext listener that serves only grpc.health.v1.Health, without tokens: for probes that cannot speak TLS (Kubernetes' grpc probes); off unless set.
+    #[arg(long, env = "LOGWELL_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+    /// Load and check the configuration (flags, environment, the files they name, the database URL's form), say what would be served, and exit: no database is opened and no port bound.
+    #[arg(long)]
+    pub check_config: bool,
     /// How long a StreamLogs stream may stay silent before it gets a heartbeat.
     #[arg(long, env = "LOGWELL_STREAM_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub stream_heartbeat_interval: Duration,
@@ -463,18 +469,6 @@ fn positive_duration(flag: &'static str, value: Duration) -> Result<Duration, Co
     if value.is_zero() { Err(ConfigError::ZeroDuration { flag }) } else { Ok(value) }
 }
 
-/// The database URL without its password, for logs.
-pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let user_info = &url[scheme_end + 3..at];
-            let user = user_info.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,11 +523,5 @@ mod tests {
         assert_eq!((limiter.logs_per_second, limiter.burst_logs), (50, 1_000));
         let small = serve(&["--rate-limit-logs-per-second", "50", "--rate-limit-burst-logs", "999"]);
         assert!(matches!(small, Err(ConfigError::BurstUnderBatch { burst: 999, batch: 1_000 })));
-    }
-
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(redacted("postgres://app:s3cret@db:5432/logs"), "postgres://app:***@db:5432/logs");
-        assert_eq!(redacted("sqlite:data/logwell.db"), "sqlite:data/logwell.db");
     }
 }

@@ -22,6 +22,11 @@ use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::store::{Availability, LogStore};
 
+/// A name whose status is SERVING for as long as the process answers,
+/// whatever the database does: for liveness probes, which must not restart
+/// every replica during a database outage ("" is for readiness).
+pub const LIVENESS: &str = "liveness";
+
 /// The names whose status the health service reports; "" is the server.
 const SERVICES: [&str; 9] = [
     "",

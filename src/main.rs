@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use logwell::auth::{Authentication, generate_token, token_hash};
 use logwell::cli::{self, CliError};
-use logwell::config::{Cli, Command, RetentionCommand, TokenCommand, redacted};
+use logwell::config::{Cli, Command, RetentionCommand, TokenCommand};
 use logwell::live::Hub;
 use logwell::retention::Retention;
 use logwell::server::Listeners;
+use logwell::store::redacted;
 use logwell::{server, store, telemetry};
 use tokio::net::TcpListener;
 
@@ -152,6 +153,11 @@ async fn run() -> anyhow::Result<ExitCode> {
             // and reads that line may signal it at once.
             let signals = Signals::watch()?;
             let settings = args.server_settings()?;
+            if args.check_config {
+                store::check_url(&args.database.database_url)?;
+                println!("{}", configuration_summary(&args, &settings));
+                return Ok(ExitCode::SUCCESS);
+            }
             let hub = Hub::new();
             let store =
                 store::connect(&args.database.database_url, &args.database.connect_options(), hub.clone()).await?;
@@ -160,9 +166,14 @@ async fn run() -> anyhow::Result<ExitCode> {
                 Some(address) => Some(bind(address).await?),
                 None => None,
             };
+            let health = match args.health_listen {
+                Some(address) => Some(bind(address).await?),
+                None => None,
+            };
             tracing::info!(
                 address = %grpc.local_addr()?,
                 metrics = ?metrics.as_ref().map(TcpListener::local_addr).transpose()?,
+                health = ?health.as_ref().map(TcpListener::local_addr).transpose()?,
                 database = %redacted(&args.database.database_url),
                 tls = settings.tls.is_some(),
                 "logwell serving"
@@ -178,11 +189,35 @@ async fn run() -> anyhow::Result<ExitCode> {
                 }
                 Authentication::Off => tracing::info!("no tokens configured: authentication is off, on loopback only"),
             }
-            let listeners = Listeners { grpc, metrics };
+            let listeners = Listeners { grpc, metrics, health };
             server::serve(listeners, store, hub, settings, shutdown_signal(signals)).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `serve --check-config` found: one line of what would be served.
+fn configuration_summary(args: &logwell::config::ServeArgs, settings: &logwell::server::ServerSettings) -> String {
+    let authentication = match &settings.access.authentication {
+        Authentication::Tokens(_) => "bearer tokens",
+        Authentication::Off if args.tls_client_ca_file.is_some() => "client certificates",
+        Authentication::Off => "off",
+    };
+    let optional = |address: Option<SocketAddr>| address.map_or("off".to_string(), |address| address.to_string());
+    format!(
+        "configuration ok: gRPC on {} ({}); health listener {}; metrics {}; authentication {authentication}; \
+         job-run tokens {}; database {}",
+        args.listen,
+        match (&settings.tls, &args.tls_client_ca_file) {
+            (None, _) => "plaintext",
+            (Some(_), None) => "TLS",
+            (Some(_), Some(_)) => "mutual TLS",
+        },
+        optional(args.health_listen),
+        optional(args.metrics_listen),
+        if settings.access.job_run_tokens.is_some() { "on" } else { "off" },
+        redacted(&args.database.database_url)
+    )
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -83,6 +83,8 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// Prometheus metrics over HTTP, if wanted.
     pub metrics: Option<TcpListener>,
+    /// Health alone, in plaintext, if wanted (`--health-listen`).
+    pub health: Option<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&health_reporter, ServingStatus::NotServing).await;
+    health_reporter.set_service_status(health::LIVENESS, ServingStatus::Serving).await;
     let availability = Availability::default();
     let store: Arc<dyn LogStore> = Arc::new(Observed::new(store, availability.clone()));
     // Both reflection versions describe everything a client may meet:
@@ -152,7 +155,7 @@ pub async fn serve(
         .max_concurrent_streams(Some(settings.max_concurrent_streams))
         .layer(AccessLayer::new(settings.access.clone()))
         .layer(tower::util::MapResponseLayer::new(rename_oversize))
-        .add_service(health_service)
+        .add_service(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(limited!(SystemLogServiceServer::new(writer.clone())))
@@ -196,6 +199,16 @@ pub async fn serve(
     if !settings.retention.policy.keeps_everything() {
         let retention = Retention::new(store.clone(), settings.retention, retention_stats.clone());
         tokio::spawn(retention.run(stopping.clone()));
+    }
+    if let Some(listener) = listeners.health {
+        let stopped = stopping.clone().cancelled_owned();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        tokio::spawn(async move {
+            let serving = Server::builder().add_service(health_service).serve_with_incoming_shutdown(incoming, stopped);
+            if let Err(error) = serving.await {
+                tracing::error!(%error, "the health listener failed");
+            }
+        });
     }
     if let Some(listener) = listeners.metrics {
         let stopped = stopping.clone().cancelled_owned();

@@ -5,8 +5,11 @@ use crate::model::JobRun;
 /// What can go wrong in storage, classified by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The URL, redacted.
     #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
     UnsupportedUrl(String),
+    #[error("the database URL cannot be read: {0}")]
+    BadUrl(String),
     #[error("in-memory SQLite is not supported: logwell needs a file that several connections share")]
     InMemorySqlite,
     #[error("cannot create the data folder {path}: {source}")]

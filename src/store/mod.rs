@@ -8,6 +8,7 @@ mod postgres;
 mod run_sql;
 mod sequence;
 mod sqlite;
+mod url;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -229,13 +230,15 @@ pub struct ConnectOptions {
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and
 /// applies pending migrations. The store wakes `hub` for every sequence it
 /// commits to, including (on PostgreSQL) commits of other processes.
+pub use url::{check_url, redacted};
+
 pub async fn connect(url: &str, options: &ConnectOptions, hub: Arc<Hub>) -> Result<Arc<dyn LogStore>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url, options, hub).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresStore::open(url, options, hub).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        Err(StoreError::UnsupportedUrl(redacted(url)))
     }
 }
 

@@ -233,7 +233,7 @@ impl TestServer {
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_address = metrics.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let listeners = Listeners { grpc, metrics: Some(metrics) };
+        let listeners = Listeners { grpc, metrics: Some(metrics), health: None };
         tokio::spawn(logwell::server::serve(listeners, store.clone(), hub, settings, async {
             let _ = stopped.await;
         }));

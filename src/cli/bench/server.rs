@@ -47,7 +47,7 @@ impl LocalServer {
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(LocalServer { child, address, database: crate::config::redacted(&database), _folder: folder })
+        Ok(LocalServer { child, address, database: crate::store::redacted(&database), _folder: folder })
     }
 
     pub fn describe(&self) -> String {
