@@ -51,7 +51,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// A label of a new job run, KEY=VALUE; repeat for several.
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::runs::label)]
     pub labels: Vec<(String, String)>,
     /// Leave the job run open when the command ends (more steps will write to it).
     #[arg(long)]
@@ -330,11 +330,4 @@ impl Signals {
 /// its standard input (where Ctrl-C reaches every process of the group).
 fn in_terminal_foreground() -> bool {
     nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|foreground| foreground == nix::unistd::getpgrp())
-}
-
-fn label(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err("a label is KEY=VALUE".into()),
-    }
 }

@@ -264,9 +264,10 @@ fn json_time(time: Option<&prost_types::Timestamp>) -> Option<String> {
 }
 
 /// `KEY=VALUE`, as a label condition.
-fn label(text: &str) -> Result<(String, String), String> {
+/// `KEY=VALUE`, as a label (of a run to start, or to find).
+pub(super) fn label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err("a label condition is KEY=VALUE".into()),
+        _ => Err("a label is KEY=VALUE".into()),
     }
 }
