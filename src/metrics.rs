@@ -20,6 +20,7 @@ pub struct Sources {
     pub hub: Arc<Hub>,
     pub ingest: Arc<Ingest>,
     pub retention: Arc<RetentionStats>,
+    pub rpc: Arc<crate::api::RpcMetrics>,
 }
 
 /// The text exposition of every metric.
@@ -72,6 +73,7 @@ pub fn render(sources: &Sources) -> String {
         load(&stats.commit_micros) as f64 / 1e6,
         load(&stats.commits)
     );
+    text.push_str(&sources.rpc.render());
     text
 }
 

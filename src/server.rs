@@ -13,7 +13,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::api::{
-    AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter, Tokens, rename_oversize,
+    AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter, ObserveLayer, RpcMetrics,
+    Tokens, rename_oversize,
 };
 use crate::auth::JobRunTokens;
 use crate::ingest::Ingest;
@@ -93,6 +94,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("cannot register the RPC metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// How long, after the grace period (or the last request, if sooner), the
@@ -149,10 +152,18 @@ pub async fn serve(
             $service.max_decoding_message_size(settings.max_request_bytes)
         };
     }
+    let rpc_metrics = Arc::new(RpcMetrics::new(&[
+        FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ])?);
     let router = Server::builder()
         .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout))
         .max_concurrent_streams(Some(settings.max_concurrent_streams))
+        // Outermost: the span and the clock start before anything else.
+        .layer(ObserveLayer::new(rpc_metrics.clone()))
         .layer(AccessLayer::new(settings.access.clone()))
         .layer(tower::util::MapResponseLayer::new(rename_oversize))
         .add_service(health_service.clone())
@@ -212,7 +223,7 @@ pub async fn serve(
     }
     if let Some(listener) = listeners.metrics {
         let stopped = stopping.clone().cancelled_owned();
-        let sources = metrics::Sources { hub, ingest: ingest.clone(), retention: retention_stats };
+        let sources = metrics::Sources { hub, ingest: ingest.clone(), retention: retention_stats, rpc: rpc_metrics };
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(listener, sources, stopped).await {
                 tracing::error!(%error, "the metrics endpoint failed");

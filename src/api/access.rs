@@ -155,6 +155,10 @@ where
         match self.policy.admit(request.uri().path(), request.headers()) {
             Ok(principal) => {
                 if let Some(principal) = principal {
+                    // Into the RPC's span (api::observe): who called, never the token.
+                    if let Some(caller) = principal.caller_name() {
+                        tracing::Span::current().record("caller", caller.as_str());
+                    }
                     request.extensions_mut().insert(principal);
                 }
                 // The clone that was polled ready serves this call.

@@ -7,6 +7,7 @@ mod convert;
 mod error;
 mod ingest_stream;
 mod job_runs;
+mod observe;
 mod page_token;
 #[cfg(test)]
 mod properties;
@@ -21,6 +22,7 @@ pub use codec::StrictCodec;
 pub use error::ApiError;
 pub use ingest_stream::LogIngester;
 pub use job_runs::JobRuns;
+pub use observe::{ObserveLayer, REQUEST_ID, RpcMetrics};
 pub use query::LogReader;
 pub use request_size::rename_oversize;
 pub use stream::LogStreamer;

@@ -109,6 +109,16 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Who called, for logs: a token's configured name, or a job-run token's
+    /// id (never the token itself); None when authentication is off.
+    pub fn caller_name(&self) -> Option<String> {
+        match self {
+            Principal::Anyone => None,
+            Principal::Token { name, .. } => Some(name.clone()),
+            Principal::JobRun(grant) => Some(format!("job-run token {}", grant.token_id)),
+        }
+    }
+
     pub fn has(&self, scope: Scope) -> bool {
         match self {
             Principal::Anyone => true,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{BatchResult, CountRow, ExpiryEstimate, LogStore, StoreError};
@@ -50,7 +51,14 @@ impl Availability {
     }
 }
 
-/// A store that records each call's verdict on the database in `Availability`.
+/// A span for one storage call, inside the RPC's span when an RPC made it
+/// (writes run in the group committer's, which serves many RPCs at once).
+fn operation(name: &'static str) -> tracing::Span {
+    tracing::debug_span!("store", operation = name)
+}
+
+/// A store that records each call's verdict on the database in
+/// `Availability`, each call in a span of its own.
 pub struct Observed {
     inner: Arc<dyn LogStore>,
     availability: Availability,
@@ -65,19 +73,19 @@ impl Observed {
 #[async_trait::async_trait]
 impl LogStore for Observed {
     async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
-        self.availability.observe(self.inner.append_batches(batches).await)
+        self.availability.observe(self.inner.append_batches(batches).instrument(operation("append_batches")).await)
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
-        self.availability.observe(self.inner.list(query).await)
+        self.availability.observe(self.inner.list(query).instrument(operation("list")).await)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
-        self.availability.observe(self.inner.plan(query).await)
+        self.availability.observe(self.inner.plan(query).instrument(operation("plan")).await)
     }
 
     async fn plan_job_runs(&self, query: &RunQuery) -> Result<String, StoreError> {
-        self.availability.observe(self.inner.plan_job_runs(query).await)
+        self.availability.observe(self.inner.plan_job_runs(query).instrument(operation("plan_job_runs")).await)
     }
 
     async fn count(
@@ -86,7 +94,8 @@ impl LogStore for Observed {
         group_by: &[Grouping],
         bucket_micros: Option<i64>,
     ) -> Result<Vec<CountRow>, StoreError> {
-        self.availability.observe(self.inner.count(filter, group_by, bucket_micros).await)
+        self.availability
+            .observe(self.inner.count(filter, group_by, bucket_micros).instrument(operation("count")).await)
     }
 
     async fn export(&self, query: LogQuery, chunks: tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>) {
@@ -103,39 +112,42 @@ impl LogStore for Observed {
     }
 
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
-        self.availability.observe(self.inner.time_range(filter).await)
+        self.availability.observe(self.inner.time_range(filter).instrument(operation("time_range")).await)
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Log>, StoreError> {
-        self.availability.observe(self.inner.get(id).await)
+        self.availability.observe(self.inner.get(id).instrument(operation("get")).await)
     }
 
     async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
-        self.availability.observe(self.inner.job_run(sequence).await)
+        self.availability.observe(self.inner.job_run(sequence).instrument(operation("job_run")).await)
     }
 
     async fn start_job_run(&self, id: Uuid, identity: &RunIdentity, now: DateTime<Utc>) -> Result<JobRun, StoreError> {
-        self.availability.observe(self.inner.start_job_run(id, identity, now).await)
+        self.availability
+            .observe(self.inner.start_job_run(id, identity, now).instrument(operation("start_job_run")).await)
     }
 
     async fn list_job_runs(&self, query: &RunQuery) -> Result<Vec<JobRun>, StoreError> {
-        self.availability.observe(self.inner.list_job_runs(query).await)
+        self.availability.observe(self.inner.list_job_runs(query).instrument(operation("list_job_runs")).await)
     }
 
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
-        self.availability.observe(self.inner.complete_job_run(id, completion).await)
+        self.availability
+            .observe(self.inner.complete_job_run(id, completion).instrument(operation("complete_job_run")).await)
     }
 
     async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
-        self.availability.observe(self.inner.delete_job_run(id, now).await)
+        self.availability.observe(self.inner.delete_job_run(id, now).instrument(operation("delete_job_run")).await)
     }
 
     async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        self.availability.observe(self.inner.expire(log_type, before, limit).await)
+        self.availability.observe(self.inner.expire(log_type, before, limit).instrument(operation("expire")).await)
     }
 
     async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError> {
-        self.availability.observe(self.inner.expiry_estimate(log_type, before).await)
+        self.availability
+            .observe(self.inner.expiry_estimate(log_type, before).instrument(operation("expiry_estimate")).await)
     }
 
     async fn take_lease(
@@ -145,15 +157,17 @@ impl LogStore for Observed {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.availability.observe(self.inner.take_lease(name, holder, now, until).await)
+        self.availability
+            .observe(self.inner.take_lease(name, holder, now, until).instrument(operation("take_lease")).await)
     }
 
     async fn revoke_token(&self, token_id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.availability.observe(self.inner.revoke_token(token_id, expires_at).await)
+        self.availability
+            .observe(self.inner.revoke_token(token_id, expires_at).instrument(operation("revoke_token")).await)
     }
 
     async fn revoked_tokens(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
-        self.availability.observe(self.inner.revoked_tokens(now).await)
+        self.availability.observe(self.inner.revoked_tokens(now).instrument(operation("revoked_tokens")).await)
     }
 
     /// A failed check means "not serving" whatever its cause (a database

@@ -26,6 +26,7 @@ mod ingest;
 mod job_runs;
 mod lifecycle;
 mod limits;
+mod observability;
 mod outage;
 mod queries;
 mod races;
