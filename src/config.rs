@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::api::AccessPolicy;
 use std::sync::Arc;
 
-use crate::auth::{Authentication, JobRunTokens, Scopes, ShortKey, TokenError, TokenSet};
+use crate::auth::{Authentication, JobRunTokens, Scopes, ShortKey, TokenError, TokenSet, TokensFile};
 use chrono::TimeDelta;
 
 use crate::model::{Limits, MAX_METADATA_KEY_BYTES, MIN_RETENTION, RetentionPolicy};
@@ -217,6 +217,9 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "LOGWELL_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// How often the tokens file is checked for changes (it also reloads on SIGHUP); a file that fails to load keeps the tokens loaded before.
+    #[arg(long, env = "LOGWELL_TOKENS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tokens_reload_interval: Duration,
     /// How often the TLS files are checked for changes (they also reload on SIGHUP).
     #[arg(long, env = "LOGWELL_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub tls_reload_interval: Duration,
@@ -357,6 +360,7 @@ impl DatabaseArgs {
 
 impl ServeArgs {
     pub fn server_settings(&self) -> Result<ServerSettings, ConfigError> {
+        let (tokens, tokens_file) = self.tokens()?;
         Ok(ServerSettings {
             health_check_interval: self.health_check_interval,
             health_check_timeout: self.health_check_timeout()?,
@@ -367,7 +371,9 @@ impl ServeArgs {
             max_concurrent_streams: self.max_concurrent_streams,
             concurrent_stream_reads: usize::try_from(self.database.database_max_connections).unwrap_or(1),
             write_queue_logs: self.write_queue_logs,
-            access: self.access_policy()?,
+            access: self.access_policy(tokens)?,
+            tokens_file,
+            tokens_reload_interval: self.tokens_reload_interval,
             revocation_refresh_interval: self.revocation_refresh_interval,
             limits: self.limits()?,
             max_request_bytes: positive("--max-request-bytes", self.max_request_bytes)?,
@@ -430,16 +436,23 @@ impl ServeArgs {
 
     /// Tokens, if any are configured. Without them the server is open, which
     /// it allows only on loopback unless told `--insecure-no-auth`.
-    fn access_policy(&self) -> Result<AccessPolicy, ConfigError> {
-        let mut tokens = TokenSet::default();
-        if let Some(path) = &self.tokens_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Unreadable { path: path.display().to_string(), source })?;
-            tokens.add(&path.display().to_string(), &text)?;
-        }
-        if let Some(text) = &self.tokens {
-            tokens.add("LOGWELL_TOKENS", text)?;
-        }
+    /// The accepted tokens: from the tokens file (reloaded when it changes,
+    /// hence also returned) and the inline ones.
+    fn tokens(&self) -> Result<(TokenSet, Option<Arc<TokensFile>>), ConfigError> {
+        let Some(path) = &self.tokens_file else {
+            let mut tokens = TokenSet::default();
+            if let Some(text) = &self.tokens {
+                tokens.add("LOGWELL_TOKENS", text)?;
+            }
+            return Ok((tokens, None));
+        };
+        std::fs::metadata(path)
+            .map_err(|source| ConfigError::Unreadable { path: path.display().to_string(), source })?;
+        let file = TokensFile::load(path.clone(), self.tokens.clone())?;
+        Ok((file.set(), Some(Arc::new(file))))
+    }
+
+    fn access_policy(&self, tokens: TokenSet) -> Result<AccessPolicy, ConfigError> {
         let configured = self.tokens_file.is_some() || self.tokens.is_some();
         let authentication = match (configured, self.insecure_no_auth) {
             (true, true) => return Err(ConfigError::InsecureWithTokens),
@@ -485,7 +498,7 @@ mod tests {
     fn access(args: &[&str]) -> Result<AccessPolicy, ConfigError> {
         let cli = Cli::try_parse_from([&["logwell", "serve"], args].concat()).unwrap();
         let Command::Serve(serve) = cli.command else { panic!("expected serve") };
-        serve.access_policy()
+        serve.access_policy(serve.tokens()?.0)
     }
 
     #[test]

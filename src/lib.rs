@@ -13,6 +13,7 @@ pub mod model;
 pub mod proto;
 pub mod query;
 pub mod rate_limit;
+mod reload;
 pub mod retention;
 pub mod server;
 pub mod store;

@@ -16,7 +16,7 @@ use crate::api::{
     AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter, ObserveLayer, RpcMetrics,
     Tokens, rename_oversize,
 };
-use crate::auth::JobRunTokens;
+use crate::auth::{JobRunTokens, TokensFile};
 use crate::ingest::Ingest;
 use crate::live::Hub;
 use crate::model::Limits;
@@ -33,7 +33,7 @@ use crate::rate_limit::RateLimiter;
 use crate::retention::{Retention, RetentionSettings, RetentionStats};
 use crate::store::{Availability, LogStore, Observed};
 use crate::tls::{self, ReloadableTls};
-use crate::{health, metrics};
+use crate::{health, metrics, reload};
 
 /// How the server behaves, apart from where it listens and stores.
 #[derive(Debug, Clone)]
@@ -75,6 +75,9 @@ pub struct ServerSettings {
     pub tls: Option<Arc<ReloadableTls>>,
     /// How often the TLS files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// The tokens file, reloaded when it changes, if there is one.
+    pub tokens_file: Option<Arc<TokensFile>>,
+    pub tokens_reload_interval: Duration,
     /// How long logs are kept, and how retention runs.
     pub retention: RetentionSettings,
 }
@@ -211,6 +214,10 @@ pub async fn serve(
         let retention = Retention::new(store.clone(), settings.retention, retention_stats.clone());
         tokio::spawn(retention.run(stopping.clone()));
     }
+    if let Some(tokens_file) = settings.tokens_file.clone() {
+        let stopped = stopping.clone().cancelled_owned();
+        tokio::spawn(reload::reload_when_asked(tokens_file, settings.tokens_reload_interval, stopped));
+    }
     if let Some(listener) = listeners.health {
         let stopped = stopping.clone().cancelled_owned();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -232,7 +239,7 @@ pub async fn serve(
     }
     let serving: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match &settings.tls {
         Some(reloadable) => {
-            tokio::spawn(tls::reload_when_asked(
+            tokio::spawn(reload::reload_when_asked(
                 reloadable.clone(),
                 settings.tls_reload_interval,
                 stopping.clone().cancelled_owned(),

@@ -4,7 +4,6 @@
 //! A reload swaps the configuration new handshakes use; established
 //! connections keep theirs, so nothing is dropped.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -120,12 +119,22 @@ impl ReloadableTls {
         Ok(())
     }
 
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.current.read().unwrap_or_else(PoisonError::into_inner).0.clone())
+    }
+}
+
+impl crate::reload::Reloadable for ReloadableTls {
+    fn what(&self) -> &'static str {
+        "TLS certificates"
+    }
+
     fn changed_on_disk(&self) -> bool {
         self.current.read().unwrap_or_else(PoisonError::into_inner).1 != self.files.modified()
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.read().unwrap_or_else(PoisonError::into_inner).0.clone())
+    fn reload(&self) -> Result<(), String> {
+        ReloadableTls::reload(self).map_err(|error| error.to_string())
     }
 }
 
@@ -168,63 +177,4 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(receiver)
-}
-
-/// Reloads the certificates on SIGHUP, and when their files change (checked
-/// every `interval`), until `stopped` resolves.
-pub async fn reload_when_asked(tls: Arc<ReloadableTls>, interval: Duration, stopped: impl Future<Output = ()>) {
-    let reloading = async {
-        let mut hangups = hangups();
-        let mut ticks = tokio::time::interval(interval);
-        loop {
-            let reason = tokio::select! {
-                _ = ticks.tick() => {
-                    if !tls.changed_on_disk() {
-                        continue;
-                    }
-                    "the files changed"
-                }
-                () = next_hangup(&mut hangups) => "SIGHUP",
-            };
-            match tls.reload() {
-                Ok(()) => tracing::info!(reason, "TLS certificates reloaded"),
-                Err(error) => tracing::error!(reason, %error, "TLS certificates not reloaded; the previous ones stay"),
-            }
-        }
-    };
-    tokio::select! {
-        () = reloading => {}
-        () = stopped => {}
-    }
-}
-
-#[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangups = Option<()>;
-
-fn hangups() -> Hangups {
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(signal) => Some(signal),
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGHUP; certificates reload when their files change");
-                None
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    None
-}
-
-async fn next_hangup(hangups: &mut Hangups) {
-    #[cfg(unix)]
-    if let Some(signal) = hangups
-        && signal.recv().await.is_some()
-    {
-        return;
-    }
-    let _ = hangups;
-    std::future::pending().await
 }

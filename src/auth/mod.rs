@@ -16,7 +16,7 @@ use crate::model::Owner;
 pub use job_run_tokens::{
     DEFAULT_TTL, GrantDraft, InvalidToken, JOB_RUN_TOKEN_PREFIX, JobRunGrant, JobRunTokens, MAX_TTL, ShortKey,
 };
-pub use tokens::{TokenError, TokenSet, generate_token, token_hash};
+pub use tokens::{TokenError, TokenSet, TokensFile, generate_token, token_hash};
 
 /// What a token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -2,6 +2,9 @@
 //! leaked configuration file or environment grants nothing; tokens are long
 //! random strings, so a fast hash is enough.
 
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -11,10 +14,11 @@ use super::{Principal, Scopes};
 const TOKEN_BYTES: usize = 32;
 
 /// The tokens a server accepts: one per line, `NAME SCOPES SHA256-HEX`,
-/// with `#` starting a comment.
+/// with `#` starting a comment. Clones share one set, so that a reload
+/// (`replace_with`) reaches every holder at once.
 #[derive(Debug, Default, Clone)]
 pub struct TokenSet {
-    tokens: Vec<ConfiguredToken>,
+    tokens: Arc<RwLock<Vec<ConfiguredToken>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +40,7 @@ impl TokenSet {
     /// Adds the tokens in `text` (a tokens file, or the environment variable);
     /// `origin` names it in errors. Entries may also be separated by `;`.
     pub fn add(&mut self, origin: &str, text: &str) -> Result<(), TokenError> {
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
         for (index, line) in text.lines().enumerate() {
             for entry in line.split('#').next().unwrap_or_default().split(';') {
                 let fail = |problem: String| TokenError::Config { origin: origin.into(), line: index + 1, problem };
@@ -50,30 +55,101 @@ impl TokenSet {
                 let hash = parse_hash(hash).ok_or_else(|| {
                     fail("the hash must be 64 hex digits: the SHA-256 of the token (`logwell token hash`)".into())
                 })?;
-                if self.tokens.iter().any(|token| token.name == name) {
+                if tokens.iter().any(|token| token.name == name) {
                     return Err(fail(format!("the name {name:?} is used twice")));
                 }
-                self.tokens.push(ConfiguredToken { name: name.into(), scopes, hash });
+                tokens.push(ConfiguredToken { name: name.into(), scopes, hash });
             }
         }
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens.read().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
+    /// Makes this set (and every clone of it) hold what `fresh` holds.
+    pub fn replace_with(&self, fresh: &TokenSet) {
+        let tokens = fresh.tokens.read().unwrap_or_else(PoisonError::into_inner).clone();
+        *self.tokens.write().unwrap_or_else(PoisonError::into_inner) = tokens;
     }
 
     /// The principal `token` names, if any. Compares against every configured
     /// hash in constant time, so timing tells nothing about near misses.
     pub fn verify(&self, token: &str) -> Option<Principal> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
         let mut found = None;
-        for configured in &self.tokens {
+        for configured in tokens.iter() {
             if bool::from(configured.hash.ct_eq(&presented)) {
                 found = Some(configured);
             }
         }
         found.map(|token| Principal::Token { name: token.name.clone(), scopes: token.scopes })
+    }
+}
+
+/// A tokens file (`--tokens-file`), with the tokens given inline
+/// (`--tokens`), reloaded into `set` when the file changes: tokens rotate
+/// without a restart.
+#[derive(Debug)]
+pub struct TokensFile {
+    path: PathBuf,
+    inline: Option<String>,
+    set: TokenSet,
+    /// The SHA-256 of the file as last loaded.
+    loaded: RwLock<[u8; 32]>,
+}
+
+impl TokensFile {
+    /// Loads `path` (and `inline`) into a new set.
+    pub fn load(path: PathBuf, inline: Option<String>) -> Result<TokensFile, TokenError> {
+        let file = TokensFile { path, inline, set: TokenSet::default(), loaded: RwLock::new([0; 32]) };
+        let (fresh, digest) = file.read()?;
+        file.set.replace_with(&fresh);
+        *file.loaded.write().unwrap_or_else(PoisonError::into_inner) = digest;
+        Ok(file)
+    }
+
+    /// The set the file fills, shared with whoever holds a clone.
+    pub fn set(&self) -> TokenSet {
+        self.set.clone()
+    }
+
+    fn read(&self) -> Result<(TokenSet, [u8; 32]), TokenError> {
+        let origin = self.path.display().to_string();
+        let text = std::fs::read_to_string(&self.path).map_err(|error| TokenError::Config {
+            origin: origin.clone(),
+            line: 0,
+            problem: error.to_string(),
+        })?;
+        let mut fresh = TokenSet::default();
+        fresh.add(&origin, &text)?;
+        if let Some(inline) = &self.inline {
+            fresh.add("LOGWELL_TOKENS", inline)?;
+        }
+        Ok((fresh, Sha256::digest(text.as_bytes()).into()))
+    }
+}
+
+impl crate::reload::Reloadable for TokensFile {
+    fn what(&self) -> &'static str {
+        "tokens"
+    }
+
+    fn changed_on_disk(&self) -> bool {
+        let digest: Option<[u8; 32]> = std::fs::read(&self.path).ok().map(|bytes| Sha256::digest(&bytes).into());
+        digest.is_some_and(|digest| digest != *self.loaded.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        let (fresh, digest) = self.read().map_err(|error| error.to_string())?;
+        if fresh.is_empty() {
+            return Err(format!("{} holds no tokens", self.path.display()));
+        }
+        self.set.replace_with(&fresh);
+        *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = digest;
+        Ok(())
     }
 }
 

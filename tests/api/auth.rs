@@ -628,3 +628,57 @@ async fn a_job_run_token_lists_its_own_run_only() {
     let token = mint(&server, for_run(own)).await.token;
     assert_eq!(listing(Credential::ThisRun(token)).await, [own.to_string()]);
 }
+
+/// A tokens file that changes (a rotated Kubernetes Secret) is reloaded
+/// without a restart; one that breaks keeps the tokens loaded before.
+#[tokio::test]
+async fn a_changed_tokens_file_is_reloaded_and_a_broken_one_ignored() {
+    const OLD: &str = "lw_the_old_token_of_the_reload_test";
+    const NEW: &str = "lw_the_new_token_of_the_reload_test";
+    let folder = tempfile::tempdir().expect("folder");
+    let tokens = folder.path().join("tokens");
+    let replace = |text: String| {
+        let aside = folder.path().join("tokens.new");
+        std::fs::write(&aside, text).expect("write");
+        std::fs::rename(&aside, &tokens).expect("rename");
+    };
+    replace(format!("runner write,read {}\n", token_hash(OLD)));
+    let url = format!("sqlite:{}", folder.path().join("reload.db").display());
+    let flags = ["--tokens-file", tokens.to_str().expect("path"), "--tokens-reload-interval", "100ms"];
+    let (mut server, address, mut lines) = start_serving_with(&url, &flags, &[]).await;
+    let channel = tonic::transport::Channel::from_shared(address).expect("uri").connect().await.expect("connect");
+    let list = |token: &'static str| {
+        let channel = channel.clone();
+        async move {
+            let mut request = tonic::Request::new(pb::ListLogsRequest::default());
+            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("metadata"));
+            let answer = logwell::proto::v1::log_query_service_client::LogQueryServiceClient::new(channel)
+                .list_logs(request)
+                .await;
+            answer.map(drop).map_err(|status| status.code())
+        }
+    };
+    assert_eq!(list(OLD).await, Ok(()));
+    assert_eq!(list(NEW).await, Err(Code::Unauthenticated));
+
+    replace(format!("runner write,read {}\n", token_hash(NEW)));
+    eventually("the new file is loaded", Duration::from_secs(10), || async {
+        (list(NEW).await.is_ok() && list(OLD).await == Err(Code::Unauthenticated)).then_some(())
+    })
+    .await;
+
+    replace("runner write,read not-a-hash\n".to_string());
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line.contains("not reloaded") {
+                return line;
+            }
+        }
+        panic!("logwell exited")
+    })
+    .await
+    .expect("the broken file is reported");
+    assert!(refused.contains("tokens") && refused.contains("64 hex digits"), "{refused}");
+    assert_eq!(list(NEW).await, Ok(()), "the tokens loaded before stay");
+    server.kill().await.expect("kill");
+}

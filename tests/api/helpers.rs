@@ -185,6 +185,8 @@ pub fn test_settings() -> ServerSettings {
         rate_limit: None,
         tls: None,
         tls_reload_interval: Duration::from_millis(100),
+        tokens_file: None,
+        tokens_reload_interval: Duration::from_millis(100),
         retention: logwell::retention::RetentionSettings {
             policy: logwell::model::RetentionPolicy::default(),
             interval: Duration::from_secs(3600),
