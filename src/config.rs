@@ -175,7 +175,7 @@ pub struct ServeArgs {
     /// Require a token for reflection too.
     #[arg(long, env = "LOGWELL_AUTHENTICATE_REFLECTION")]
     pub authenticate_reflection: bool,
-    /// File holding the key that signs job-run tokens: at least 32 bytes, the same on every replica.
+    /// File of the keys of job-run tokens, one per line, each at least 32 bytes, the same on every replica: the first signs, all verify (rotate by putting a new key first); reloaded when it changes.
     #[arg(long, env = "LOGWELL_TOKEN_SIGNING_KEY_FILE")]
     pub token_signing_key_file: Option<PathBuf>,
     /// Bytes in one request message, at most; larger requests get RESOURCE_EXHAUSTED.
@@ -217,7 +217,7 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "LOGWELL_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
     pub tls_client_ca_file: Option<PathBuf>,
-    /// How often the tokens file is checked for changes (it also reloads on SIGHUP); a file that fails to load keeps the tokens loaded before.
+    /// How often the tokens file and the signing key file are checked for changes (they also reload on SIGHUP); a file that fails to load keeps what was loaded before.
     #[arg(long, env = "LOGWELL_TOKENS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub tokens_reload_interval: Duration,
     /// How often the TLS files are checked for changes (they also reload on SIGHUP).
@@ -429,13 +429,11 @@ impl ServeArgs {
 
     fn job_run_tokens(&self) -> Result<Option<Arc<JobRunTokens>>, ConfigError> {
         let Some(path) = &self.token_signing_key_file else { return Ok(None) };
-        let key = std::fs::read(path)
+        let keys = std::fs::read(path)
             .map_err(|source| ConfigError::Unreadable { path: path.display().to_string(), source })?;
-        Ok(Some(Arc::new(JobRunTokens::new(key.trim_ascii())?)))
+        Ok(Some(Arc::new(JobRunTokens::from_file(path.clone(), &keys)?)))
     }
 
-    /// Tokens, if any are configured. Without them the server is open, which
-    /// it allows only on loopback unless told `--insecure-no-auth`.
     /// The accepted tokens: from the tokens file (reloaded when it changes,
     /// hence also returned) and the inline ones.
     fn tokens(&self) -> Result<(TokenSet, Option<Arc<TokensFile>>), ConfigError> {
@@ -452,6 +450,9 @@ impl ServeArgs {
         Ok((file.set(), Some(Arc::new(file))))
     }
 
+    /// Who may call: with tokens if any are configured. Without them the
+    /// server is open, which it allows only on loopback unless told
+    /// `--insecure-no-auth`.
     fn access_policy(&self, tokens: TokenSet) -> Result<AccessPolicy, ConfigError> {
         let configured = self.tokens_file.is_some() || self.tokens.is_some();
         let authentication = match (configured, self.insecure_no_auth) {

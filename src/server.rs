@@ -218,6 +218,10 @@ pub async fn serve(
         let stopped = stopping.clone().cancelled_owned();
         tokio::spawn(reload::reload_when_asked(tokens_file, settings.tokens_reload_interval, stopped));
     }
+    if let Some(job_run_tokens) = settings.access.job_run_tokens.clone() {
+        let stopped = stopping.clone().cancelled_owned();
+        tokio::spawn(reload::reload_when_asked(job_run_tokens, settings.tokens_reload_interval, stopped));
+    }
     if let Some(listener) = listeners.health {
         let stopped = stopping.clone().cancelled_owned();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

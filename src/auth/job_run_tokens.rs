@@ -4,6 +4,7 @@
 //! of the encoded claims under the server's signing key).
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{Scope, Scopes};
@@ -102,10 +103,15 @@ pub enum InvalidToken {
 #[error("the token signing key must be at least {MIN_KEY_BYTES} bytes; it has {0}")]
 pub struct ShortKey(usize);
 
-/// Mints and checks job-run tokens, and remembers revocations.
+/// Mints and checks job-run tokens, and remembers revocations. The first
+/// key signs; every key verifies, so that a key can be rotated in (put the
+/// new one first) while tokens signed by the old one live out their time.
 pub struct JobRunTokens {
-    key: Hmac<Sha256>,
+    keys: RwLock<Vec<Hmac<Sha256>>>,
     revoked: RwLock<HashSet<Uuid>>,
+    /// The key file, and the SHA-256 of what was loaded from it, if the keys
+    /// came from one: it is reloaded when it changes.
+    file: Option<(PathBuf, RwLock<[u8; 32]>)>,
 }
 
 impl std::fmt::Debug for JobRunTokens {
@@ -116,11 +122,19 @@ impl std::fmt::Debug for JobRunTokens {
 
 impl JobRunTokens {
     pub fn new(key: &[u8]) -> Result<JobRunTokens, ShortKey> {
-        if key.len() < MIN_KEY_BYTES {
-            return Err(ShortKey(key.len()));
-        }
-        let key = Hmac::<Sha256>::new_from_slice(key).map_err(|_| ShortKey(key.len()))?;
-        Ok(JobRunTokens { key, revoked: RwLock::default() })
+        Ok(JobRunTokens { keys: RwLock::new(vec![hmac_key(key)?]), revoked: RwLock::default(), file: None })
+    }
+
+    /// The keys of a key file: one per line, the first signing, each at least
+    /// `MIN_KEY_BYTES`; reloaded when the file changes.
+    pub fn from_file(path: PathBuf, contents: &[u8]) -> Result<JobRunTokens, ShortKey> {
+        let keys = keys(contents)?;
+        let digest = Sha256::digest(contents).into();
+        Ok(JobRunTokens {
+            keys: RwLock::new(keys),
+            revoked: RwLock::default(),
+            file: Some((path, RwLock::new(digest))),
+        })
     }
 
     pub fn mint(&self, grant: &JobRunGrant) -> String {
@@ -137,10 +151,22 @@ impl JobRunTokens {
         format!("{JOB_RUN_TOKEN_PREFIX}{claims}.{signature}")
     }
 
+    /// `claims` signed with the first key.
     fn sign(&self, claims: &str) -> Hmac<Sha256> {
-        let mut mac = self.key.clone();
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut mac = keys[0].clone();
         mac.update(claims.as_bytes());
         mac
+    }
+
+    /// Whether any key signed `claims` with `signature`.
+    fn signed(&self, claims: &str, signature: &[u8]) -> bool {
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.iter().any(|key| {
+            let mut mac = key.clone();
+            mac.update(claims.as_bytes());
+            mac.verify_slice(signature).is_ok()
+        })
     }
 
     /// The grant `token` carries, if it is genuine, unexpired and unrevoked.
@@ -148,7 +174,9 @@ impl JobRunTokens {
         let body = token.strip_prefix(JOB_RUN_TOKEN_PREFIX).ok_or(InvalidToken::Malformed)?;
         let (claims, signature) = body.split_once('.').ok_or(InvalidToken::Malformed)?;
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| InvalidToken::Malformed)?;
-        self.sign(claims).verify_slice(&signature).map_err(|_| InvalidToken::BadSignature)?;
+        if !self.signed(claims, &signature) {
+            return Err(InvalidToken::BadSignature);
+        }
         // Signed by us, so the claims are ours; still parsed defensively.
         let claims = URL_SAFE_NO_PAD.decode(claims).map_err(|_| InvalidToken::Malformed)?;
         let claims: serde_json::Value = serde_json::from_slice(&claims).map_err(|_| InvalidToken::Malformed)?;
@@ -192,6 +220,49 @@ impl JobRunTokens {
 
     pub fn is_revoked(&self, token_id: Uuid) -> bool {
         self.revoked.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&token_id)
+    }
+}
+
+/// One key as an HMAC key, refused if shorter than `MIN_KEY_BYTES`.
+fn hmac_key(key: &[u8]) -> Result<Hmac<Sha256>, ShortKey> {
+    if key.len() < MIN_KEY_BYTES {
+        return Err(ShortKey(key.len()));
+    }
+    Hmac::<Sha256>::new_from_slice(key).map_err(|_| ShortKey(key.len()))
+}
+
+/// The keys of a key file: its non-empty lines, trimmed; at least one.
+fn keys(contents: &[u8]) -> Result<Vec<Hmac<Sha256>>, ShortKey> {
+    let keys: Vec<Hmac<Sha256>> = contents
+        .split(|byte| *byte == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|line| !line.is_empty())
+        .map(hmac_key)
+        .collect::<Result<_, _>>()?;
+    if keys.is_empty() {
+        return Err(ShortKey(0));
+    }
+    Ok(keys)
+}
+
+impl crate::reload::Reloadable for JobRunTokens {
+    fn what(&self) -> &'static str {
+        "job-run token signing keys"
+    }
+
+    fn changed_on_disk(&self) -> bool {
+        let Some((path, loaded)) = &self.file else { return false };
+        let digest: Option<[u8; 32]> = std::fs::read(path).ok().map(|bytes| Sha256::digest(&bytes).into());
+        digest.is_some_and(|digest| digest != *loaded.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        let Some((path, loaded)) = &self.file else { return Ok(()) };
+        let contents = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let keys = keys(&contents).map_err(|error| format!("{}: {error}", path.display()))?;
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        *loaded.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Sha256::digest(&contents).into();
+        Ok(())
     }
 }
 
@@ -259,5 +330,46 @@ mod tests {
         let fields: Vec<&str> = violations.iter().map(|violation| violation.field.as_str()).collect();
         assert_eq!(fields, ["job_run_id", "ttl", "scopes[1]", "scopes[2]"]);
         assert!(JobRunTokens::new(&[0u8; 31]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod rotation {
+    use super::*;
+    use crate::reload::Reloadable;
+
+    #[test]
+    fn a_new_first_key_signs_and_the_old_one_still_verifies_until_it_goes() {
+        let folder = tempfile::tempdir().expect("folder");
+        let path = folder.path().join("keys");
+        let (old, new) = ("the old key, at least thirty-two bytes", "the new key, at least thirty-two bytes");
+        std::fs::write(&path, format!("{old}\n")).expect("write");
+        let tokens = JobRunTokens::from_file(path.clone(), &std::fs::read(&path).expect("read")).expect("keys");
+        let now = Utc::now();
+        let grant = JobRunGrant {
+            token_id: Uuid::now_v7(),
+            job_run_id: Uuid::now_v7(),
+            task_run_id: None,
+            scopes: Scopes::parse("write").expect("scopes"),
+            expires_at: now + chrono::TimeDelta::hours(1),
+        };
+        let signed_by_old = tokens.mint(&grant);
+        assert!(!tokens.changed_on_disk());
+
+        std::fs::write(&path, format!("{new}\n{old}\n")).expect("write");
+        assert!(tokens.changed_on_disk());
+        tokens.reload().expect("reload");
+        let signed_by_new = tokens.mint(&grant);
+        assert_ne!(signed_by_new, signed_by_old, "the new first key signs");
+        assert!(tokens.verify(&signed_by_old, now).is_ok(), "the old key still verifies");
+        assert!(tokens.verify(&signed_by_new, now).is_ok());
+
+        std::fs::write(&path, format!("{new}\n")).expect("write");
+        tokens.reload().expect("reload");
+        assert!(matches!(tokens.verify(&signed_by_old, now), Err(InvalidToken::BadSignature)), "the old key is gone");
+
+        std::fs::write(&path, "short\n").expect("write");
+        assert!(tokens.reload().is_err(), "a short key is refused");
+        assert!(tokens.verify(&signed_by_new, now).is_ok(), "the keys loaded before stay");
     }
 }

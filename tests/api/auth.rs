@@ -682,3 +682,65 @@ async fn a_changed_tokens_file_is_reloaded_and_a_broken_one_ignored() {
     assert_eq!(list(NEW).await, Ok(()), "the tokens loaded before stay");
     server.kill().await.expect("kill");
 }
+
+/// Signing keys rotate without a restart: a new first key signs, the old one
+/// verifies until it is removed from the file.
+#[tokio::test]
+async fn signing_keys_rotate_without_a_restart() {
+    let folder = tempfile::tempdir().expect("folder");
+    let keys = folder.path().join("keys");
+    let replace = |text: String| {
+        let aside = folder.path().join("keys.new");
+        std::fs::write(&aside, text).expect("write");
+        std::fs::rename(&aside, &keys).expect("rename");
+    };
+    let (old, new) = ("the old signing key of at least 32 bytes", "the new signing key of at least 32 bytes");
+    replace(format!("{old}\n"));
+    let url = format!("sqlite:{}", folder.path().join("keys.db").display());
+    let flags = ["--token-signing-key-file", keys.to_str().expect("path"), "--tokens-reload-interval", "100ms"];
+    let tokens_line = format!("admin admin {}", token_hash(ADMIN));
+    let (mut server, address, mut lines) = start_serving_with(&url, &flags, &[("LOGWELL_TOKENS", &tokens_line)]).await;
+    let channel = tonic::transport::Channel::from_shared(address).expect("uri").connect().await.expect("connect");
+    let run = Uuid::now_v7();
+    let mint = || {
+        let channel = channel.clone();
+        async move {
+            let mut minter = logwell::proto::v1::token_service_client::TokenServiceClient::new(channel);
+            minter.mint_job_run_token(request(for_run(run), &Credential::Admin)).await.expect("mint").into_inner().token
+        }
+    };
+    let write = |token: String| {
+        let channel = channel.clone();
+        async move {
+            let log = Some(job_entry(run, "signed"));
+            let answer = logwell::proto::v1::job_log_service_client::JobLogServiceClient::new(channel)
+                .write_job_log(request(pb::WriteJobLogRequest { log }, &Credential::ThisRun(token)))
+                .await;
+            code(answer)
+        }
+    };
+    let by_old = mint().await;
+    assert_eq!(write(by_old.clone()).await, Code::Ok);
+
+    replace(format!("{new}\n{old}\n"));
+    let reloaded = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line.contains("reloaded") && line.contains("signing keys") {
+                return;
+            }
+        }
+        panic!("logwell exited")
+    });
+    reloaded.await.expect("the key file is reloaded");
+    let by_new = mint().await;
+    assert_eq!(write(by_new.clone()).await, Code::Ok);
+    assert_eq!(write(by_old.clone()).await, Code::Ok, "the old key still verifies");
+
+    replace(format!("{new}\n"));
+    eventually("the old key is gone", Duration::from_secs(10), || async {
+        (write(by_old.clone()).await == Code::Unauthenticated).then_some(())
+    })
+    .await;
+    assert_eq!(write(by_new).await, Code::Ok);
+    server.kill().await.expect("kill");
+}

@@ -84,8 +84,12 @@ async fn health_listens_on_a_plaintext_port_of_its_own() {
     };
     let channel = tonic::transport::Channel::from_shared(format!("http://{address}")).expect("uri");
     let health = HealthClient::new(channel.connect().await.expect("connect"));
-    assert_eq!(status(&health, "").await, ServingStatus::Serving);
-    assert_eq!(status(&health, "liveness").await, ServingStatus::Serving);
+    assert_eq!(status(&health, "liveness").await, ServingStatus::Serving, "alive from the start");
+    // Ready once the first check of the database answered.
+    crate::helpers::eventually("ready", Duration::from_secs(10), || async {
+        (status(&health, "").await == ServingStatus::Serving).then_some(())
+    })
+    .await;
     let writer = logwell::proto::v1::job_log_service_client::JobLogServiceClient::new(
         tonic::transport::Channel::from_shared(format!("http://{address}"))
             .expect("uri")
