@@ -161,10 +161,7 @@ where
                     }
                     request.extensions_mut().insert(principal);
                 }
-                // The clone that was polled ready serves this call.
-                let ready = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, ready);
-                Box::pin(inner.call(request))
+                Box::pin(super::take_ready(&mut self.inner).call(request))
             }
             Err(error) => {
                 let status = Status::from(ApiError::from(error));

@@ -28,3 +28,11 @@ pub use request_size::rename_oversize;
 pub use stream::LogStreamer;
 pub use tokens::Tokens;
 pub use write::LogWriter;
+
+/// The inner service a layer's `call` should use: the one that was polled
+/// ready, leaving a fresh clone in its place for the next `poll_ready`
+/// (tower's rule for services that are cloned into their futures).
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let fresh = inner.clone();
+    std::mem::replace(inner, fresh)
+}

@@ -142,9 +142,7 @@ where
             request_id = %request_id.to_str().unwrap_or_default(),
             caller = tracing::field::Empty,
         );
-        // The clone that was polled ready serves this call.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let mut inner = super::take_ready(&mut self.inner);
         let answer = span.in_scope(|| inner.call(request));
         let call = Call { metrics: self.metrics.clone(), path, started, span: span.clone() };
         Box::pin(
@@ -158,7 +156,7 @@ where
                         call.finish(code.to_str().unwrap_or_default());
                         Ok(response)
                     }
-                    None => Ok(response.map(|body| tonic::body::Body::new(Observed { body, call: Some(call) }))),
+                    None => Ok(response.map(|body| tonic::body::Body::new(ObservedBody { body, call: Some(call) }))),
                 }
             }
             .instrument(span),
@@ -202,12 +200,12 @@ impl Call {
 
 /// A response body that reports the call's status when its trailers pass,
 /// or CANCELLED if it is dropped before (the caller went away).
-struct Observed {
+struct ObservedBody {
     body: tonic::body::Body,
     call: Option<Call>,
 }
 
-impl Body for Observed {
+impl Body for ObservedBody {
     type Data = <tonic::body::Body as Body>::Data;
     type Error = <tonic::body::Body as Body>::Error;
 
@@ -241,7 +239,7 @@ impl Body for Observed {
     }
 }
 
-impl Drop for Observed {
+impl Drop for ObservedBody {
     fn drop(&mut self) {
         if let Some(call) = self.call.take() {
             call.finish(&(tonic::Code::Cancelled as i32).to_string());
