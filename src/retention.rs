@@ -1,7 +1,8 @@
-//! Retention: logs past their type's age limit are deleted in short
-//! batches, so that writers get the database between them, by one process
-//! at a time (a lease in the database), while logwell serves and on demand
-//! (`logwell retention`).
+//! Retention: logs past their type's age limit go, by one process at a time
+//! (a lease in the database), while logwell serves and on demand (`logwell
+//! retention`): whole partitions first where the backend has them
+//! (PostgreSQL's days), then the rest in short batches of row deletes, so
+//! that writers get the database between them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,12 +40,18 @@ pub struct RetentionSettings {
 pub struct RetentionStats {
     /// Logs expired, per type (`LogType as usize`).
     expired: [AtomicU64; 3],
+    /// Partitions emptied, per type.
+    emptied_partitions: [AtomicU64; 3],
     passes: AtomicU64,
 }
 
 impl RetentionStats {
     pub fn expired(&self, log_type: LogType) -> u64 {
         self.expired[log_type as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn emptied_partitions(&self, log_type: LogType) -> u64 {
+        self.emptied_partitions[log_type as usize].load(Ordering::Relaxed)
     }
 
     pub fn passes(&self) -> u64 {
@@ -97,7 +104,11 @@ impl Retention {
     async fn expire_all(&self, now: DateTime<Utc>) -> Result<Vec<(LogType, u64)>, RetentionError> {
         let mut expired = Vec::new();
         for (log_type, before) in self.settings.policy.cutoffs(now) {
-            let mut total = 0;
+            self.renew_lease().await?;
+            let emptied = self.store.expire_partitions(log_type, before).await?;
+            self.stats.emptied_partitions[log_type as usize].fetch_add(emptied.partitions, Ordering::Relaxed);
+            self.stats.expired[log_type as usize].fetch_add(emptied.logs, Ordering::Relaxed);
+            let mut total = emptied.logs;
             loop {
                 self.renew_lease().await?;
                 let deleted = self.store.expire(log_type, before, self.settings.batch_logs).await?;

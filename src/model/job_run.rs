@@ -75,7 +75,12 @@ pub struct LevelCounts(pub [i64; Level::ALL.len()]);
 impl LevelCounts {
     /// Counts one more log of `level`.
     pub fn add(&mut self, level: Level) {
-        self.0[level as usize] += 1;
+        self.add_count(level, 1);
+    }
+
+    /// Counts `count` more logs of `level`.
+    pub fn add_count(&mut self, level: Level, count: i64) {
+        self.0[level as usize] += count;
     }
 
     pub fn of(&self, level: Level) -> i64 {

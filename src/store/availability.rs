@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{BatchResult, CountRow, ExpiryEstimate, LogStore, StoreError};
+use super::{BatchResult, CountRow, EmptiedPartitions, ExpiryEstimate, LogStore, StoreError};
 use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery};
 
 /// The last word on the database: `None` until something has been tried.
@@ -143,6 +143,23 @@ impl LogStore for Observed {
 
     async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         self.availability.observe(self.inner.expire(log_type, before, limit).instrument(operation("expire")).await)
+    }
+
+    async fn expire_partitions(
+        &self,
+        log_type: LogType,
+        before: DateTime<Utc>,
+    ) -> Result<EmptiedPartitions, StoreError> {
+        self.availability
+            .observe(self.inner.expire_partitions(log_type, before).instrument(operation("expire_partitions")).await)
+    }
+
+    fn partitions_created(&self) -> u64 {
+        self.inner.partitions_created()
+    }
+
+    async fn database_bytes(&self) -> Result<u64, StoreError> {
+        self.availability.observe(self.inner.database_bytes().instrument(operation("database_bytes")).await)
     }
 
     async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError> {

@@ -1,10 +1,12 @@
 //! Builds the listing query once for both backends; each backend supplies its
 //! dialect and binds the parameters in its own column types.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::model::{Cursor, Grouping, LogFilter, LogQuery, MetadataCondition, Ordering, SortOrder, TextSearch};
+use crate::model::{
+    Cursor, Grouping, LogFilter, LogQuery, LogType, MetadataCondition, Ordering, SortOrder, TextSearch,
+};
 
 /// The columns every read selects, in `StoredRow` order.
 pub(super) const LOG_COLUMNS: &str =
@@ -18,6 +20,17 @@ pub(super) enum Param {
     Real(f64),
     Text(String),
     Time(DateTime<Utc>),
+    Day(NaiveDate),
+}
+
+/// What a store knows that narrows its reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ReadScope<'a> {
+    /// Whether the opt-in text index exists.
+    pub text_index: bool,
+    /// The partition days of the filter's job runs (PostgreSQL), so that a
+    /// run's reads touch its day's partitions alone; empty: every partition.
+    pub run_days: &'a [NaiveDate],
 }
 
 /// Binds a parameter and answers its placeholder.
@@ -68,17 +81,16 @@ pub(super) struct Statement {
 }
 
 /// Conditions and their parameters, gathered for one statement.
-pub(super) struct Builder<D> {
+pub(super) struct Builder<'a, D> {
     pub conditions: Vec<String>,
     pub params: Vec<Param>,
-    /// Whether the opt-in text index exists.
-    text_index: bool,
+    scope: ReadScope<'a>,
     dialect: std::marker::PhantomData<D>,
 }
 
-impl<D: Dialect> Builder<D> {
-    pub fn new(text_index: bool) -> Self {
-        Builder { conditions: Vec::new(), params: Vec::new(), text_index, dialect: std::marker::PhantomData }
+impl<'a, D: Dialect> Builder<'a, D> {
+    pub fn new(scope: ReadScope<'a>) -> Self {
+        Builder { conditions: Vec::new(), params: Vec::new(), scope, dialect: std::marker::PhantomData }
     }
 
     /// `WHERE …` for the conditions so far; empty if there are none.
@@ -115,6 +127,15 @@ impl<D: Dialect> Builder<D> {
             [one] => self.conditions.push(format!("{} = {}", D::RUN_KEY, D::run_key(one))),
             many => self.conditions.push(D::runs_in(many)),
         }
+        if !self.scope.run_days.is_empty() {
+            self.any_of("partition_day", self.scope.run_days.iter().map(|day| Param::Day(*day)));
+            if filter.types.is_empty() {
+                self.any_of(
+                    "type",
+                    [LogType::Job, LogType::Task].map(|log_type| Param::Text(log_type.as_str().into())),
+                );
+            }
+        }
         self.any_of("task_run_id", filter.task_run_ids.iter().map(|id| Param::Id(*id)));
         if filter.ordering() == Ordering::SystemSeq {
             // Spelled out so that both planners pick the partial system-seq index.
@@ -130,7 +151,7 @@ impl<D: Dialect> Builder<D> {
             self.condition("event_time <", Param::Time(end));
         }
         if let Some(search) = &filter.text {
-            let text_index = self.text_index;
+            let text_index = self.scope.text_index;
             let in_message = D::message_contains(search, text_index, &mut |param| self.bind(param));
             let condition = if search.include_metadata {
                 let fold = |text: &str| if search.ignore_case { format!("lower({text})") } else { text.to_string() };
@@ -194,10 +215,10 @@ fn time_bounded_by_cursor(query: &LogQuery) -> LogFilter {
 }
 
 /// `SELECT … FROM logs WHERE … ORDER BY … LIMIT …` for one page.
-pub(super) fn list_statement<D: Dialect>(query: &LogQuery, text_index: bool) -> Statement {
+pub(super) fn list_statement<D: Dialect>(query: &LogQuery, scope: ReadScope) -> Statement {
     let filter = &time_bounded_by_cursor(query);
     let ordering = filter.ordering();
-    let mut builder = Builder::<D>::new(text_index);
+    let mut builder = Builder::<D>::new(scope);
 
     builder.filter(filter);
 
@@ -238,9 +259,9 @@ pub(super) fn count_statement<D: Dialect>(
     filter: &LogFilter,
     group_by: &[Grouping],
     bucket_micros: Option<i64>,
-    text_index: bool,
+    scope: ReadScope,
 ) -> Statement {
-    let mut builder = Builder::<D>::new(text_index);
+    let mut builder = Builder::<D>::new(scope);
     let mut keys: Vec<String> = Vec::new();
     let mut columns: Vec<String> = Vec::new();
     for (index, grouping) in group_by.iter().enumerate() {
@@ -262,8 +283,8 @@ pub(super) fn count_statement<D: Dialect>(
 }
 
 /// `SELECT min(event_time), max(event_time) …` of the logs matching `filter`.
-pub(super) fn time_range_statement<D: Dialect>(filter: &LogFilter, text_index: bool) -> Statement {
-    let mut builder = Builder::<D>::new(text_index);
+pub(super) fn time_range_statement<D: Dialect>(filter: &LogFilter, scope: ReadScope) -> Statement {
+    let mut builder = Builder::<D>::new(scope);
     builder.filter(filter);
     let sql = format!("SELECT min(event_time) AS first, max(event_time) AS last FROM logs{}", builder.where_clause());
     Statement { sql, params: builder.params }
@@ -287,7 +308,7 @@ mod tests {
             after: Some(Cursor::Seq(42)),
             limit: 11,
         };
-        let statement = list_statement::<Postgres>(&query, false);
+        let statement = list_statement::<Postgres>(&query, ReadScope::default());
         assert_eq!(
             statement.sql,
             format!(
@@ -297,7 +318,7 @@ mod tests {
         );
         assert_eq!(statement.params[0], Param::Id(run));
         assert_eq!(statement.params[4], Param::Int(42));
-        assert!(list_statement::<Sqlite>(&query, false).sql.contains(
+        assert!(list_statement::<Sqlite>(&query, ReadScope::default()).sql.contains(
             "WHERE run_key = (SELECT key FROM job_runs WHERE id = ?1) AND level IN (?2, ?3, ?4) AND (seq) < (?5)"
         ));
     }
@@ -306,7 +327,7 @@ mod tests {
     fn system_and_cross_run_listings_use_their_own_keys() {
         let system = LogQuery { filter: LogFilter::sequence(None), order: SortOrder::Ascending, after: None, limit: 5 };
         assert!(
-            list_statement::<Postgres>(&system, false)
+            list_statement::<Postgres>(&system, ReadScope::default())
                 .sql
                 .ends_with("WHERE type = $1 AND job_run_id IS NULL ORDER BY seq ASC LIMIT 5")
         );
@@ -319,7 +340,7 @@ mod tests {
             limit: 5,
         };
         // The cursor's time is the range's start: where the index scan begins.
-        let statement = list_statement::<Postgres>(&search, false);
+        let statement = list_statement::<Postgres>(&search, ReadScope::default());
         assert!(statement.sql.ends_with(
             "WHERE event_time >= $1 AND message LIKE $2 AND (event_time, id) > ($3, $4) \
              ORDER BY event_time ASC, id ASC LIMIT 5"
@@ -327,7 +348,7 @@ mod tests {
         assert_eq!(statement.params[0], Param::Time(cursor_time));
         assert_eq!(statement.params[1], Param::Text(r"%50\%\_off%".into()), "wildcards are literal");
         let backwards = LogQuery { order: SortOrder::Descending, ..search };
-        let statement = list_statement::<Postgres>(&backwards, false);
+        let statement = list_statement::<Postgres>(&backwards, ReadScope::default());
         assert!(statement.sql.contains("WHERE event_time >= $1 AND event_time < $2"), "{}", statement.sql);
         assert_eq!(statement.params[1], Param::Time(cursor_time + chrono::TimeDelta::microseconds(1)));
     }
@@ -348,7 +369,7 @@ mod tests {
             ..LogFilter::default()
         };
         let query = LogQuery { filter, order: SortOrder::Ascending, after: None, limit: 10 };
-        let postgres = list_statement::<Postgres>(&query, false);
+        let postgres = list_statement::<Postgres>(&query, ReadScope::default());
         assert!(
             postgres.sql.contains(
                 "WHERE type IN ($1, $2) AND job_run_id IN ($3, $4) AND stream = $5 \
@@ -361,7 +382,7 @@ mod tests {
             postgres.sql
         );
         assert_eq!(postgres.params[7], Param::Text(r#"{"worker_id":"gpu-7"}"#.into()));
-        let sqlite = list_statement::<Sqlite>(&query, false);
+        let sqlite = list_statement::<Sqlite>(&query, ReadScope::default());
         assert!(sqlite.sql.contains("run_key IN (SELECT key FROM job_runs WHERE id IN (?3, ?4))"), "{}", sqlite.sql);
         let cycle = "json_extract(metadata, '$.\"cycle\"')";
         let cycle_type = "json_type(metadata, '$.\"cycle\"')";
@@ -385,7 +406,8 @@ mod tests {
             after: None,
             limit: 10,
         };
-        let indexed = list_statement::<Sqlite>(&search("tim", false), true);
+        let indexed =
+            list_statement::<Sqlite>(&search("tim", false), ReadScope { text_index: true, ..ReadScope::default() });
         assert!(
             indexed.sql.contains(
                 "WHERE (logs.rowid IN (SELECT rowid FROM logs_text WHERE logs_text MATCH \
@@ -395,7 +417,7 @@ mod tests {
             indexed.sql
         );
         for unindexed in [search("ti", false), search("timeout", true)] {
-            let sql = list_statement::<Sqlite>(&unindexed, true).sql;
+            let sql = list_statement::<Sqlite>(&unindexed, ReadScope { text_index: true, ..ReadScope::default() }).sql;
             assert!(!sql.contains("logs_text"), "{sql}");
         }
     }

@@ -65,6 +65,13 @@ pub struct ExpiryEstimate {
     pub newest: Option<DateTime<Utc>>,
 }
 
+/// What emptying expired partitions did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EmptiedPartitions {
+    pub partitions: u64,
+    pub logs: u64,
+}
+
 /// A log's bytes besides its texts, in its row and its index entries,
 /// roughly (ids, times, seq, level, stream; five or six index entries).
 const ROW_OVERHEAD_BYTES: i64 = 300;
@@ -170,6 +177,22 @@ pub trait LogStore: Send + Sync + 'static {
     /// counts by level; answers how many went (fewer than `limit`: none
     /// older are left).
     async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// Empties whole partitions of `log_type` whose every log was received
+    /// before `before` (PostgreSQL's day partitions; SQLite has none),
+    /// taking their logs off their runs' counts; what is left past the limit
+    /// goes by `expire`.
+    async fn expire_partitions(
+        &self,
+        log_type: LogType,
+        before: DateTime<Utc>,
+    ) -> Result<EmptiedPartitions, StoreError>;
+
+    /// Day partitions this process created ahead of time (PostgreSQL).
+    fn partitions_created(&self) -> u64;
+
+    /// The database's size on disk, in bytes.
+    async fn database_bytes(&self) -> Result<u64, StoreError>;
 
     /// What `expire` would delete of `log_type` before `before`, all told.
     async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError>;
@@ -341,7 +364,7 @@ fn job_run_columns<D: list_sql::Dialect>() -> String {
     format!(
         "id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, outcome, summary, deleted_at, \
          name, labels, started_at, trace_logs, debug_logs, info_logs, warn_logs, error_logs, fatal_logs, active_at, \
-         coalesce(CASE WHEN job_runs.id = '{SYSTEM_SEQUENCE}' THEN (SELECT min(seq) FROM logs WHERE job_run_id IS NULL) \
+         coalesce(CASE WHEN job_runs.id = '{SYSTEM_SEQUENCE}' THEN (SELECT min(seq) FROM logs WHERE type = 'system' AND job_run_id IS NULL) \
          ELSE (SELECT min(seq) FROM logs WHERE {}) END, 0) AS first_retained_seq",
         D::LOGS_OF_JOB_RUNS_ROW
     )

@@ -1,7 +1,7 @@
 //! Builds the job-run listing once for both backends.
 
 use super::job_run_columns;
-use super::list_sql::{Builder, Dialect, Param, Statement};
+use super::list_sql::{Builder, Dialect, Param, ReadScope, Statement};
 use crate::model::{Level, RunQuery, RunState, SYSTEM_SEQUENCE};
 
 /// The column counting a level's logs.
@@ -14,7 +14,7 @@ fn level_column(level: Level) -> String {
 /// backwards, so an unfiltered page reads `limit` entries.
 pub(super) fn job_runs_statement<D: Dialect>(query: &RunQuery) -> Statement {
     let filter = &query.filter;
-    let mut builder = Builder::<D>::new(false);
+    let mut builder = Builder::<D>::new(ReadScope::default());
     builder.condition("id <>", Param::Id(SYSTEM_SEQUENCE));
     builder.any_of("id", filter.ids.iter().map(|id| Param::Id(*id)));
     match filter.state {

@@ -359,7 +359,10 @@ async fn indexed_reads_use_their_indexes(backend: Backend) {
         server.job().write_job_logs(pb::WriteJobLogsRequest { logs: jobs }).await.expect("write");
         server.task().write_task_logs(pb::WriteTaskLogsRequest { logs: tasks }).await.expect("write");
     }
-    server.system().write_system_logs(pb::WriteSystemLogsRequest { logs: vec![entry("up")] }).await.expect("write");
+    // Enough system logs that an index beats a sort (PostgreSQL's system
+    // partition holds nothing else).
+    let system_logs = (0..1_000).map(|_| entry("up")).collect();
+    server.system().write_system_logs(pb::WriteSystemLogsRequest { logs: system_logs }).await.expect("write");
     server.database.execute_raw("ANALYZE").await.expect("analyze");
     let store = match backend {
         Backend::Postgres => server.store.clone(),
@@ -372,9 +375,23 @@ async fn indexed_reads_use_their_indexes(backend: Backend) {
         }
     };
     let page = |filter: LogFilter, order: SortOrder| LogQuery { filter, order, after: None, limit: 101 };
-    let (run_index, task_index, metadata_index) = match backend {
-        Backend::Sqlite => ("logs_run_seq", "logs_task_run_seq", format!("logs_metadata_{}", hex("worker_id"))),
-        Backend::Postgres => ("logs_job_run_seq", "logs_task_run_seq", "logs_metadata".to_string()),
+    // PostgreSQL reads its day partitions' copies of each index, named
+    // after the partition and the columns (logs_20261126_job_job_run_id_seq_idx).
+    let (run_index, task_index, system_index, time_index, metadata_index) = match backend {
+        Backend::Sqlite => (
+            "logs_run_seq",
+            "logs_task_run_seq",
+            "logs_system_seq",
+            "logs_event_time",
+            format!("logs_metadata_{}", hex("worker_id")),
+        ),
+        Backend::Postgres => (
+            "_job_job_run_id_seq_idx",
+            "_task_task_run_id_job_run_id_seq_idx",
+            "_system_seq_idx",
+            "event_time_id_idx",
+            "metadata_idx".to_string(),
+        ),
     };
     let gpu_7 = MetadataCondition { key: "worker_id".into(), test: MetadataTest::Equals(json!("gpu-7")) };
     let cases = [
@@ -385,7 +402,7 @@ async fn indexed_reads_use_their_indexes(backend: Backend) {
             page(LogFilter { task_run_ids: vec![task], ..LogFilter::default() }, SortOrder::Ascending),
             task_index.to_string(),
         ),
-        ("the system logs", page(LogFilter::sequence(None), SortOrder::Ascending), "logs_system_seq".to_string()),
+        ("the system logs", page(LogFilter::sequence(None), SortOrder::Ascending), system_index.to_string()),
         (
             "errors across runs in the last hour",
             page(
@@ -396,7 +413,7 @@ async fn indexed_reads_use_their_indexes(backend: Backend) {
                 },
                 SortOrder::Descending,
             ),
-            "logs_event_time".to_string(),
+            time_index.to_string(),
         ),
         (
             "a metadata value across runs",

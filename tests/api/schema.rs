@@ -45,13 +45,14 @@ impl RawRow {
         let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
         let id = uuid::Uuid::now_v7();
         let RawRow { log_type, job_run_id, task_run_id, stream, level, message, metadata, run_key } = self;
-        // SQLite's logs also carry their job run's integer key.
+        // SQLite's logs also carry their job run's integer key; PostgreSQL's
+        // their partition day.
         let (key_column, key) = match backend {
             Backend::Sqlite => {
                 let matching = if *job_run_id == "NULL" { "NULL" } else { "1" };
                 (", run_key", format!(", {}", run_key.unwrap_or(matching)))
             }
-            Backend::Postgres => ("", String::new()),
+            Backend::Postgres => (", partition_day", ", (now() AT TIME ZONE 'UTC')::date".to_string()),
         };
         format!(
             "INSERT INTO logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, \

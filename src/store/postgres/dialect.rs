@@ -53,7 +53,9 @@ impl Dialect for PostgresDialect {
 
     const RUN_KEY: &'static str = "job_run_id";
 
-    const LOGS_OF_JOB_RUNS_ROW: &'static str = "logs.job_run_id = job_runs.id";
+    // The day too, so that each run's lookup reads its day's partitions.
+    const LOGS_OF_JOB_RUNS_ROW: &'static str =
+        "logs.job_run_id = job_runs.id AND logs.partition_day = job_runs.partition_day";
 
     fn run_key(placeholder: &str) -> String {
         placeholder.into()

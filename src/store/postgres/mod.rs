@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgDatabaseError, PgListener, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
@@ -15,13 +16,14 @@ use uuid::Uuid;
 mod copy;
 pub(super) mod dialect;
 mod optional_index;
+mod partitions;
 
 use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow,
-    StoredRow, job_run_columns, run_sql, sequence,
+    BatchResult, CountRow, EmptiedPartitions, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
+    StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
 };
 use crate::live::Hub;
 use crate::model::{
@@ -61,8 +63,9 @@ const APPEND: &str = "SELECT logwell_append($1, $2, $3, $4, $5, $6, $7, $8, $9, 
      $16, $17, $18, $19, $20)";
 
 /// Reserves a large group's seqs, in the transaction that then copies its
-/// rows (migration 0007).
-const ALLOCATE: &str = "SELECT logwell_allocate($1, $2, $3, $4, $5, $6)";
+/// rows (migration 0007), and answers each sequence's partition day
+/// (migration 0011).
+const ALLOCATE: &str = "SELECT firsts, days FROM logwell_allocate($1, $2, $3, $4, $5, $6)";
 
 /// Groups of at least this many logs go in by COPY: with a thousand runs
 /// written at once, a group of 8,000 logs commits in 56-67 ms that way
@@ -75,9 +78,8 @@ const COPY_FROM_LOGS: usize = 1_000;
 /// the group is complete.
 const JOB_RUN_COMPLETE: &str = "LW001";
 
-/// A unique index refused a row, and the index of logs' ids.
+/// A unique index refused a row.
 const UNIQUE_VIOLATION: &str = "23505";
-const LOG_IDS: &str = "logs_pkey";
 
 /// Attempts at a group whose client ids another replica keeps storing
 /// between the lookup and the append (each attempt finds those it stored).
@@ -125,6 +127,10 @@ pub(super) struct PostgresStore {
     /// Names this process in its notifications, so that it can skip its own.
     replica: Uuid,
     completed_runs: CompletedRuns,
+    run_days: partitions::RunDays,
+    /// Keeps the partitions of the days ahead.
+    upkeep: tokio::task::AbortHandle,
+    partitions_created: Arc<AtomicU64>,
     read_timeout: std::time::Duration,
 }
 
@@ -153,6 +159,11 @@ impl PostgresStore {
         if !options.metadata_index_keys.is_empty() {
             tracing::warn!("--metadata-index-keys has no effect on PostgreSQL: its GIN index serves every key");
         }
+        let partitions_created = Arc::new(AtomicU64::new(0));
+        // Before any write: logs of a day without partitions would wait in
+        // logs_default until its partitions are made.
+        partitions::keep_ahead_once(&pool, &partitions_created).await;
+        let upkeep = tokio::spawn(partitions::keep_ahead(pool.clone(), partitions_created.clone())).abort_handle();
         let replica = Uuid::new_v4();
         let listener = listen(&pool).await?;
         let listener = tokio::spawn(forward_notifications(pool.clone(), listener, hub.clone(), replica)).abort_handle();
@@ -163,6 +174,9 @@ impl PostgresStore {
             listener,
             replica,
             completed_runs: CompletedRuns::default(),
+            run_days: partitions::RunDays::default(),
+            upkeep,
+            partitions_created,
             read_timeout: options.read_timeout,
         })
     }
@@ -224,10 +238,11 @@ impl PostgresStore {
         slots: sequence::Slots,
     ) -> Result<Vec<i64>, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        let firsts: Vec<i64> =
+        let (firsts, days): (Vec<i64>, Vec<NaiveDate>) =
             reserving(ALLOCATE, demand).fetch_one(&mut *transaction).await.map_err(|error| self.refusal(error))?;
         let seqs = slots.seqs(&firsts)?;
-        let rows = copy::rows(logs, &seqs)?;
+        let days = partitions::days_of(logs, &slots, &days)?;
+        let rows = copy::rows(logs, &seqs, &days)?;
         let mut copying = transaction.copy_in_raw(copy::COPY_LOGS).await?;
         copying.send(rows).await.map_err(|error| self.refusal(error))?;
         copying.finish().await.map_err(|error| self.refusal(error))?;
@@ -244,7 +259,7 @@ impl PostgresStore {
     ) -> Result<Vec<i64>, StoreError> {
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
         let notification = sequence::notification_payload(self.replica, demand.keys().copied());
-        let firsts: Vec<i64> = reserving(APPEND, demand)
+        let (firsts,): (Vec<i64>,) = reserving(APPEND, demand)
             .bind(logs.iter().map(|log| log.id).collect::<Vec<Uuid>>())
             .bind(logs.iter().map(|log| log.owner.log_type().as_str()).collect::<Vec<&str>>())
             .bind(logs.iter().map(|log| log.owner.job_run_id()).collect::<Vec<Option<Uuid>>>())
@@ -274,7 +289,11 @@ impl PostgresStore {
         else {
             return StoreError::from(error);
         };
-        if database.code() == UNIQUE_VIOLATION && database.constraint() == Some(LOG_IDS) {
+        // The primary key of a partition of logs (logs_YYYYMMDD_job_pkey…):
+        // the logs' ids.
+        let log_ids = database.table().is_some_and(|table| table.starts_with("logs"))
+            && database.constraint().is_some_and(|constraint| constraint.ends_with("_pkey"));
+        if database.code() == UNIQUE_VIOLATION && log_ids {
             return StoreError::IdRace;
         }
         match database.detail().and_then(|detail| Uuid::try_parse(detail).ok()) {
@@ -287,15 +306,18 @@ impl PostgresStore {
     }
 }
 
-/// `sql` (`logwell_allocate` or `logwell_append`, migration 0009) with its
+/// `sql` (`logwell_allocate` or `logwell_append`, migration 0011) with its
 /// first six parameters bound: each sequence's id, count of seqs wanted,
 /// earliest and latest time, and logs per level (six a sequence, in one flat
 /// array); and the group's activity time.
-fn reserving<'q>(
+fn reserving<'q, Answer>(
     sql: &'q str,
     demand: &BTreeMap<Uuid, sequence::Demand>,
-) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, Vec<i64>, sqlx::postgres::PgArguments> {
-    sqlx::query_scalar(sql)
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Answer, sqlx::postgres::PgArguments>
+where
+    Answer: for<'r> sqlx::FromRow<'r, PgRow>,
+{
+    sqlx::query_as(sql)
         .bind(demand.keys().copied().collect::<Vec<Uuid>>())
         .bind(demand.values().map(|wanted| wanted.count).collect::<Vec<i64>>())
         .bind(demand.values().map(|wanted| wanted.earliest).collect::<Vec<DateTime<Utc>>>())
@@ -315,6 +337,18 @@ impl PostgresStore {
         Ok(transaction)
     }
 
+    /// The partition days of the job runs `filter` names, if it names some
+    /// and each has a row: a run's logs are all in its day's partitions.
+    async fn run_days(&self, filter: &LogFilter) -> Result<Vec<NaiveDate>, StoreError> {
+        if filter.job_run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut days = self.run_days.of(&self.pool, &filter.job_run_ids).await?.unwrap_or_default();
+        days.sort_unstable();
+        days.dedup();
+        Ok(days)
+    }
+
     /// The plan of `statement`, one step a line.
     async fn explain(&self, statement: list_sql::Statement) -> Result<String, StoreError> {
         let explain = format!("EXPLAIN {}", statement.sql);
@@ -328,6 +362,36 @@ impl PostgresStore {
     async fn read(&self, select: sqlx::query::Query<'_, Postgres, PgArguments>) -> Result<Vec<PgRow>, StoreError> {
         select.fetch_all(&self.reads).await.map_err(|error| StoreError::of_read(error, self.read_timeout))
     }
+}
+
+/// What narrows a read: its runs' partition days.
+fn scope(run_days: &[NaiveDate]) -> list_sql::ReadScope<'_> {
+    list_sql::ReadScope { text_index: false, run_days }
+}
+
+/// Takes `gone`, logs per run (the system sequence for system logs) and
+/// level, off their runs' counts.
+async fn subtract_gone(
+    transaction: &mut sqlx::Transaction<'static, Postgres>,
+    gone: &BTreeMap<Uuid, crate::model::LevelCounts>,
+) -> Result<(), StoreError> {
+    let level = |index: usize| gone.values().map(|counts| counts.0[index]).collect::<Vec<i64>>();
+    sqlx::query(&format!(
+        "UPDATE job_runs SET {} FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
+         $6::bigint[], $7::bigint[]) AS gone (id, trace, debug, info, warn, error, fatal) \
+         WHERE job_runs.id = gone.id",
+        super::SUBTRACT_GONE
+    ))
+    .bind(gone.keys().copied().collect::<Vec<Uuid>>())
+    .bind(level(0))
+    .bind(level(1))
+    .bind(level(2))
+    .bind(level(3))
+    .bind(level(4))
+    .bind(level(5))
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
 }
 
 /// A run, if it exists; `suffix` ends the statement (a row lock).
@@ -366,6 +430,7 @@ fn bind(
             Param::Real(value) => select.bind(value),
             Param::Text(text) => select.bind(text),
             Param::Time(time) => select.bind(time),
+            Param::Day(day) => select.bind(day),
         };
     }
     select
@@ -435,13 +500,15 @@ impl LogStore for PostgresStore {
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
-        let statement = list_sql::list_statement::<PostgresDialect>(query, false);
+        let days = self.run_days(&query.filter).await?;
+        let statement = list_sql::list_statement::<PostgresDialect>(query, scope(&days));
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         logs(&rows)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
-        self.explain(list_sql::list_statement::<PostgresDialect>(query, false)).await
+        let days = self.run_days(&query.filter).await?;
+        self.explain(list_sql::list_statement::<PostgresDialect>(query, scope(&days))).await
     }
 
     async fn plan_job_runs(&self, query: &RunQuery) -> Result<String, StoreError> {
@@ -454,14 +521,16 @@ impl LogStore for PostgresStore {
         group_by: &[Grouping],
         bucket_micros: Option<i64>,
     ) -> Result<Vec<CountRow>, StoreError> {
-        let statement = list_sql::count_statement::<PostgresDialect>(filter, group_by, bucket_micros, false);
+        let days = self.run_days(filter).await?;
+        let statement = list_sql::count_statement::<PostgresDialect>(filter, group_by, bucket_micros, scope(&days));
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
     }
 
     async fn export(&self, query: LogQuery, chunks: tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>) {
-        let mut transaction = match self.snapshot().await {
-            Ok(transaction) => transaction,
+        let started = async { Ok::<_, StoreError>((self.run_days(&query.filter).await?, self.snapshot().await?)) };
+        let (days, mut transaction) = match started.await {
+            Ok(started) => started,
             Err(error) => {
                 let _ = chunks.send(Err(error)).await;
                 return;
@@ -469,7 +538,7 @@ impl LogStore for PostgresStore {
         };
         let mut next = Some(query);
         while let Some(query) = next.take() {
-            let statement = list_sql::list_statement::<PostgresDialect>(&query, false);
+            let statement = list_sql::list_statement::<PostgresDialect>(&query, scope(&days));
             let page = bind(sqlx::query(&statement.sql), statement.params)
                 .fetch_all(&mut *transaction)
                 .await
@@ -492,7 +561,8 @@ impl LogStore for PostgresStore {
     }
 
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
-        let statement = list_sql::time_range_statement::<PostgresDialect>(filter, false);
+        let days = self.run_days(filter).await?;
+        let statement = list_sql::time_range_statement::<PostgresDialect>(filter, scope(&days));
         let row = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         let first: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "first")?;
         let last: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "last")?;
@@ -561,11 +631,14 @@ impl LogStore for PostgresStore {
         if run.completion.is_none() {
             return Err(StoreError::JobRunOpen(id));
         }
-        let deleted = sqlx::query("DELETE FROM logs WHERE job_run_id = $1")
-            .bind(id)
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
+        let deleted = sqlx::query(
+            "DELETE FROM logs WHERE job_run_id = $1 \
+             AND partition_day = (SELECT partition_day FROM job_runs WHERE id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
         sqlx::query(&format!("UPDATE job_runs SET deleted_at = coalesce(deleted_at, $1), {NO_LOGS} WHERE id = $2"))
             .bind(now)
             .bind(id)
@@ -580,7 +653,7 @@ impl LogStore for PostgresStore {
     async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let deleted: Vec<(String, String)> = sqlx::query_as(
-            "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE type = $1 AND received_at < $2 \
+            "DELETE FROM logs WHERE type = $1 AND id IN (SELECT id FROM logs WHERE type = $1 AND received_at < $2 \
              ORDER BY received_at LIMIT $3) RETURNING coalesce(job_run_id, $4)::text, level",
         )
         .bind(log_type.as_str())
@@ -589,25 +662,31 @@ impl LogStore for PostgresStore {
         .bind(SYSTEM_SEQUENCE)
         .fetch_all(&mut *transaction)
         .await?;
-        let tally = super::tally_expired(&deleted)?;
-        let level = |index: usize| tally.values().map(|counts| counts.0[index]).collect::<Vec<i64>>();
-        sqlx::query(&format!(
-            "UPDATE job_runs SET {} FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
-             $6::bigint[], $7::bigint[]) AS gone (id, trace, debug, info, warn, error, fatal) \
-             WHERE job_runs.id = gone.id",
-            super::SUBTRACT_GONE
-        ))
-        .bind(tally.keys().filter_map(|id| Uuid::try_parse(id).ok()).collect::<Vec<Uuid>>())
-        .bind(level(0))
-        .bind(level(1))
-        .bind(level(2))
-        .bind(level(3))
-        .bind(level(4))
-        .bind(level(5))
-        .execute(&mut *transaction)
-        .await?;
+        let gone = super::tally_expired(&deleted)?
+            .into_iter()
+            .filter_map(|(run, counts)| Uuid::try_parse(&run).ok().map(|run| (run, counts)))
+            .collect();
+        subtract_gone(&mut transaction, &gone).await?;
         transaction.commit().await?;
         Ok(deleted.len() as u64)
+    }
+
+    async fn expire_partitions(
+        &self,
+        log_type: LogType,
+        before: DateTime<Utc>,
+    ) -> Result<EmptiedPartitions, StoreError> {
+        partitions::empty_expired(&self.pool, log_type, before).await
+    }
+
+    fn partitions_created(&self) -> u64 {
+        self.partitions_created.load(Ordering::Relaxed)
+    }
+
+    async fn database_bytes(&self) -> Result<u64, StoreError> {
+        let bytes: i64 =
+            sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(&self.pool).await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError> {
@@ -670,6 +749,7 @@ impl LogStore for PostgresStore {
 
     async fn close(&self) {
         self.listener.abort();
+        self.upkeep.abort();
         self.reads.close().await;
         self.pool.close().await;
     }

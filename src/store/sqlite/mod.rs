@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow,
-    StoredRow, job_run_columns, run_sql, sequence,
+    BatchResult, CountRow, EmptiedPartitions, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
+    StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
 };
 use crate::live::Hub;
 use crate::model::{
@@ -327,6 +327,11 @@ impl SqliteStore {
         (rows.map_err(|error| StoreError::of_read(error, self.read_timeout)), removed)
     }
 
+    /// What narrows this store's reads: its text index, if built.
+    fn read_scope(&self) -> list_sql::ReadScope<'static> {
+        list_sql::ReadScope { text_index: self.text_index, ..list_sql::ReadScope::default() }
+    }
+
     /// The plan of `statement` (`EXPLAIN QUERY PLAN`), one step a line.
     async fn explain(&self, statement: list_sql::Statement) -> Result<String, StoreError> {
         let explain = format!("EXPLAIN QUERY PLAN {}", statement.sql);
@@ -347,7 +352,7 @@ impl SqliteStore {
     ) -> bool {
         let mut next = Some(query);
         while let Some(query) = next.take() {
-            let statement = list_sql::list_statement::<SqliteDialect>(&query, self.text_index);
+            let statement = list_sql::list_statement::<SqliteDialect>(&query, self.read_scope());
             let (rows, reusable) = self.bounded(connection, bind(sqlx::query(&statement.sql), statement.params)).await;
             let page = rows.and_then(|rows| logs(&rows));
             let logs: Vec<Log> = match page {
@@ -383,6 +388,7 @@ fn bind<'q>(
             Param::Real(value) => select.bind(value),
             Param::Text(text) => select.bind(text),
             Param::Time(time) => select.bind(time.timestamp_micros()),
+            Param::Day(day) => select.bind(day),
         };
     }
     select
@@ -588,13 +594,13 @@ impl LogStore for SqliteStore {
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
-        let statement = list_sql::list_statement::<SqliteDialect>(query, self.text_index);
+        let statement = list_sql::list_statement::<SqliteDialect>(query, self.read_scope());
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         logs(&rows)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
-        self.explain(list_sql::list_statement::<SqliteDialect>(query, self.text_index)).await
+        self.explain(list_sql::list_statement::<SqliteDialect>(query, self.read_scope())).await
     }
 
     async fn plan_job_runs(&self, query: &RunQuery) -> Result<String, StoreError> {
@@ -607,7 +613,7 @@ impl LogStore for SqliteStore {
         group_by: &[Grouping],
         bucket_micros: Option<i64>,
     ) -> Result<Vec<CountRow>, StoreError> {
-        let statement = list_sql::count_statement::<SqliteDialect>(filter, group_by, bucket_micros, self.text_index);
+        let statement = list_sql::count_statement::<SqliteDialect>(filter, group_by, bucket_micros, self.read_scope());
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
     }
@@ -633,7 +639,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
-        let statement = list_sql::time_range_statement::<SqliteDialect>(filter, self.text_index);
+        let statement = list_sql::time_range_statement::<SqliteDialect>(filter, self.read_scope());
         let row = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
         let time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
             let micros: Option<i64> = sqlx::Row::try_get(&row[0], column)?;
@@ -777,6 +783,25 @@ impl LogStore for SqliteStore {
         let vacuum = format!("PRAGMA incremental_vacuum({RECLAIMED_PAGES_PER_BATCH})");
         self.writer.connection(async |connection| Ok(sqlx::query(&vacuum).execute(connection).await?)).await?;
         Ok(deleted.len() as u64)
+    }
+
+    async fn expire_partitions(&self, _: LogType, _: DateTime<Utc>) -> Result<EmptiedPartitions, StoreError> {
+        // One table: retention deletes rows (`expire`).
+        Ok(EmptiedPartitions::default())
+    }
+
+    fn partitions_created(&self) -> u64 {
+        0
+    }
+
+    async fn database_bytes(&self) -> Result<u64, StoreError> {
+        // The main file; the write-ahead log beside it is checkpointed every
+        // 200 ms, and stays small.
+        let bytes: i64 =
+            sqlx::query_scalar("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     async fn expiry_estimate(&self, log_type: LogType, before: DateTime<Utc>) -> Result<ExpiryEstimate, StoreError> {
