@@ -14,6 +14,7 @@ use crate::ingest::Ingest;
 use crate::live::Hub;
 use crate::model::LogType;
 use crate::retention::RetentionStats;
+use crate::store::LogStore;
 
 /// What the metrics are read from.
 pub struct Sources {
@@ -21,10 +22,11 @@ pub struct Sources {
     pub ingest: Arc<Ingest>,
     pub retention: Arc<RetentionStats>,
     pub rpc: Arc<crate::api::RpcMetrics>,
+    pub store: Arc<dyn LogStore>,
 }
 
 /// The text exposition of every metric.
-pub fn render(sources: &Sources) -> String {
+pub async fn render(sources: &Sources) -> String {
     let mut text = String::new();
     let mut metric = |kind: &str, name: &str, help: &str, value: u64| {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
@@ -57,6 +59,12 @@ pub fn render(sources: &Sources) -> String {
         "Retention passes this process ran to the end.",
         retention.passes(),
     );
+    metric(
+        "counter",
+        "logwell_partitions_created_total",
+        "Day partitions this process created ahead of time (PostgreSQL).",
+        sources.store.partitions_created(),
+    );
     let _ = writeln!(
         text,
         "# HELP logwell_expired_logs_total Logs deleted by retention in this process, by type.\n\
@@ -67,6 +75,26 @@ pub fn render(sources: &Sources) -> String {
     }
     let _ = writeln!(
         text,
+        "# HELP logwell_emptied_partitions_total Partitions emptied whole by retention in this process, by type \
+         (PostgreSQL's days).\n# TYPE logwell_emptied_partitions_total counter"
+    );
+    for log_type in LogType::ALL {
+        let emptied = retention.emptied_partitions(*log_type);
+        let _ = writeln!(text, "logwell_emptied_partitions_total{{type=\"{log_type}\"}} {emptied}");
+    }
+    let _ = writeln!(
+        text,
+        "# HELP logwell_oldest_log_timestamp_seconds When the oldest log of a type with a retention limit was \
+         received, as the last retention pass left it.\n# TYPE logwell_oldest_log_timestamp_seconds gauge"
+    );
+    for log_type in LogType::ALL {
+        if let Some(oldest) = retention.oldest(*log_type) {
+            let seconds = oldest.timestamp_micros() as f64 / 1e6;
+            let _ = writeln!(text, "logwell_oldest_log_timestamp_seconds{{type=\"{log_type}\"}} {seconds}");
+        }
+    }
+    let _ = writeln!(
+        text,
         "# HELP logwell_commit_duration_seconds Time spent in write transactions, begin to commit.\n\
          # TYPE logwell_commit_duration_seconds summary\n\
          logwell_commit_duration_seconds_sum {}\nlogwell_commit_duration_seconds_count {}",
@@ -74,6 +102,16 @@ pub fn render(sources: &Sources) -> String {
         load(&stats.commits)
     );
     text.push_str(&sources.rpc.render());
+    match sources.store.database_bytes().await {
+        Ok(bytes) => {
+            let _ = writeln!(
+                text,
+                "# HELP logwell_database_size_bytes The database's size on disk.\n\
+                 # TYPE logwell_database_size_bytes gauge\nlogwell_database_size_bytes {bytes}"
+            );
+        }
+        Err(error) => tracing::debug!(%error, "cannot read the database's size for the metrics"),
+    }
     text
 }
 
@@ -83,6 +121,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sources = Arc::new(sources);
-    let app = Router::new().route("/metrics", get(move || std::future::ready(render(&sources))));
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let sources = sources.clone();
+            async move { render(&sources).await }
+        }),
+    );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -5,7 +5,7 @@
 //! that writers get the database between them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -36,13 +36,30 @@ pub struct RetentionSettings {
 }
 
 /// What retention has done since the process started, for metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RetentionStats {
     /// Logs expired, per type (`LogType as usize`).
     expired: [AtomicU64; 3],
     /// Partitions emptied, per type.
     emptied_partitions: [AtomicU64; 3],
+    /// When the oldest log of each limited type left after the last pass
+    /// was received, in microseconds from the epoch (`NO_LOGS`: none).
+    oldest: [AtomicI64; 3],
     passes: AtomicU64,
+}
+
+/// `oldest` of a type with no logs, or not yet looked at.
+const NO_LOGS: i64 = i64::MIN;
+
+impl Default for RetentionStats {
+    fn default() -> Self {
+        RetentionStats {
+            expired: Default::default(),
+            emptied_partitions: Default::default(),
+            oldest: [NO_LOGS, NO_LOGS, NO_LOGS].map(AtomicI64::new),
+            passes: AtomicU64::new(0),
+        }
+    }
 }
 
 impl RetentionStats {
@@ -52,6 +69,15 @@ impl RetentionStats {
 
     pub fn emptied_partitions(&self, log_type: LogType) -> u64 {
         self.emptied_partitions[log_type as usize].load(Ordering::Relaxed)
+    }
+
+    /// When the oldest log of `log_type` that the last pass left was
+    /// received; None before a pass, or if none was left.
+    pub fn oldest(&self, log_type: LogType) -> Option<DateTime<Utc>> {
+        match self.oldest[log_type as usize].load(Ordering::Relaxed) {
+            NO_LOGS => None,
+            micros => DateTime::from_timestamp_micros(micros),
+        }
     }
 
     pub fn passes(&self) -> u64 {
@@ -120,6 +146,9 @@ impl Retention {
                 tokio::time::sleep(BATCH_PAUSE).await;
             }
             expired.push((log_type, total));
+            let oldest = self.store.oldest_log(log_type).await?;
+            self.stats.oldest[log_type as usize]
+                .store(oldest.map_or(NO_LOGS, |time| time.timestamp_micros()), Ordering::Relaxed);
         }
         self.stats.passes.fetch_add(1, Ordering::Relaxed);
         Ok(expired)

@@ -234,7 +234,13 @@ pub async fn serve(
     }
     if let Some(listener) = listeners.metrics {
         let stopped = stopping.clone().cancelled_owned();
-        let sources = metrics::Sources { hub, ingest: ingest.clone(), retention: retention_stats, rpc: rpc_metrics };
+        let sources = metrics::Sources {
+            hub,
+            ingest: ingest.clone(),
+            retention: retention_stats,
+            rpc: rpc_metrics,
+            store: store.clone(),
+        };
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(listener, sources, stopped).await {
                 tracing::error!(%error, "the metrics endpoint failed");

@@ -158,6 +158,10 @@ impl LogStore for Observed {
         self.inner.partitions_created()
     }
 
+    async fn oldest_log(&self, log_type: LogType) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.availability.observe(self.inner.oldest_log(log_type).instrument(operation("oldest_log")).await)
+    }
+
     async fn database_bytes(&self) -> Result<u64, StoreError> {
         self.availability.observe(self.inner.database_bytes().instrument(operation("database_bytes")).await)
     }

@@ -191,6 +191,9 @@ pub trait LogStore: Send + Sync + 'static {
     /// Day partitions this process created ahead of time (PostgreSQL).
     fn partitions_created(&self) -> u64;
 
+    /// When the oldest stored log of `log_type` was received.
+    async fn oldest_log(&self, log_type: LogType) -> Result<Option<DateTime<Utc>>, StoreError>;
+
     /// The database's size on disk, in bytes.
     async fn database_bytes(&self) -> Result<u64, StoreError>;
 

@@ -28,6 +28,7 @@ mod lifecycle;
 mod limits;
 mod observability;
 mod outage;
+mod partitions;
 mod queries;
 mod races;
 mod rate_limit;

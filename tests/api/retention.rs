@@ -184,6 +184,12 @@ async fn the_server_runs_retention_in_the_background(backend: Backend) {
     // An hour has not passed: everything is still there.
     let request = pb::ListLogsRequest { r#type: pb::LogType::System.into(), page_size: 1_000, ..Default::default() };
     assert_eq!(server.query().list_logs(request).await.expect("list").into_inner().logs.len(), SYSTEM_LOGS);
+    // The oldest log left of each limited type, and the database's size.
+    let oldest = server.metric("logwell_oldest_log_timestamp_seconds{type=\"system\"}").await;
+    let age = Utc::now().timestamp_micros() as f64 / 1e6 - oldest;
+    assert!((0.0..60.0).contains(&age), "the system logs were written in this test, {age} s ago");
+    assert!(server.metric("logwell_database_size_bytes").await > 4_096.0);
+    assert_eq!(server.metric("logwell_emptied_partitions_total{type=\"task\"}").await, 0.0);
 }
 
 #[tokio::test]

@@ -277,26 +277,7 @@ async fn an_upgraded_file_serves_its_runs(url: &str, runs: &[Uuid]) {
 /// level and takes its activity from its last log or its completion.
 #[tokio::test]
 async fn a_postgres_upgrade_counts_the_runs_logs_by_level() {
-    let database = TestDatabase::create(Backend::Postgres).await;
-    let mut connection = sqlx::PgConnection::connect(&database.url).await.expect("connect");
-    connection
-        .execute(
-            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
-             installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
-             execution_time BIGINT NOT NULL)",
-        )
-        .await
-        .expect("migrations table");
-    for migration in sqlx::migrate!("migrations/postgres").iter().filter(|migration| migration.version <= 8) {
-        sqlx::raw_sql(&migration.sql).execute(&mut connection).await.expect("an older migration");
-        sqlx::query("INSERT INTO _sqlx_migrations VALUES ($1, $2, now(), true, $3, 0)")
-            .bind(migration.version)
-            .bind(&*migration.description)
-            .bind(&*migration.checksum)
-            .execute(&mut connection)
-            .await
-            .expect("record it");
-    }
+    let (database, mut connection) = postgres_at(8).await;
     let (logged, completed) = (Uuid::now_v7(), Uuid::now_v7());
     let levels = ["info", "info", "error", "warn"];
     let allocate = "SELECT logwell_allocate(ARRAY[$1, $2]::uuid[], ARRAY[4, 0]::bigint[], \
@@ -337,4 +318,102 @@ async fn a_postgres_upgrade_counts_the_runs_logs_by_level() {
         counts,
         [(logged, 2, 1, 1, second("2023-11-14T22:13:20Z")), (completed, 0, 0, 0, second("2023-11-15T00:00:00Z")),]
     );
+}
+
+/// A PostgreSQL database as a logwell of migration `version` left it, with
+/// a connection to it.
+async fn postgres_at(version: i64) -> (TestDatabase, sqlx::PgConnection) {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    connection
+        .execute(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
+             execution_time BIGINT NOT NULL)",
+        )
+        .await
+        .expect("migrations table");
+    for migration in sqlx::migrate!("migrations/postgres").iter().filter(|migration| migration.version <= version) {
+        sqlx::raw_sql(&migration.sql).execute(&mut connection).await.expect("an older migration");
+        sqlx::query("INSERT INTO _sqlx_migrations VALUES ($1, $2, now(), true, $3, 0)")
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .execute(&mut connection)
+            .await
+            .expect("record it");
+    }
+    (database, connection)
+}
+
+/// A PostgreSQL database as migration 0010 left it, upgraded to day
+/// partitions (0011): its logs stay where they were (the partition
+/// logs_before_partitions), read back whole; its runs go on from their seqs
+/// there; a new run's logs go to its day.
+#[tokio::test]
+async fn a_postgres_upgrade_to_partitions_keeps_every_log_in_place() {
+    let (database, mut connection) = postgres_at(10).await;
+    let old = Uuid::now_v7();
+    sqlx::query(
+        "SELECT logwell_allocate(ARRAY[$1, '00000000-0000-0000-0000-000000000000']::uuid[], ARRAY[3, 2]::bigint[], \
+         ARRAY[now(), now()], ARRAY[now(), now()], ARRAY[0, 0, 3, 0, 0, 0, 0, 0, 2, 0, 0, 0]::bigint[], now())",
+    )
+    .bind(old)
+    .execute(&mut connection)
+    .await
+    .expect("older allocation");
+    for (run, seq) in [(Some(old), 1), (Some(old), 2), (Some(old), 3), (None, 1), (None, 2)] {
+        sqlx::query(
+            "INSERT INTO logs (id, type, job_run_id, seq, event_time, received_at, level, stream, message) \
+             VALUES ($1, CASE WHEN $2::uuid IS NULL THEN 'system' ELSE 'job' END, $2, $3, now(), now(), 'info', \
+             CASE WHEN $2::uuid IS NULL THEN 'system' ELSE 'stdout' END, 'before')",
+        )
+        .bind(Uuid::now_v7())
+        .bind(run)
+        .bind(seq)
+        .execute(&mut connection)
+        .await
+        .expect("an older log");
+    }
+
+    let migrated = logwell().args(["migrate", "--database-url", &database.url]).output().await.expect("migrate");
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let (mut server, address, _log) = start_serving(&database.url).await;
+    let mut writer = JobLogServiceClient::connect(address.clone()).await.expect("connect");
+    let mut query = LogQueryServiceClient::connect(address).await.expect("connect");
+    let new = Uuid::now_v7();
+    let written = writer
+        .write_job_logs(pb::WriteJobLogsRequest { logs: vec![job_entry(old, "after"), job_entry(new, "new")] })
+        .await
+        .expect("write after the upgrade")
+        .into_inner();
+    let seqs: Vec<i64> = written.receipts.iter().map(|receipt| receipt.seq).collect();
+    assert_eq!(seqs, [4, 1], "the old run goes on from its seq");
+    let listed = |run: Option<Uuid>| {
+        let request = pb::ListLogsRequest {
+            job_run_id: run.map(|run| run.to_string()).unwrap_or_default(),
+            r#type: if run.is_none() { pb::LogType::System.into() } else { pb::LogType::Unspecified.into() },
+            page_size: 100,
+            ..Default::default()
+        };
+        let mut query = query.clone();
+        async move {
+            let logs = query.list_logs(request).await.expect("list").into_inner().logs;
+            logs.iter().map(|log| (log.seq, log.message.clone())).collect::<Vec<_>>()
+        }
+    };
+    let before = |seq: i64| (seq, "before".to_string());
+    assert_eq!(listed(Some(old)).await, [before(1), before(2), before(3), (4, "after".to_string())]);
+    assert_eq!(listed(Some(new)).await, [(1, "new".to_string())]);
+    assert_eq!(listed(None).await, [before(1), before(2)]);
+    let partitions: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT job_run_id, tableoid::regclass::text FROM logs WHERE message <> 'before' ORDER BY 2 DESC",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .expect("where they are");
+    assert_eq!(partitions[0], (old, "logs_before_partitions".to_string()));
+    assert!(partitions[1].1.starts_with("logs_2") && partitions[1].1.ends_with("_job"), "{partitions:?}");
+    send_signal(&server, "TERM").await;
+    assert!(server.wait().await.expect("wait").success());
 }

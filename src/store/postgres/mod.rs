@@ -683,6 +683,13 @@ impl LogStore for PostgresStore {
         self.partitions_created.load(Ordering::Relaxed)
     }
 
+    async fn oldest_log(&self, log_type: LogType) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT min(received_at) FROM logs WHERE type = $1")
+            .bind(log_type.as_str())
+            .fetch_one(&self.reads)
+            .await?)
+    }
+
     async fn database_bytes(&self) -> Result<u64, StoreError> {
         let bytes: i64 =
             sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(&self.pool).await?;

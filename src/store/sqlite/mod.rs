@@ -794,6 +794,14 @@ impl LogStore for SqliteStore {
         0
     }
 
+    async fn oldest_log(&self, log_type: LogType) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let micros: Option<i64> = sqlx::query_scalar("SELECT min(received_at) FROM logs WHERE type = ?1")
+            .bind(log_type.as_str())
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(micros.and_then(DateTime::from_timestamp_micros))
+    }
+
     async fn database_bytes(&self) -> Result<u64, StoreError> {
         // The main file; the write-ahead log beside it is checkpointed every
         // 200 ms, and stays small.
