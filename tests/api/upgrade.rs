@@ -380,7 +380,7 @@ async fn a_postgres_upgrade_to_partitions_keeps_every_log_in_place() {
     assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
     let (mut server, address, _log) = start_serving(&database.url).await;
     let mut writer = JobLogServiceClient::connect(address.clone()).await.expect("connect");
-    let mut query = LogQueryServiceClient::connect(address).await.expect("connect");
+    let query = LogQueryServiceClient::connect(address).await.expect("connect");
     let new = Uuid::now_v7();
     let written = writer
         .write_job_logs(pb::WriteJobLogsRequest { logs: vec![job_entry(old, "after"), job_entry(new, "new")] })
