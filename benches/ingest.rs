@@ -446,14 +446,19 @@ async fn main() {
         }
     }
     if args.backend != Backends::Sqlite {
-        println!("PostgreSQL ({} s per mode, {}):", args.seconds, args.content());
+        println!(
+            "PostgreSQL ({} s per mode, {}, the partitions of {} past days made):",
+            args.seconds,
+            args.content(),
+            support::KEPT_DAYS
+        );
         if args.wants(Mode::Runs) {
-            let logwell = support::postgres_database().await;
-            let baseline = migrated(support::postgres_database().await).await;
+            let logwell = support::with_kept_days(support::postgres_database().await).await;
+            let baseline = migrated(support::with_kept_days(support::postgres_database().await).await).await;
             many_runs_mode(&logwell, &baseline, true, &args).await;
         }
         if other_modes {
-            let url = support::postgres_database().await;
+            let url = support::with_kept_days(support::postgres_database().await).await;
             let server = Server::start(&url, &[]).await;
             let baseline = postgres_baseline(&url, &args).await;
             run_modes(&server, &args, baseline).await;

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 /// The columns COPY fills, in order.
 const COLUMNS: &str = "logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, source, \
-     message, metadata)";
+     message, metadata, partition_day)";
 
 /// One row as logwell stores it; the rest of its columns are constants.
 pub struct Row {
@@ -18,15 +18,17 @@ pub struct Row {
     pub metadata: String,
 }
 
-/// Copies `rows` into `logs` with one text-format COPY.
+/// Copies `rows` into `logs` with one text-format COPY, into today's
+/// partitions, as logwell files the logs of runs begun today.
 pub async fn copy(connection: &mut sqlx::PgConnection, rows: &[Row]) {
+    let today = chrono::Utc::now().date_naive();
     let mut text = String::new();
     for Row { log_type, run, task, seq, message, metadata } in rows {
         let task = task.map_or("\\N".to_string(), |task| task.to_string());
         // COPY's text format: a backslash is an escape.
         let metadata = metadata.replace('\\', "\\\\");
         text.push_str(&format!(
-            "{}\t{log_type}\t{run}\t{task}\t{seq}\t2026-11-22 10:00:00+00\t2026-11-22 10:00:00+00\tinfo\tstdout\t\t{message}\t{metadata}\n",
+            "{}\t{log_type}\t{run}\t{task}\t{seq}\t2026-11-22 10:00:00+00\t2026-11-22 10:00:00+00\tinfo\tstdout\t\t{message}\t{metadata}\t{today}\n",
             Uuid::now_v7()
         ));
     }

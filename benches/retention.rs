@@ -1,9 +1,13 @@
 //! Retention benchmark: a database holding `--logs` logs (5 million by
-//! default) received over 10 simulated days, then the oldest day expired by
-//! a running `logwell serve` while writers write. It prints the pass's
-//! duration and rate, the writers' acknowledgement p50/p99 during it beside
-//! the same writers with retention idle (the same database, the same run),
-//! and the database's size before and after, with bytes per log.
+//! default) received over 10 simulated days (UTC days, a day's runs within
+//! it), then the oldest day expired by a running `logwell serve` while
+//! writers write. It prints the pass's duration and rate, the writers'
+//! acknowledgement p50/p99 during it beside the same writers with retention
+//! idle (the same database, the same run), and the database's size before
+//! and after, with bytes per log. PostgreSQL runs twice: with its logs in
+//! their day partitions, where the day goes by TRUNCATE, and with the same
+//! logs in `logs_before_partitions` (as a database upgraded from before
+//! partitions holds them), where they go by row deletes.
 //!
 //!     cargo bench --bench retention
 //!     cargo bench --bench retention -- --backend sqlite --logs 1000000 --rate 5000
@@ -18,7 +22,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use clap::Parser;
 use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::{self as pb};
@@ -92,14 +96,17 @@ impl FilledRun {
     }
 }
 
-/// The runs of 10 days before `now`: day 0, the oldest, is what a 9-day
-/// retention expires.
-fn runs(now: DateTime<Utc>, logs: usize) -> Vec<FilledRun> {
+/// The runs of the 10 UTC days before `today`: day 0, the oldest, is what
+/// retention expires (`expiring_limit`). A day's runs begin a minute after
+/// its midnight, 80 s apart, and each writes a log a second, all within
+/// the day.
+fn runs(today: NaiveDate, logs: usize) -> Vec<FilledRun> {
     let per_run = logs.div_ceil(DAYS * RUNS_PER_DAY);
     (0..DAYS * RUNS_PER_DAY)
         .map(|index| {
             let (day, in_day) = (index / RUNS_PER_DAY, index % RUNS_PER_DAY);
-            let day_start = now - TimeDelta::days((DAYS - day) as i64) + TimeDelta::minutes(1);
+            let midnight = (today - TimeDelta::days((DAYS - day) as i64)).and_time(NaiveTime::MIN).and_utc();
+            let day_start = midnight + TimeDelta::minutes(1);
             FilledRun {
                 id: Uuid::now_v7(),
                 tasks: std::array::from_fn(|_| Uuid::now_v7()),
@@ -174,24 +181,49 @@ async fn fill_sqlite(url: &str, runs: &[FilledRun]) {
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").await.expect("checkpoint");
 }
 
-async fn fill_postgres(url: &str, runs: &[FilledRun]) {
+/// Where PostgreSQL's filled logs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// In their runs' day partitions, as logwell files them.
+    Days,
+    /// In `logs_before_partitions`, as a database upgraded from before
+    /// partitions holds them.
+    BeforePartitions,
+}
+
+async fn fill_postgres(url: &str, runs: &[FilledRun], layout: Layout) {
     let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
     let time = |time: DateTime<Utc>| time.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
+    let day = |run: &FilledRun| match layout {
+        Layout::Days => run.start.date_naive(),
+        Layout::BeforePartitions => NaiveDate::from_ymd_opt(1970, 1, 1).expect("the upgrade's day"),
+    };
+    let mut days: Vec<NaiveDate> = runs.iter().map(day).collect();
+    days.dedup();
+    // logs_before_partitions is there already.
+    for partition_day in days.into_iter().filter(|_| layout == Layout::Days) {
+        sqlx::query("SELECT logwell_create_partitions($1)")
+            .bind(partition_day)
+            .execute(&mut connection)
+            .await
+            .expect("create a day's partitions");
+    }
     let mut text = String::new();
     for run in runs {
         let (info, warn, error) = run.level_counts();
         let last = time(run.received(run.logs));
         text.push_str(&format!(
-            "{}\t{}\t{}\t{last}\t{last}\tsucceeded\t{info}\t{warn}\t{error}\t{last}\n",
+            "{}\t{}\t{}\t{last}\t{last}\tsucceeded\t{info}\t{warn}\t{error}\t{last}\t{}\n",
             run.id,
             run.logs + 1,
-            time(run.start)
+            time(run.start),
+            day(run)
         ));
     }
     let mut copy = connection
         .copy_in_raw(
             "COPY job_runs (id, next_seq, first_log_time, last_log_time, completed_at, outcome, info_logs, \
-             warn_logs, error_logs, active_at) FROM STDIN",
+             warn_logs, error_logs, active_at, partition_day) FROM STDIN",
         )
         .await
         .expect("copy runs");
@@ -206,17 +238,18 @@ async fn fill_postgres(url: &str, runs: &[FilledRun]) {
             let task = task.map_or("\\N".to_string(), |task| task.to_string());
             let received = time(run.received(*seq));
             text.push_str(&format!(
-                "{}\t{log_type}\t{}\t{task}\t{seq}\t{received}\t{received}\t{}\tstdout\t{}\n",
+                "{}\t{log_type}\t{}\t{task}\t{seq}\t{received}\t{received}\t{}\tstdout\t{}\t{}\n",
                 Uuid::now_v7(),
                 run.id,
                 LEVELS[seq % LEVELS.len()],
-                message(*seq)
+                message(*seq),
+                day(run)
             ));
         }
         let mut copy = connection
             .copy_in_raw(
-                "COPY logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, message) \
-                 FROM STDIN",
+                "COPY logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, level, stream, message, \
+                 partition_day) FROM STDIN",
             )
             .await
             .expect("copy logs");
@@ -297,15 +330,22 @@ fn quantiles(acks: &Acks, window: std::ops::Range<Instant>) -> (f64, f64, usize)
     (at(0.5), at(0.99), times.len())
 }
 
-async fn bench(url: String, args: &Args) {
-    let now = Utc::now();
-    let runs = runs(now, args.logs);
+/// A limit that expires day 0 and nothing after it: from now back to the
+/// midnight that ends day 0, a minute before day 1's first run.
+fn expiring_limit(today: NaiveDate) -> String {
+    let end_of_day_0 = (today - TimeDelta::days(DAYS as i64 - 1)).and_time(NaiveTime::MIN).and_utc();
+    format!("{}s", (Utc::now() - end_of_day_0).num_seconds())
+}
+
+async fn bench(url: String, args: &Args, layout: Layout) {
+    let today = Utc::now().date_naive();
+    let runs = runs(today, args.logs);
     let filled = runs.iter().map(|run| run.logs).sum::<usize>();
     let started = Instant::now();
     if url.starts_with("sqlite:") {
         fill_sqlite(&url, &runs).await;
     } else {
-        fill_postgres(&url, &runs).await;
+        fill_postgres(&url, &runs, layout).await;
     }
     let (filled_bytes, _) = size(&url).await;
     println!(
@@ -331,7 +371,8 @@ async fn bench(url: String, args: &Args) {
     drop(server);
     let before = size(&url).await;
 
-    let expiring = ["--retention-job", "9d", "--retention-task", "9d", "--retention-interval", "1h"];
+    let limit = expiring_limit(today);
+    let expiring = ["--retention-job", &limit, "--retention-task", &limit, "--retention-interval", "1h"];
     let server = Server::start(&url, &expiring).await;
     let (pass_start, cpu_start) = (Instant::now(), server.cpu_seconds());
     let stop = CancellationToken::new();
@@ -344,6 +385,8 @@ async fn bench(url: String, args: &Args) {
     let (_, peak) = server.memory();
     let expired = server.metric("logwell_expired_logs_total{type=\"job\"}").await
         + server.metric("logwell_expired_logs_total{type=\"task\"}").await;
+    let emptied = server.metric("logwell_emptied_partitions_total{type=\"job\"}").await
+        + server.metric("logwell_emptied_partitions_total{type=\"task\"}").await;
     let during = quantiles(&acks, pass_start..pass_start + pass);
     stop.cancel();
     for writer in writers {
@@ -352,7 +395,8 @@ async fn bench(url: String, args: &Args) {
     drop(server);
     let after = size(&url).await;
     println!(
-        "  expired the oldest day, {expired:.0} logs, in {:.1} s ({:.0} logs/s); server CPU {:.0}%, peak {} MiB",
+        "  expired the oldest day, {expired:.0} logs ({emptied:.0} partitions emptied whole), in {:.1} s \
+         ({:.0} logs/s); server CPU {:.0}%, peak {} MiB",
         pass.as_secs_f64(),
         expired / pass.as_secs_f64(),
         cpu * 100.0,
@@ -378,11 +422,15 @@ async fn main() {
         let folder = tempfile::tempdir().expect("temporary folder");
         println!("SQLite, {} logs over {DAYS} days, writers at {} logs/s:", args.logs, args.rate);
         let url = format!("sqlite:{}", folder.path().join("retention.db").display());
-        bench(migrated(url).await, &args).await;
+        bench(migrated(url).await, &args, Layout::Days).await;
     }
     if args.backend != Backends::Sqlite {
-        println!("PostgreSQL, {} logs over {DAYS} days, writers at {} logs/s:", args.logs, args.rate);
-        bench(migrated(support::postgres_database().await).await, &args).await;
+        for (layout, what) in
+            [(Layout::Days, "in day partitions"), (Layout::BeforePartitions, "in logs_before_partitions, as upgraded")]
+        {
+            println!("PostgreSQL, {} logs over {DAYS} days {what}, writers at {} logs/s:", args.logs, args.rate);
+            bench(migrated(support::postgres_database().await).await, &args, layout).await;
+        }
     }
 }
 

@@ -111,3 +111,27 @@ pub async fn postgres_database() -> String {
     admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
     postgres_cluster::with_database(&admin_url, &name)
 }
+
+/// Past days whose partitions a PostgreSQL database keeping 30 days holds.
+pub const KEPT_DAYS: i32 = 30;
+
+/// Migrates the database at `url` with `logwell migrate` and makes the
+/// partitions of the `KEPT_DAYS` days before today, so that writes and id
+/// lookups meet as many partitions as in production.
+pub async fn with_kept_days(url: String) -> String {
+    let migrated = tokio::process::Command::new(env!("CARGO_BIN_EXE_logwell"))
+        .args(["migrate", "--database-url", &url])
+        .output()
+        .await
+        .expect("run logwell migrate");
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let mut connection = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query(
+        "SELECT logwell_create_partitions((now() AT TIME ZONE 'UTC')::date - day) FROM generate_series(1, $1) AS day",
+    )
+    .bind(KEPT_DAYS)
+    .execute(&mut connection)
+    .await
+    .expect("make the kept days' partitions");
+    url
+}

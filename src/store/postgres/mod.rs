@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgDatabaseError, PgListener, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
@@ -202,18 +202,56 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// The logs already stored under these client ids. A log stored by
-    /// another replica after this looked makes the append fail on the
-    /// primary key (`IdRace`); looking again finds it.
-    async fn stored_ids(&self, client_ids: &[Uuid]) -> Result<HashMap<Uuid, sequence::StoredId>, StoreError> {
-        if client_ids.is_empty() {
-            return Ok(HashMap::new());
+    /// The logs already stored under the client ids of `batches`. A log
+    /// stored by another replica after this looked makes the append fail on
+    /// the primary key (`IdRace`); looking again finds it.
+    ///
+    /// A resend goes to the log's run, so its id is looked for in the run's
+    /// day's partitions only (the system logs' in theirs): looking in every
+    /// partition of 30 days for each id took groups of 1,000 from 101,000 to
+    /// 5,900 logs/s. So an id reused for a log of a run begun on another day
+    /// is not found, and both logs are stored.
+    async fn stored_ids(&self, batches: &[&[NewLog]]) -> Result<HashMap<Uuid, sequence::StoredId>, StoreError> {
+        let client_logs = || batches.iter().flat_map(|batch| batch.iter()).filter(|log| log.client_id);
+        let runs: Vec<Uuid> = client_logs().filter_map(|log| log.owner.job_run_id()).collect();
+        let days = self.run_days.known(&self.pool, &runs).await?;
+        let (mut run_ids, mut run_days, mut system_ids) = (Vec::new(), Vec::new(), Vec::new());
+        for log in client_logs() {
+            match log.owner.job_run_id() {
+                None => system_ids.push(log.id),
+                Some(run) => {
+                    run_ids.push(log.id);
+                    match days.get(&run) {
+                        Some(day) => run_days.push(*day),
+                        // A run without a row has no logs, and gets today's
+                        // day (the database's, so either side of the
+                        // server's): an id it reuses from another run of
+                        // that day is found there.
+                        None => {
+                            let today = Utc::now().date_naive();
+                            run_days.extend([today - TimeDelta::days(1), today, today + TimeDelta::days(1)]);
+                        }
+                    }
+                }
+            }
         }
-        sqlx::query_as::<_, StoredIdRow>(&format!("{SELECT_STORED_IDS} (SELECT unnest($1::uuid[]))"))
-            .bind(client_ids)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
+        run_days.sort_unstable();
+        run_days.dedup();
+        let mut rows = Vec::new();
+        if !run_ids.is_empty() {
+            let select = format!(
+                "{SELECT_STORED_IDS} (SELECT unnest($1::uuid[])) AND type IN ('job', 'task') \
+                 AND partition_day = ANY($2)"
+            );
+            rows.extend(
+                sqlx::query_as::<_, StoredIdRow>(&select).bind(&run_ids).bind(&run_days).fetch_all(&self.pool).await?,
+            );
+        }
+        if !system_ids.is_empty() {
+            let select = format!("{SELECT_STORED_IDS} (SELECT unnest($1::uuid[])) AND type = 'system'");
+            rows.extend(sqlx::query_as::<_, StoredIdRow>(&select).bind(&system_ids).fetch_all(&self.pool).await?);
+        }
+        rows.into_iter()
             .map(|row| sequence::StoredId::try_from(row).map(|stored| (stored.receipt.id, stored)))
             .collect()
     }
@@ -478,10 +516,9 @@ async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<
 impl LogStore for PostgresStore {
     async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
         let completed = self.completed_runs.among(&sequence::sequences(batches));
-        let client_ids = sequence::client_ids(batches);
         let mut attempt = 1;
         loop {
-            let stored = self.stored_ids(&client_ids).await?;
+            let stored = self.stored_ids(batches).await?;
             let (logs, plans) = sequence::plan(batches, &completed, &stored);
             if logs.is_empty() {
                 return Ok(sequence::answers(plans, &[]));

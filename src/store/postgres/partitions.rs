@@ -59,28 +59,36 @@ impl RunDays {
     /// The partition days of `runs`, or None if one of them has no row yet
     /// (its logs, if any commit meanwhile, are then read from every day).
     pub(super) async fn of(&self, pool: &PgPool, runs: &[Uuid]) -> Result<Option<Vec<NaiveDate>>, StoreError> {
-        let missing: Vec<Uuid> = match self.0.lock() {
-            Ok(known) => runs.iter().filter(|run| !known.contains_key(run)).copied().collect(),
-            Err(_) => runs.to_vec(),
-        };
-        if !missing.is_empty() {
-            let found: Vec<(Uuid, NaiveDate)> =
-                sqlx::query_as("SELECT id, partition_day FROM job_runs WHERE id = ANY($1)")
-                    .bind(&missing)
-                    .fetch_all(pool)
-                    .await?;
-            if let Ok(mut known) = self.0.lock() {
-                if known.len() + found.len() > Self::CAPACITY {
-                    known.clear();
-                }
-                known.extend(found.iter().copied());
-            }
-            if found.len() < missing.len() {
-                return Ok(None);
-            }
-        }
-        let known = self.0.lock().map_err(|_| StoreError::Internal("the run days' lock is poisoned"))?;
+        let known = self.known(pool, runs).await?;
         Ok(runs.iter().map(|run| known.get(run).copied()).collect())
+    }
+
+    /// The partition days of those of `runs` that have a row.
+    pub(super) async fn known(&self, pool: &PgPool, runs: &[Uuid]) -> Result<HashMap<Uuid, NaiveDate>, StoreError> {
+        let (mut known, mut missing): (HashMap<Uuid, NaiveDate>, Vec<Uuid>) = match self.0.lock() {
+            Ok(remembered) => {
+                let known = runs.iter().filter_map(|run| Some((*run, *remembered.get(run)?))).collect();
+                (known, runs.iter().filter(|run| !remembered.contains_key(run)).copied().collect())
+            }
+            Err(_) => (HashMap::new(), runs.to_vec()),
+        };
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(known);
+        }
+        let found: Vec<(Uuid, NaiveDate)> = sqlx::query_as("SELECT id, partition_day FROM job_runs WHERE id = ANY($1)")
+            .bind(&missing)
+            .fetch_all(pool)
+            .await?;
+        if let Ok(mut remembered) = self.0.lock() {
+            if remembered.len() + found.len() > Self::CAPACITY {
+                remembered.clear();
+            }
+            remembered.extend(found.iter().copied());
+        }
+        known.extend(found);
+        Ok(known)
     }
 }
 
