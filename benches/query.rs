@@ -637,7 +637,7 @@ fn main() {
             bench(Backend::Sqlite, format!("sqlite:{}", folder.path().join("query.db").display()), &args).await;
         }
         if matches!(args.backend, Backends::Both | Backends::Postgres) {
-            bench(Backend::Postgres, support::postgres_database().await, &args).await;
+            bench(Backend::Postgres, support::with_kept_days(support::postgres_database().await).await, &args).await;
         }
     });
 }
