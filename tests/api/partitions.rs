@@ -47,7 +47,7 @@ fn partition(day: NaiveDate) -> String {
 /// Moves `runs` (and, if asked, the system logs) `days` back: their rows
 /// and logs to that day's partitions, their logs received that much
 /// earlier, but for the `keep_recent` newest seqs of each run.
-async fn age(connection: &mut sqlx::PgConnection, runs: &[Uuid], days: i64, keep_recent: i64, system: bool) {
+pub async fn age(connection: &mut sqlx::PgConnection, runs: &[Uuid], days: i64, keep_recent: i64, system: bool) {
     let mut transaction = connection.begin().await.expect("begin");
     sqlx::query("SELECT logwell_create_partitions((now() AT TIME ZONE 'UTC')::date - $1::int)")
         .bind(days as i32)

@@ -19,6 +19,7 @@ use crate::helpers::{
 };
 
 conformance!(
+    retention_during_a_stressed_follow_leaves_it_exact,
     ids_older_than_their_retention_are_refused,
     expired_logs_go_in_batches_with_their_counts,
     one_process_at_a_time_holds_the_lease,
@@ -283,4 +284,52 @@ async fn ids_older_than_their_retention_are_refused(backend: Backend) {
     let job_log =
         pb::WriteJobLogRequest { log: Some(pb::LogEntry { id: made(TimeDelta::days(400)), ..job_entry(run, "old") }) };
     server.job().write_job_log(job_log).await.expect("job logs have no limit");
+}
+
+/// Logs of another run, received ten days ago, expire while writers write a
+/// run and followers follow it (the stream stress test): on PostgreSQL
+/// their day's partitions are emptied and dropped, on SQLite their rows
+/// deleted in batches, and every follower still gets every log once, in
+/// order.
+async fn retention_during_a_stressed_follow_leaves_it_exact(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let old = Uuid::now_v7();
+    for _ in 0..5 {
+        let logs = (0..1_000).map(|_| job_entry(old, "old")).collect();
+        server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    }
+    match backend {
+        Backend::Postgres => {
+            let mut connection = sqlx::PgConnection::connect(&server.database.url).await.expect("connect");
+            crate::partitions::age(&mut connection, &[old], 10, 0, false).await;
+        }
+        Backend::Sqlite => {
+            let ten_days = TimeDelta::days(10).num_microseconds().expect("micros");
+            let age = format!("UPDATE logs SET received_at = received_at - {ten_days} WHERE job_run_id = '{old}'");
+            server.database.execute_raw(&age).await.expect("age the run");
+        }
+    }
+    let options = logwell::store::ConnectOptions { expiry_index: true, ..connect_options() };
+    let store = logwell::store::connect(&server.database.url, &options, logwell::live::Hub::new()).await.expect("open");
+    let daily = RetentionSettings {
+        policy: RetentionPolicy { job: Some(TimeDelta::days(1)), ..RetentionPolicy::default() },
+        ..hourly(100)
+    };
+    let retention = Retention::new(store, daily, Arc::new(RetentionStats::default()));
+    let expiring = tokio::spawn(async move {
+        // Once the followers follow and the writers write.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        retention.pass(Utc::now()).await.expect("pass")
+    });
+    crate::streams::stress(vec![server.channel.clone()], vec![server.channel.clone()]).await;
+    assert_eq!(expiring.await.expect("retention"), [(LogType::Job, 5_000)]);
+    let run = server
+        .job_runs()
+        .get_job_run(pb::GetJobRunRequest { job_run_id: old.to_string() })
+        .await
+        .expect("get")
+        .into_inner()
+        .job_run
+        .expect("the run");
+    assert_eq!((run.log_count, run.last_seq), (0, 5_000));
 }

@@ -115,12 +115,7 @@ pub(super) struct PostgresStore {
     /// Writes, completions, deletions, health, notifications.
     pool: PgPool,
     /// Reads: its connections stop any statement past `read_timeout`
-    /// (`statement_timeout`, set once per connection), and plan each
-    /// statement for the values it is given (`plan_cache_mode`): a plan
-    /// made once for any value (which PostgreSQL switches a prepared
-    /// statement to after five executions) cannot tell a text in one log
-    /// from one in every log, and scanned 5,000,000 logs in time order for
-    /// one match that the text index finds in milliseconds.
+    /// (`statement_timeout`, set once per connection).
     reads: PgPool,
     hub: Arc<Hub>,
     listener: tokio::task::AbortHandle,
@@ -146,10 +141,7 @@ impl PostgresStore {
         let reads = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(
-                url.parse::<PgConnectOptions>()?
-                    .options([("statement_timeout", timeout.as_str()), ("plan_cache_mode", "force_custom_plan")]),
-            )
+            .connect_with(url.parse::<PgConnectOptions>()?.options([("statement_timeout", timeout.as_str())]))
             .await?;
         optional_index::reconcile(
             &pool,
@@ -400,6 +392,52 @@ impl PostgresStore {
     async fn read(&self, select: sqlx::query::Query<'_, Postgres, PgArguments>) -> Result<Vec<PgRow>, StoreError> {
         select.fetch_all(&self.reads).await.map_err(|error| StoreError::of_read(error, self.read_timeout))
     }
+
+    /// Runs a read of logs matching `filter`, as `read` does, but planned
+    /// for its values if its filter needs that (`plans_per_values`).
+    async fn read_logs(
+        &self,
+        filter: &LogFilter,
+        select: sqlx::query::Query<'_, Postgres, PgArguments>,
+    ) -> Result<Vec<PgRow>, StoreError> {
+        match plans_per_values(filter) {
+            true => self.read_planned(PLAN_PER_VALUES, select).await,
+            false => self.read(select).await,
+        }
+    }
+
+    /// Runs a read as `read` does, in a transaction planned as `planning`
+    /// says (`PLAN_PER_VALUES` or `PLAN_ONCE`).
+    async fn read_planned(
+        &self,
+        planning: &str,
+        select: sqlx::query::Query<'_, Postgres, PgArguments>,
+    ) -> Result<Vec<PgRow>, StoreError> {
+        let mut transaction = self.reads.begin().await?;
+        sqlx::query(planning).execute(&mut *transaction).await?;
+        let rows =
+            select.fetch_all(&mut *transaction).await.map_err(|error| StoreError::of_read(error, self.read_timeout))?;
+        transaction.commit().await?;
+        Ok(rows)
+    }
+}
+
+/// Plans the transaction's statements for their values.
+const PLAN_PER_VALUES: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
+
+/// Plans the transaction's statements once for any values. For the reads
+/// of runs: planning each run's first retained seq for its values visits
+/// every day partition (27 ms with 30 days kept), where the plan made once
+/// prunes them as it runs (2 ms). PostgreSQL would switch to it after five
+/// executions on a connection, but a pool spreads calls over many.
+const PLAN_ONCE: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
+/// Whether a read of `filter` must be planned for its values rather than
+/// once for any: such a plan cannot tell a text or a metadata value in one
+/// log from one in every log, and scanned 5,000,000 logs in time order for
+/// one match that the text index finds in milliseconds.
+fn plans_per_values(filter: &LogFilter) -> bool {
+    filter.text.is_some() || !filter.metadata.is_empty()
 }
 
 /// What narrows a read: its runs' partition days.
@@ -539,7 +577,7 @@ impl LogStore for PostgresStore {
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
         let days = self.run_days(&query.filter).await?;
         let statement = list_sql::list_statement::<PostgresDialect>(query, scope(&days));
-        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        let rows = self.read_logs(&query.filter, bind(sqlx::query(&statement.sql), statement.params)).await?;
         logs(&rows)
     }
 
@@ -560,12 +598,18 @@ impl LogStore for PostgresStore {
     ) -> Result<Vec<CountRow>, StoreError> {
         let days = self.run_days(filter).await?;
         let statement = list_sql::count_statement::<PostgresDialect>(filter, group_by, bucket_micros, scope(&days));
-        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        let rows = self.read_logs(filter, bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
     }
 
     async fn export(&self, query: LogQuery, chunks: tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>) {
-        let started = async { Ok::<_, StoreError>((self.run_days(&query.filter).await?, self.snapshot().await?)) };
+        let started = async {
+            let (days, mut transaction) = (self.run_days(&query.filter).await?, self.snapshot().await?);
+            if plans_per_values(&query.filter) {
+                sqlx::query(PLAN_PER_VALUES).execute(&mut *transaction).await?;
+            }
+            Ok::<_, StoreError>((days, transaction))
+        };
         let (days, mut transaction) = match started.await {
             Ok(started) => started,
             Err(error) => {
@@ -600,7 +644,7 @@ impl LogStore for PostgresStore {
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
         let days = self.run_days(filter).await?;
         let statement = list_sql::time_range_statement::<PostgresDialect>(filter, scope(&days));
-        let row = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        let row = self.read_logs(filter, bind(sqlx::query(&statement.sql), statement.params)).await?;
         let first: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "first")?;
         let last: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "last")?;
         Ok(first.zip(last))
@@ -616,7 +660,11 @@ impl LogStore for PostgresStore {
     }
 
     async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
-        find_job_run(&self.pool, sequence, "").await
+        let mut transaction = self.reads.begin().await?;
+        sqlx::query(PLAN_ONCE).execute(&mut *transaction).await?;
+        let run = find_job_run(&mut *transaction, sequence, "").await?;
+        transaction.commit().await?;
+        Ok(run)
     }
 
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
@@ -655,7 +703,7 @@ impl LogStore for PostgresStore {
 
     async fn list_job_runs(&self, query: &RunQuery) -> Result<Vec<JobRun>, StoreError> {
         let statement = run_sql::job_runs_statement::<PostgresDialect>(query);
-        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        let rows = self.read_planned(PLAN_ONCE, bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| JobRun::try_from(<JobRunRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
     }
 
