@@ -286,9 +286,9 @@ async fn main() {
         latency("latency, SQLite, one process", server.channel().await, server.channel().await, &args).await;
     }
     if wanted(Scenario::Replicas) {
-        let url = support::postgres_database().await;
+        let url = support::with_kept_days(support::postgres_database().await).await;
         let (writer, reader) = (Server::start(&url, STREAMS).await, Server::start(&url, STREAMS).await);
-        let title = "latency, PostgreSQL, two replicas (written through one, followed on the other)";
+        let title = "latency, PostgreSQL with 30 past days' partitions, two replicas (written through one, followed on the other)";
         latency(title, writer.channel().await, reader.channel().await, &args).await;
     }
     if wanted(Scenario::Fanout) {

@@ -364,12 +364,20 @@ const SELECT_STORED_IDS: &str = "SELECT id, seq, received_at, type, job_run_id, 
 /// lookup: `min` of the run's seq index, or of the system logs' for the
 /// system sequence).
 fn job_run_columns<D: list_sql::Dialect>() -> String {
+    job_run_columns_with(&format!(
+        "coalesce(CASE WHEN job_runs.id = '{SYSTEM_SEQUENCE}' THEN (SELECT min(seq) FROM logs WHERE type = 'system' \
+         AND job_run_id IS NULL) ELSE (SELECT min(seq) FROM logs WHERE {}) END, 0)",
+        D::LOGS_OF_JOB_RUNS_ROW
+    ))
+}
+
+/// The columns of `job_runs` every read of runs selects, with
+/// `first_retained_seq` as given.
+fn job_run_columns_with(first_retained_seq: &str) -> String {
     format!(
         "id, next_seq - 1 AS last_seq, first_log_time, last_log_time, completed_at, outcome, summary, deleted_at, \
          name, labels, started_at, trace_logs, debug_logs, info_logs, warn_logs, error_logs, fatal_logs, active_at, \
-         coalesce(CASE WHEN job_runs.id = '{SYSTEM_SEQUENCE}' THEN (SELECT min(seq) FROM logs WHERE type = 'system' AND job_run_id IS NULL) \
-         ELSE (SELECT min(seq) FROM logs WHERE {}) END, 0) AS first_retained_seq",
-        D::LOGS_OF_JOB_RUNS_ROW
+         {first_retained_seq} AS first_retained_seq"
     )
 }
 

@@ -425,8 +425,8 @@ impl PostgresStore {
 /// Plans the transaction's statements for their values.
 const PLAN_PER_VALUES: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
 
-/// Plans the transaction's statements once for any values. For the reads
-/// of runs: planning each run's first retained seq for its values visits
+/// Plans the transaction's statements once for any values. For run
+/// listings: planning each run's first retained seq for its values visits
 /// every day partition (27 ms with 30 days kept), where the plan made once
 /// prunes them as it runs (2 ms). PostgreSQL would switch to it after five
 /// executions on a connection, but a pool spreads calls over many.
@@ -660,11 +660,37 @@ impl LogStore for PostgresStore {
     }
 
     async fn job_run(&self, sequence: Uuid) -> Result<Option<JobRun>, StoreError> {
-        let mut transaction = self.reads.begin().await?;
-        sqlx::query(PLAN_ONCE).execute(&mut *transaction).await?;
-        let run = find_job_run(&mut *transaction, sequence, "").await?;
-        transaction.commit().await?;
-        Ok(run)
+        // The run's row, then its first retained seq in its day's
+        // partitions: the subquery of `job_run_columns` opens every day's
+        // (a follower reads the run at every wake-up). Two statements: a
+        // seq stored or expired between them moves `first_retained_seq`
+        // as it would a moment later, which a follower handles alike.
+        let select = format!("SELECT {} FROM job_runs WHERE id = $1", super::job_run_columns_with("0::bigint"));
+        let row: Option<JobRunRow> = sqlx::query_as(&select).bind(sequence).fetch_optional(&self.reads).await?;
+        let Some(mut run) = row.map(JobRun::try_from).transpose()? else {
+            return Ok(None);
+        };
+        let first: Option<i64> = if sequence == SYSTEM_SEQUENCE {
+            sqlx::query_scalar("SELECT min(seq) FROM logs WHERE type = 'system' AND job_run_id IS NULL")
+                .fetch_one(&self.reads)
+                .await?
+        } else {
+            match self.run_days.known(&self.pool, &[sequence]).await?.get(&sequence) {
+                Some(day) => {
+                    sqlx::query_scalar(
+                        "SELECT min(seq) FROM logs WHERE job_run_id = $1 AND partition_day = $2 \
+                     AND type IN ('job', 'task')",
+                    )
+                    .bind(sequence)
+                    .bind(day)
+                    .fetch_one(&self.reads)
+                    .await?
+                }
+                None => None,
+            }
+        };
+        run.first_retained_seq = first.unwrap_or(0);
+        Ok(Some(run))
     }
 
     async fn complete_job_run(&self, id: Uuid, completion: &Completion) -> Result<JobRun, StoreError> {
