@@ -65,34 +65,29 @@ pub async fn render(sources: &Sources) -> String {
         "Day partitions this process created ahead of time (PostgreSQL).",
         sources.store.partitions_created(),
     );
-    let _ = writeln!(
-        text,
-        "# HELP logwell_expired_logs_total Logs deleted by retention in this process, by type.\n\
-         # TYPE logwell_expired_logs_total counter"
+    per_type(
+        &mut text,
+        ("counter", "logwell_expired_logs_total", "Logs deleted by retention in this process, by type."),
+        |log_type| Some(retention.expired(log_type).to_string()),
     );
-    for log_type in LogType::ALL {
-        let _ = writeln!(text, "logwell_expired_logs_total{{type=\"{log_type}\"}} {}", retention.expired(*log_type));
-    }
-    let _ = writeln!(
-        text,
-        "# HELP logwell_emptied_partitions_total Partitions emptied whole by retention in this process, by type \
-         (PostgreSQL's days).\n# TYPE logwell_emptied_partitions_total counter"
+    per_type(
+        &mut text,
+        (
+            "counter",
+            "logwell_emptied_partitions_total",
+            "Partitions emptied whole by retention in this process, by type (PostgreSQL's days).",
+        ),
+        |log_type| Some(retention.emptied_partitions(log_type).to_string()),
     );
-    for log_type in LogType::ALL {
-        let emptied = retention.emptied_partitions(*log_type);
-        let _ = writeln!(text, "logwell_emptied_partitions_total{{type=\"{log_type}\"}} {emptied}");
-    }
-    let _ = writeln!(
-        text,
-        "# HELP logwell_oldest_log_timestamp_seconds When the oldest log of a type with a retention limit was \
-         received, as the last retention pass left it.\n# TYPE logwell_oldest_log_timestamp_seconds gauge"
+    per_type(
+        &mut text,
+        (
+            "gauge",
+            "logwell_oldest_log_timestamp_seconds",
+            "When the oldest log of a type with a retention limit was received, as the last retention pass left it.",
+        ),
+        |log_type| retention.oldest(log_type).map(|oldest| (oldest.timestamp_micros() as f64 / 1e6).to_string()),
     );
-    for log_type in LogType::ALL {
-        if let Some(oldest) = retention.oldest(*log_type) {
-            let seconds = oldest.timestamp_micros() as f64 / 1e6;
-            let _ = writeln!(text, "logwell_oldest_log_timestamp_seconds{{type=\"{log_type}\"}} {seconds}");
-        }
-    }
     let _ = writeln!(
         text,
         "# HELP logwell_commit_duration_seconds Time spent in write transactions, begin to commit.\n\
@@ -113,6 +108,17 @@ pub async fn render(sources: &Sources) -> String {
         Err(error) => tracing::debug!(%error, "cannot read the database's size for the metrics"),
     }
     text
+}
+
+/// A metric (its kind, name and help) with a value per log type, or none
+/// where `value` gives none.
+fn per_type(text: &mut String, (kind, name, help): (&str, &str, &str), value: impl Fn(LogType) -> Option<String>) {
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for log_type in LogType::ALL {
+        if let Some(value) = value(*log_type) {
+            let _ = writeln!(text, "{name}{{type=\"{log_type}\"}} {value}");
+        }
+    }
 }
 
 pub async fn serve(

@@ -76,13 +76,15 @@ pub struct EmptiedPartitions {
 /// roughly (ids, times, seq, level, stream; five or six index entries).
 const ROW_OVERHEAD_BYTES: i64 = 300;
 
-/// The logs an expiry deleted, counted per run (the system sequence for
-/// system logs) and level, from the (run id, level) of each.
-fn tally_expired(deleted: &[(String, String)]) -> Result<BTreeMap<String, LevelCounts>, StoreError> {
-    let mut tally: BTreeMap<String, LevelCounts> = BTreeMap::new();
-    for (run, level) in deleted {
+/// Logs gone, counted per run (the system sequence for system logs) and
+/// level, from the (run, level, how many) of each group of them.
+fn tally_gone<'a, Run: Ord>(
+    gone: impl IntoIterator<Item = (Run, &'a str, i64)>,
+) -> Result<BTreeMap<Run, LevelCounts>, StoreError> {
+    let mut tally: BTreeMap<Run, LevelCounts> = BTreeMap::new();
+    for (run, level, count) in gone {
         let level = level.parse().map_err(|e| StoreError::CorruptJobRun { what: format!("{e}") })?;
-        tally.entry(run.clone()).or_default().add(level);
+        tally.entry(run).or_default().add_count(level, count);
     }
     Ok(tally)
 }

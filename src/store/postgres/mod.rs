@@ -763,9 +763,9 @@ impl LogStore for PostgresStore {
 
     async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        let deleted: Vec<(String, String)> = sqlx::query_as(
+        let deleted: Vec<(Uuid, String)> = sqlx::query_as(
             "DELETE FROM logs WHERE type = $1 AND id IN (SELECT id FROM logs WHERE type = $1 AND received_at < $2 \
-             ORDER BY received_at LIMIT $3) RETURNING coalesce(job_run_id, $4)::text, level",
+             ORDER BY received_at LIMIT $3) RETURNING coalesce(job_run_id, $4), level",
         )
         .bind(log_type.as_str())
         .bind(before)
@@ -773,10 +773,7 @@ impl LogStore for PostgresStore {
         .bind(SYSTEM_SEQUENCE)
         .fetch_all(&mut *transaction)
         .await?;
-        let gone = super::tally_expired(&deleted)?
-            .into_iter()
-            .filter_map(|(run, counts)| Uuid::try_parse(&run).ok().map(|run| (run, counts)))
-            .collect();
+        let gone = super::tally_gone(deleted.iter().map(|(run, level)| (*run, level.as_str(), 1)))?;
         subtract_gone(&mut transaction, &gone).await?;
         transaction.commit().await?;
         Ok(deleted.len() as u64)

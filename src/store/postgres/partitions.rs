@@ -2,7 +2,7 @@
 //! the runs' days that let a run's reads touch one day, partitions made
 //! days ahead, and whole expired days emptied by retention.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::model::{LevelCounts, LogType, NewLog, SYSTEM_SEQUENCE};
+use crate::model::{LogType, NewLog, SYSTEM_SEQUENCE};
 use crate::store::{EmptiedPartitions, StoreError, sequence};
 
 /// Days made ahead of today: creating a partition locks `logs` for a
@@ -198,11 +198,7 @@ async fn empty_if_expired(pool: &PgPool, partition: &str, before: DateTime<Utc>)
     if groups.is_empty() || groups.iter().any(|(_, _, _, newest)| *newest >= before) {
         return Ok(None);
     }
-    let mut gone: BTreeMap<Uuid, LevelCounts> = BTreeMap::new();
-    for (run, level, count, _) in &groups {
-        let level = level.parse().map_err(|error| StoreError::CorruptJobRun { what: format!("{error}") })?;
-        gone.entry(*run).or_default().add_count(level, *count);
-    }
+    let gone = crate::store::tally_gone(groups.iter().map(|(run, level, count, _)| (*run, level.as_str(), *count)))?;
     super::subtract_gone(&mut transaction, &gone).await?;
     sqlx::query(&format!("TRUNCATE {partition}")).execute(&mut *transaction).await?;
     transaction.commit().await?;

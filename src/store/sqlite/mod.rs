@@ -759,7 +759,9 @@ impl LogStore for SqliteStore {
                 .bind(SYSTEM_SEQUENCE.to_string())
                 .fetch_all(&mut *transaction)
                 .await?;
-                let tally: Vec<_> = super::tally_expired(&deleted)?.into_iter().collect();
+                let tally: Vec<_> = super::tally_gone(deleted.iter().map(|(run, level)| (run, level.as_str(), 1)))?
+                    .into_iter()
+                    .collect();
                 for chunk in tally.chunks(ROWS_PER_INSERT) {
                     let mut update =
                         QueryBuilder::<Sqlite>::new("WITH gone (id, trace, debug, info, warn, error, fatal) AS (");
