@@ -20,7 +20,6 @@ pub(super) enum Param {
     Real(f64),
     Text(String),
     Time(DateTime<Utc>),
-    Day(NaiveDate),
 }
 
 /// What a store knows that narrows its reads.
@@ -111,7 +110,21 @@ impl<'a, D: Dialect> Builder<'a, D> {
     /// `column` equals one of `values`; no condition if there are none.
     pub fn any_of(&mut self, column: &str, values: impl IntoIterator<Item = Param>) {
         let placeholders: Vec<String> = values.into_iter().map(|value| self.bind(value)).collect();
-        match placeholders.as_slice() {
+        self.one_of(column, placeholders);
+    }
+
+    /// `column` equals one of `values`, SQL literals written into the
+    /// statement rather than bound: the partition keys (type, day), so that
+    /// a plan made once for the statement prunes partitions as it is made.
+    /// A plan made for bound keys holds every partition, and building it
+    /// over 30 days of partitions took a follower's read 30–250 ms.
+    fn literal_any_of(&mut self, column: &str, values: impl IntoIterator<Item = String>) {
+        self.one_of(column, values.into_iter().collect());
+    }
+
+    /// `column` equals one of `values` (placeholders or literals).
+    fn one_of(&mut self, column: &str, values: Vec<String>) {
+        match values.as_slice() {
             [] => {}
             [one] => self.conditions.push(format!("{column} = {one}")),
             many => self.conditions.push(format!("{column} IN ({})", many.join(", "))),
@@ -120,7 +133,7 @@ impl<'a, D: Dialect> Builder<'a, D> {
 
     /// The conditions of `filter`, every read's shared `WHERE`.
     fn filter(&mut self, filter: &LogFilter) {
-        self.any_of("type", filter.types.iter().map(|log_type| Param::Text(log_type.as_str().into())));
+        self.literal_any_of("type", filter.types.iter().map(|log_type| format!("'{}'", log_type.as_str())));
         let runs: Vec<String> = filter.job_run_ids.iter().map(|id| self.bind(Param::Id(*id))).collect();
         match runs.as_slice() {
             [] => {}
@@ -128,11 +141,11 @@ impl<'a, D: Dialect> Builder<'a, D> {
             many => self.conditions.push(D::runs_in(many)),
         }
         if !self.scope.run_days.is_empty() {
-            self.any_of("partition_day", self.scope.run_days.iter().map(|day| Param::Day(*day)));
+            self.literal_any_of("partition_day", self.scope.run_days.iter().map(|day| format!("DATE '{day}'")));
             if filter.types.is_empty() {
-                self.any_of(
+                self.literal_any_of(
                     "type",
-                    [LogType::Job, LogType::Task].map(|log_type| Param::Text(log_type.as_str().into())),
+                    [LogType::Job, LogType::Task].map(|log_type| format!("'{}'", log_type.as_str())),
                 );
             }
         }
@@ -329,7 +342,7 @@ mod tests {
         assert!(
             list_statement::<Postgres>(&system, ReadScope::default())
                 .sql
-                .ends_with("WHERE type = $1 AND job_run_id IS NULL ORDER BY seq ASC LIMIT 5")
+                .ends_with("WHERE type = 'system' AND job_run_id IS NULL ORDER BY seq ASC LIMIT 5")
         );
         let text = TextSearch { text: "50%_off".into(), ignore_case: false, include_metadata: false };
         let (cursor_time, earlier) = (Utc::now(), Utc::now() - chrono::TimeDelta::hours(1));
@@ -372,27 +385,45 @@ mod tests {
         let postgres = list_statement::<Postgres>(&query, ReadScope::default());
         assert!(
             postgres.sql.contains(
-                "WHERE type IN ($1, $2) AND job_run_id IN ($3, $4) AND stream = $5 \
-             AND (message ILIKE $6 OR EXISTS (SELECT 1 FROM jsonb_each_text(logs.metadata) \
-             AS entry WHERE strpos(lower(entry.value), lower($7)) > 0)) \
-             AND logs.metadata @> $8::jsonb AND (logs.metadata @> $9::jsonb OR logs.metadata @> $10::jsonb) \
-             AND NOT (logs.metadata ? $11) ORDER BY"
+                "WHERE type IN ('job', 'task') AND job_run_id IN ($1, $2) AND stream = $3 \
+             AND (message ILIKE $4 OR EXISTS (SELECT 1 FROM jsonb_each_text(logs.metadata) \
+             AS entry WHERE strpos(lower(entry.value), lower($5)) > 0)) \
+             AND logs.metadata @> $6::jsonb AND (logs.metadata @> $7::jsonb OR logs.metadata @> $8::jsonb) \
+             AND NOT (logs.metadata ? $9) ORDER BY"
             ),
             "{}",
             postgres.sql
         );
-        assert_eq!(postgres.params[7], Param::Text(r#"{"worker_id":"gpu-7"}"#.into()));
+        assert_eq!(postgres.params[5], Param::Text(r#"{"worker_id":"gpu-7"}"#.into()));
         let sqlite = list_statement::<Sqlite>(&query, ReadScope::default());
-        assert!(sqlite.sql.contains("run_key IN (SELECT key FROM job_runs WHERE id IN (?3, ?4))"), "{}", sqlite.sql);
+        assert!(sqlite.sql.contains("run_key IN (SELECT key FROM job_runs WHERE id IN (?1, ?2))"), "{}", sqlite.sql);
         let cycle = "json_extract(metadata, '$.\"cycle\"')";
         let cycle_type = "json_type(metadata, '$.\"cycle\"')";
         assert!(sqlite.sql.contains(&format!(
-            "(({cycle} = ?9 AND {cycle_type} IN ('integer', 'real')) OR ({cycle} = ?10 AND {cycle_type} IN ('integer', 'real')))"
+            "(({cycle} = ?7 AND {cycle_type} IN ('integer', 'real')) OR ({cycle} = ?8 AND {cycle_type} IN ('integer', 'real')))"
         )), "{}", sqlite.sql);
-        assert_eq!(sqlite.params[8], Param::Int(41));
-        assert_eq!(sqlite.params[9], Param::Real(4.5));
+        assert_eq!(sqlite.params[6], Param::Int(41));
+        assert_eq!(sqlite.params[7], Param::Real(4.5));
         assert!(sqlite.sql.contains("json_type(metadata, '$.\"error_type\"') IS NULL"), "{}", sqlite.sql);
         assert!(!sqlite.sql.contains("logs_text"), "no text index, no lookup in it");
+    }
+
+    #[test]
+    fn partition_keys_are_written_into_the_statement() {
+        let run = Uuid::now_v7();
+        let days = [NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(), NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()];
+        let filter = LogFilter { job_run_ids: vec![run], ..LogFilter::default() };
+        let query = LogQuery { filter, order: SortOrder::Ascending, after: None, limit: 3 };
+        let statement = list_statement::<Postgres>(&query, ReadScope { text_index: false, run_days: &days });
+        assert!(
+            statement.sql.contains(
+                "WHERE job_run_id = $1 AND partition_day IN (DATE '2026-11-25', DATE '2026-11-26') \
+                 AND type IN ('job', 'task') ORDER BY"
+            ),
+            "{}",
+            statement.sql
+        );
+        assert_eq!(statement.params, vec![Param::Id(run)], "only the run is bound");
     }
 
     #[test]

@@ -367,16 +367,20 @@ impl PostgresStore {
         Ok(transaction)
     }
 
-    /// The partition days of the job runs `filter` names, if it names some
-    /// and each has a row: a run's logs are all in its day's partitions.
-    async fn run_days(&self, filter: &LogFilter) -> Result<Vec<NaiveDate>, StoreError> {
+    /// The partition days of the job runs `filter` names (none: it names
+    /// no run, and every day is read), or None if none of them has a row
+    /// and so no log: a run's logs are all in its day's partitions, and its
+    /// row is made with its first logs. A read that finds no row answers as
+    /// a read a moment earlier, before the run's first commit, would.
+    async fn run_days(&self, filter: &LogFilter) -> Result<Option<Vec<NaiveDate>>, StoreError> {
         if filter.job_run_ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
-        let mut days = self.run_days.of(&self.pool, &filter.job_run_ids).await?.unwrap_or_default();
+        let mut days: Vec<NaiveDate> =
+            self.run_days.known(&self.pool, &filter.job_run_ids).await?.into_values().collect();
         days.sort_unstable();
         days.dedup();
-        Ok(days)
+        Ok(if days.is_empty() { None } else { Some(days) })
     }
 
     /// The plan of `statement`, one step a line.
@@ -506,7 +510,6 @@ fn bind(
             Param::Real(value) => select.bind(value),
             Param::Text(text) => select.bind(text),
             Param::Time(time) => select.bind(time),
-            Param::Day(day) => select.bind(day),
         };
     }
     select
@@ -575,14 +578,16 @@ impl LogStore for PostgresStore {
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
-        let days = self.run_days(&query.filter).await?;
+        let Some(days) = self.run_days(&query.filter).await? else {
+            return Ok(Vec::new());
+        };
         let statement = list_sql::list_statement::<PostgresDialect>(query, scope(&days));
         let rows = self.read_logs(&query.filter, bind(sqlx::query(&statement.sql), statement.params)).await?;
         logs(&rows)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {
-        let days = self.run_days(&query.filter).await?;
+        let days = self.run_days(&query.filter).await?.unwrap_or_default();
         self.explain(list_sql::list_statement::<PostgresDialect>(query, scope(&days))).await
     }
 
@@ -596,7 +601,9 @@ impl LogStore for PostgresStore {
         group_by: &[Grouping],
         bucket_micros: Option<i64>,
     ) -> Result<Vec<CountRow>, StoreError> {
-        let days = self.run_days(filter).await?;
+        let Some(days) = self.run_days(filter).await? else {
+            return Ok(Vec::new());
+        };
         let statement = list_sql::count_statement::<PostgresDialect>(filter, group_by, bucket_micros, scope(&days));
         let rows = self.read_logs(filter, bind(sqlx::query(&statement.sql), statement.params)).await?;
         rows.iter().map(|row| CountRow::decode(row, group_by.len(), bucket_micros.is_some())).collect()
@@ -604,14 +611,19 @@ impl LogStore for PostgresStore {
 
     async fn export(&self, query: LogQuery, chunks: tokio::sync::mpsc::Sender<Result<Vec<Log>, StoreError>>) {
         let started = async {
-            let (days, mut transaction) = (self.run_days(&query.filter).await?, self.snapshot().await?);
+            let Some(days) = self.run_days(&query.filter).await? else {
+                return Ok(None);
+            };
+            let mut transaction = self.snapshot().await?;
             if plans_per_values(&query.filter) {
                 sqlx::query(PLAN_PER_VALUES).execute(&mut *transaction).await?;
             }
-            Ok::<_, StoreError>((days, transaction))
+            Ok::<_, StoreError>(Some((days, transaction)))
         };
         let (days, mut transaction) = match started.await {
-            Ok(started) => started,
+            Ok(Some(started)) => started,
+            // The filter's runs have no row, so no logs: the export is empty.
+            Ok(None) => return,
             Err(error) => {
                 let _ = chunks.send(Err(error)).await;
                 return;
@@ -642,7 +654,9 @@ impl LogStore for PostgresStore {
     }
 
     async fn time_range(&self, filter: &LogFilter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
-        let days = self.run_days(filter).await?;
+        let Some(days) = self.run_days(filter).await? else {
+            return Ok(None);
+        };
         let statement = list_sql::time_range_statement::<PostgresDialect>(filter, scope(&days));
         let row = self.read_logs(filter, bind(sqlx::query(&statement.sql), statement.params)).await?;
         let first: Option<DateTime<Utc>> = sqlx::Row::try_get(&row[0], "first")?;
@@ -676,15 +690,13 @@ impl LogStore for PostgresStore {
                 .await?
         } else {
             match self.run_days.known(&self.pool, &[sequence]).await?.get(&sequence) {
+                // The day written in, not bound, as `list_sql` does.
                 Some(day) => {
-                    sqlx::query_scalar(
-                        "SELECT min(seq) FROM logs WHERE job_run_id = $1 AND partition_day = $2 \
-                     AND type IN ('job', 'task')",
-                    )
-                    .bind(sequence)
-                    .bind(day)
-                    .fetch_one(&self.reads)
-                    .await?
+                    let select = format!(
+                        "SELECT min(seq) FROM logs WHERE job_run_id = $1 AND partition_day = DATE '{day}' \
+                         AND type IN ('job', 'task')"
+                    );
+                    sqlx::query_scalar(&select).bind(sequence).fetch_one(&self.reads).await?
                 }
                 None => None,
             }

@@ -56,13 +56,6 @@ impl RunDays {
     /// Runs remembered at most; then the map starts over.
     const CAPACITY: usize = 100_000;
 
-    /// The partition days of `runs`, or None if one of them has no row yet
-    /// (its logs, if any commit meanwhile, are then read from every day).
-    pub(super) async fn of(&self, pool: &PgPool, runs: &[Uuid]) -> Result<Option<Vec<NaiveDate>>, StoreError> {
-        let known = self.known(pool, runs).await?;
-        Ok(runs.iter().map(|run| known.get(run).copied()).collect())
-    }
-
     /// The partition days of those of `runs` that have a row.
     pub(super) async fn known(&self, pool: &PgPool, runs: &[Uuid]) -> Result<HashMap<Uuid, NaiveDate>, StoreError> {
         let (mut known, mut missing): (HashMap<Uuid, NaiveDate>, Vec<Uuid>) = match self.0.lock() {

@@ -388,7 +388,6 @@ fn bind<'q>(
             Param::Real(value) => select.bind(value),
             Param::Text(text) => select.bind(text),
             Param::Time(time) => select.bind(time.timestamp_micros()),
-            Param::Day(day) => select.bind(day),
         };
     }
     select
