@@ -1,7 +1,8 @@
 //! The writer pipeline: callers queue their batches; one committer per
 //! process drains the queue into shared transactions (group commit), so that
 //! a thousand one-log writes cost a few commits, not a thousand; each caller
-//! is answered once its part has committed.
+//! is answered once its part has committed, and the hub is told of the
+//! logs, in commit order, for their followers.
 //!
 //! No artificial wait is needed to form groups: while one group commits, the
 //! next accumulates. The queue is bounded in logs; a write that does not fit
@@ -14,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::live::Hub;
 use crate::model::{NewLog, Receipt};
 use crate::store::{LogStore, StoreError};
 
@@ -87,11 +89,12 @@ impl Committer {
 impl Ingest {
     /// Starts the committer. It runs until it is told to finish, or every
     /// `Ingest` handle is dropped, and the queue is drained.
-    pub fn start(store: Arc<dyn LogStore>, queue_logs: usize) -> (Ingest, Committer) {
+    pub fn start(store: Arc<dyn LogStore>, hub: Arc<Hub>, queue_logs: usize) -> (Ingest, Committer) {
         let (queue, receiver) = mpsc::unbounded_channel();
         let stats = Arc::new(IngestStats::default());
         let closing = CancellationToken::new();
-        let task = tokio::spawn(commit_forever(store, receiver, stats.clone(), closing.clone()));
+        let committer = GroupCommitter { store, hub, stats: stats.clone() };
+        let task = tokio::spawn(committer.commit_forever(receiver, closing.clone()));
         let capacity = Arc::new(Semaphore::new(queue_logs));
         (Ingest { queue, capacity, queue_logs, stats }, Committer { task, closing })
     }
@@ -125,73 +128,95 @@ impl Ingest {
     }
 }
 
-async fn commit_forever(
+/// What the committer task holds.
+struct GroupCommitter {
     store: Arc<dyn LogStore>,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
+    hub: Arc<Hub>,
     stats: Arc<IngestStats>,
-    closing: CancellationToken,
-) {
-    loop {
-        let next = tokio::select! {
-            next = queue.recv() => next,
-            () = closing.cancelled(), if !queue.is_closed() => {
-                // What is queued still comes out; nothing more goes in.
-                queue.close();
-                continue;
-            }
-        };
-        let Some(first) = next else { return };
-        let mut logs = first.logs.len();
-        let mut group = vec![first];
-        while logs < MAX_GROUP_LOGS {
-            let Ok(next) = queue.try_recv() else { break };
-            logs += next.logs.len();
-            group.push(next);
-        }
-        commit(store.as_ref(), group, &stats).await;
-    }
 }
 
-/// Commits a group and answers its callers. If the group as a whole fails
-/// for a reason that is not the database being away, one caller's batch may
-/// be to blame: each batch is then retried alone, so that only its own
-/// caller gets the error.
-async fn commit(store: &dyn LogStore, group: Vec<Pending>, stats: &IngestStats) {
-    let batches: Vec<&[NewLog]> = group.iter().map(|pending| pending.logs.as_slice()).collect();
-    let started = std::time::Instant::now();
-    let outcome = store.append_batches(&batches).await;
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-    match outcome {
-        Ok(results) => {
-            record(stats, &results);
-            for (pending, result) in group.into_iter().zip(results) {
-                let _ = pending.reply.send(result);
+impl GroupCommitter {
+    async fn commit_forever(self, mut queue: mpsc::UnboundedReceiver<Pending>, closing: CancellationToken) {
+        loop {
+            let next = tokio::select! {
+                next = queue.recv() => next,
+                () = closing.cancelled(), if !queue.is_closed() => {
+                    // What is queued still comes out; nothing more goes in.
+                    queue.close();
+                    continue;
+                }
+            };
+            let Some(first) = next else { return };
+            let mut logs = first.logs.len();
+            let mut group = vec![first];
+            while logs < MAX_GROUP_LOGS {
+                let Ok(next) = queue.try_recv() else { break };
+                logs += next.logs.len();
+                group.push(next);
             }
+            self.commit(group).await;
         }
-        Err(error) if group.len() == 1 => {
-            if let Some(pending) = group.into_iter().next() {
-                let _ = pending.reply.send(Err(error));
+    }
+
+    /// Commits a group and answers its callers. If the group as a whole
+    /// fails for a reason that is not the database being away, one caller's
+    /// batch may be to blame: each batch is then retried alone, so that only
+    /// its own caller gets the error.
+    async fn commit(&self, group: Vec<Pending>) {
+        let batches: Vec<&[NewLog]> = group.iter().map(|pending| pending.logs.as_slice()).collect();
+        let started = std::time::Instant::now();
+        let outcome = self.store.append_batches(&batches).await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        match outcome {
+            Ok(results) => {
+                self.committed(&batches, &results);
+                for (pending, result) in group.into_iter().zip(results) {
+                    let _ = pending.reply.send(result);
+                }
             }
-        }
-        Err(StoreError::Unavailable(reason)) => {
-            for pending in group {
-                let _ = pending.reply.send(Err(StoreError::Unavailable(reason.clone())));
+            Err(error) if group.len() == 1 => {
+                if let Some(pending) = group.into_iter().next() {
+                    let _ = pending.reply.send(Err(error));
+                }
             }
-        }
-        Err(_) => {
-            for pending in group {
-                let result = append_alone(store, &pending.logs).await;
-                record(stats, std::slice::from_ref(&result));
-                let _ = pending.reply.send(result);
+            Err(StoreError::Unavailable(reason)) => {
+                for pending in group {
+                    let _ = pending.reply.send(Err(StoreError::Unavailable(reason.clone())));
+                }
+            }
+            Err(_) => {
+                for pending in group {
+                    let result = self.append_alone(&pending.logs).await;
+                    let _ = pending.reply.send(result);
+                }
             }
         }
     }
-}
 
-async fn append_alone(store: &dyn LogStore, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
-    let mut results = store.append_batches(&[logs]).await?;
-    results.pop().unwrap_or(Err(StoreError::Internal("the store answered no batch")))
+    async fn append_alone(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
+        let results = self.store.append_batches(&[logs]).await?;
+        self.committed(&[logs], &results);
+        results.into_iter().next().unwrap_or(Err(StoreError::Internal("the store answered no batch")))
+    }
+
+    /// Counts what `batches` stored, and tells the hub of it: the logs
+    /// stored now, not those already stored under their ids.
+    fn committed(&self, batches: &[&[NewLog]], results: &[Result<Vec<Receipt>, StoreError>]) {
+        record(&self.stats, results);
+        let mut stored: Vec<(&NewLog, i64)> = batches
+            .iter()
+            .zip(results)
+            .filter_map(|(logs, result)| Some(logs.iter().zip(result.as_ref().ok()?)))
+            .flatten()
+            .filter(|(_, receipt)| !receipt.duplicate)
+            .map(|(log, receipt)| (log, receipt.seq))
+            .collect();
+        // In seq order, as the hub's tails are, whatever the batches' order.
+        stored.sort_by_key(|(_, seq)| *seq);
+        let (logs, seqs): (Vec<&NewLog>, Vec<i64>) = stored.into_iter().unzip();
+        self.hub.committed(&logs, &seqs);
+    }
 }
 
 fn record(stats: &IngestStats, results: &[Result<Vec<Receipt>, StoreError>]) {

@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::auth::{JobRunTokens, TokensFile};
 use crate::ingest::Ingest;
-use crate::live::Hub;
+use crate::live::{Followers, FollowersConfig, Hub};
 use crate::model::Limits;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
@@ -136,19 +136,17 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
     };
     let stopping = CancellationToken::new();
-    let (ingest, committer) = Ingest::start(store.clone(), settings.write_queue_logs);
+    let (ingest, committer) = Ingest::start(store.clone(), hub.clone(), settings.write_queue_logs);
     let ingest = Arc::new(ingest);
     let writer = LogWriter::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
     let reader = LogReader::new(store.clone(), stopping.clone());
-    let streamer = LogStreamer::new(
-        store.clone(),
-        hub.clone(),
-        settings.stream_heartbeat_interval,
-        settings.concurrent_stream_reads,
-        settings.access.job_run_tokens.clone(),
-        settings.max_followers_per_job_run,
-        stopping.clone(),
-    );
+    let followers = FollowersConfig {
+        heartbeat_interval: settings.stream_heartbeat_interval,
+        concurrent_reads: settings.concurrent_stream_reads,
+        job_run_tokens: settings.access.job_run_tokens.clone(),
+        max_followers: settings.max_followers_per_job_run,
+    };
+    let streamer = LogStreamer::new(Followers::new(store.clone(), hub.clone(), followers, stopping.clone()));
     // tonic's refusal of an oversized request happens before any handler.
     macro_rules! limited {
         ($service:expr) => {
@@ -178,7 +176,7 @@ pub async fn serve(
         .add_service(limited!(LogIngestServiceServer::new(LogIngester::new(writer, stopping.clone()))))
         .add_service(limited!(LogQueryServiceServer::new(reader)))
         .add_service(limited!(LogStreamServiceServer::new(streamer)))
-        .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone()))))
+        .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone(), hub.clone()))))
         .add_service(limited!(TokenServiceServer::new(Tokens::new(
             store.clone(),
             settings.access.job_run_tokens.clone()

@@ -3,6 +3,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::{AuthError, Denied};
 use crate::ingest::IngestError;
+use crate::live::FollowError;
 use crate::model::Violations;
 use crate::store::StoreError;
 
@@ -49,6 +50,21 @@ pub enum ApiError {
 impl From<Denied> for ApiError {
     fn from(denied: Denied) -> Self {
         ApiError::Auth(AuthError::Denied(denied))
+    }
+}
+
+impl From<FollowError> for ApiError {
+    fn from(error: FollowError) -> Self {
+        match error {
+            FollowError::Denied(denied) => denied.into(),
+            FollowError::Auth(error) => ApiError::Auth(error),
+            FollowError::Store(error) => ApiError::Store(error),
+            FollowError::TooManyFollowers { followers, limit } => ApiError::TooManyFollowers { followers, limit },
+            beyond @ FollowError::BeyondCompletedRun { .. } => ApiError::OutOfRange(beyond.to_string()),
+            FollowError::ShuttingDown => ApiError::ShuttingDown {
+                then: "follow again, on another server, with after_seq set to the last seq you received",
+            },
+        }
     }
 }
 

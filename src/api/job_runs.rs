@@ -11,6 +11,7 @@ use super::convert::{completion_draft, job_run_to_proto, run_query_draft, start_
 use super::error::ApiError;
 use super::page_token;
 use crate::auth::Principal;
+use crate::live::Hub;
 use crate::model::{Owner, RunCursor, RunQuery, Violations, required_id};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_run_service_server::JobRunService;
@@ -20,11 +21,13 @@ use crate::store::LogStore;
 #[derive(Clone)]
 pub struct JobRuns {
     store: Arc<dyn LogStore>,
+    /// Told of completions and deletions, which followers read from storage.
+    hub: Arc<Hub>,
 }
 
 impl JobRuns {
-    pub fn new(store: Arc<dyn LogStore>) -> Self {
-        JobRuns { store }
+    pub fn new(store: Arc<dyn LogStore>, hub: Arc<Hub>) -> Self {
+        JobRuns { store, hub }
     }
 
     async fn complete(&self, request: pb::CompleteJobRunRequest) -> Result<pb::JobRun, ApiError> {
@@ -32,6 +35,7 @@ impl JobRuns {
         let draft = completion_draft(request, &mut violations);
         let (id, completion) = violations.judge(draft.validate(Utc::now()))?;
         let run = self.store.complete_job_run(id, &completion).await?;
+        self.hub.storage_changed([id]);
         tracing::info!(job_run_id = %id, outcome = %completion.outcome, "job run completed");
         Ok(job_run_to_proto(run))
     }
@@ -85,6 +89,7 @@ impl JobRuns {
         let Some((run, deleted)) = self.store.delete_job_run(id, Utc::now()).await? else {
             return Err(ApiError::NotFound(format!("job run {id} has neither logged nor been completed")));
         };
+        self.hub.storage_changed([id]);
         tracing::info!(job_run_id = %id, deleted, "job run's logs deleted");
         let deleted_logs = i64::try_from(deleted).unwrap_or(i64::MAX);
         Ok(pb::DeleteJobRunResponse { job_run: Some(job_run_to_proto(run)), deleted_logs })

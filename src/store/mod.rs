@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::live::Hub;
 use crate::model::{
     Completion, Grouping, JobRun, LevelCounts, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Receipt, RunIdentity,
     RunQuery, SYSTEM_SEQUENCE,
@@ -255,16 +254,32 @@ pub struct ConnectOptions {
     pub expiry_index: bool,
 }
 
-/// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and
-/// applies pending migrations. The store wakes `hub` for every sequence it
-/// commits to, including (on PostgreSQL) commits of other processes.
 pub use url::{check_url, redacted};
 
-pub async fn connect(url: &str, options: &ConnectOptions, hub: Arc<Hub>) -> Result<Arc<dyn LogStore>, StoreError> {
+/// Told of changes other processes made to the database (on PostgreSQL,
+/// other replicas' notifications), so that whoever follows those sequences
+/// reads storage again. The store knows nothing of who listens; this
+/// process's own changes are published by whoever made them.
+pub trait ChangesElsewhere: Send + Sync {
+    /// Another process changed these sequences.
+    fn changed(&self, sequences: Vec<Uuid>);
+    /// Changes may have been missed (the listening connection dropped):
+    /// every sequence may have changed.
+    fn maybe_missed(&self);
+}
+
+/// Opens the database named by `url` (`sqlite:…` or `postgres://…`) and
+/// applies pending migrations. The store tells `elsewhere` of other
+/// processes' commits (a SQLite file has one writing process: none).
+pub async fn connect(
+    url: &str,
+    options: &ConnectOptions,
+    elsewhere: Arc<dyn ChangesElsewhere>,
+) -> Result<Arc<dyn LogStore>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url, options, hub).await?))
+        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresStore::open(url, options, hub).await?))
+        Ok(Arc::new(postgres::PostgresStore::open(url, options, elsewhere).await?))
     } else {
         Err(StoreError::UnsupportedUrl(redacted(url)))
     }

@@ -22,10 +22,9 @@ use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, EmptiedPartitions, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
-    StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
+    BatchResult, ChangesElsewhere, CountRow, EmptiedPartitions, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS,
+    SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
 };
-use crate::live::Hub;
 use crate::model::{
     Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery, SYSTEM_SEQUENCE,
     activity_at,
@@ -117,7 +116,6 @@ pub(super) struct PostgresStore {
     /// Reads: its connections stop any statement past `read_timeout`
     /// (`statement_timeout`, set once per connection).
     reads: PgPool,
-    hub: Arc<Hub>,
     listener: tokio::task::AbortHandle,
     /// Names this process in its notifications, so that it can skip its own.
     replica: Uuid,
@@ -130,7 +128,11 @@ pub(super) struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub(super) async fn open(url: &str, options: &super::ConnectOptions, hub: Arc<Hub>) -> Result<Self, StoreError> {
+    pub(super) async fn open(
+        url: &str,
+        options: &super::ConnectOptions,
+        elsewhere: Arc<dyn ChangesElsewhere>,
+    ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -158,11 +160,10 @@ impl PostgresStore {
         let upkeep = tokio::spawn(partitions::keep_ahead(pool.clone(), partitions_created.clone())).abort_handle();
         let replica = Uuid::new_v4();
         let listener = listen(&pool).await?;
-        let listener = tokio::spawn(forward_notifications(pool.clone(), listener, hub.clone(), replica)).abort_handle();
+        let listener = tokio::spawn(forward_notifications(pool.clone(), listener, elsewhere, replica)).abort_handle();
         Ok(PostgresStore {
             pool,
             reads,
-            hub,
             listener,
             replica,
             completed_runs: CompletedRuns::default(),
@@ -176,7 +177,7 @@ impl PostgresStore {
     /// Commits `transaction`, telling the other replicas which sequences it
     /// wrote to: one notification per transaction, since PostgreSQL
     /// serializes the commits of transactions that notified. (This
-    /// replica's followers learn of it from the hub, without the round trip.)
+    /// replica's followers learn of it from whoever committed, without the round trip.)
     async fn commit_and_notify(
         &self,
         mut transaction: sqlx::Transaction<'_, sqlx::Postgres>,
@@ -521,17 +522,22 @@ async fn listen(pool: &PgPool) -> Result<PgListener, StoreError> {
     Ok(listener)
 }
 
-/// Turns other replicas' notifications into wake-ups. While the listening
-/// connection is down, notifications are lost; so once it is back, every
-/// follower is told to re-read storage from its cursor.
-async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<Hub>, replica: Uuid) {
+/// Passes other replicas' notifications on. While the listening
+/// connection is down, notifications are lost; so once it is back, it says
+/// changes may have been missed.
+async fn forward_notifications(
+    pool: PgPool,
+    mut listener: PgListener,
+    elsewhere: Arc<dyn ChangesElsewhere>,
+    replica: Uuid,
+) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => match sequence::parse_notification(notification.payload()) {
                 sequence::Notification::From { replica: sender, .. } if sender == replica => {}
-                sequence::Notification::From { sequences: Some(sequences), .. } => hub.storage_changed(sequences),
+                sequence::Notification::From { sequences: Some(sequences), .. } => elsewhere.changed(sequences),
                 sequence::Notification::From { sequences: None, .. } | sequence::Notification::Unreadable => {
-                    hub.storage_changed_everywhere();
+                    elsewhere.maybe_missed();
                 }
             },
             result => {
@@ -547,7 +553,7 @@ async fn forward_notifications(pool: PgPool, mut listener: PgListener, hub: Arc<
                         }
                     }
                 };
-                hub.storage_changed_everywhere();
+                elsewhere.maybe_missed();
             }
         }
     }
@@ -566,7 +572,6 @@ impl LogStore for PostgresStore {
             }
             match self.append(&logs).await {
                 Ok(seqs) => {
-                    self.hub.committed(&logs, &seqs);
                     return Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)));
                 }
                 // Another replica stored one of these ids after the lookup,
@@ -719,7 +724,6 @@ impl LogStore for PostgresStore {
         let run = select_job_run(&mut transaction, id).await?;
         self.commit_and_notify(transaction, vec![id]).await?;
         self.completed_runs.add(id);
-        self.hub.storage_changed([id]);
         super::settle_completion(changed, run, completion)
     }
 
@@ -769,7 +773,6 @@ impl LogStore for PostgresStore {
             .await?;
         let run = select_job_run(&mut transaction, id).await?;
         self.commit_and_notify(transaction, vec![id]).await?;
-        self.hub.storage_changed([id]);
         Ok(Some((run, deleted)))
     }
 

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,7 +20,6 @@ use super::{
     BatchResult, CountRow, EmptiedPartitions, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
     StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
 };
-use crate::live::Hub;
 use crate::model::{
     Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery, SYSTEM_SEQUENCE,
     activity_at,
@@ -91,7 +89,6 @@ pub(super) struct SqliteStore {
     writer: Writer,
     reader: SqlitePool,
     path: PathBuf,
-    hub: Arc<Hub>,
     checkpointer: tokio::task::AbortHandle,
     read_timeout: Duration,
     /// Whether the opt-in text index (`optional_index`) exists.
@@ -99,7 +96,7 @@ pub(super) struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub(super) async fn open(url: &str, options: &super::ConnectOptions, hub: Arc<Hub>) -> Result<Self, StoreError> {
+    pub(super) async fn open(url: &str, options: &super::ConnectOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .synchronous(SqliteSynchronous::Full)
@@ -147,7 +144,6 @@ impl SqliteStore {
             writer: Writer::new(writer),
             reader,
             path,
-            hub,
             checkpointer,
             read_timeout: options.read_timeout,
             text_index: options.text_index,
@@ -588,7 +584,6 @@ impl LogStore for SqliteStore {
                 Ok((logs, seqs, plans))
             })
             .await?;
-        self.hub.committed(&logs, &seqs);
         Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
     }
 
@@ -682,7 +677,6 @@ impl LogStore for SqliteStore {
                 Ok((changed, run))
             })
             .await?;
-        self.hub.storage_changed([id]);
         super::settle_completion(changed, run, completion)
     }
 
@@ -713,8 +707,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn delete_job_run(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<(JobRun, u64)>, StoreError> {
-        let outcome = self
-            .writer
+        self.writer
             .transaction(async |transaction| {
                 let Some(run) = find_job_run(transaction, id).await? else {
                     return Ok(None);
@@ -737,11 +730,7 @@ impl LogStore for SqliteStore {
                 let run = select_job_run(transaction, id).await?;
                 Ok(Some((run, deleted)))
             })
-            .await?;
-        if outcome.is_some() {
-            self.hub.storage_changed([id]);
-        }
-        Ok(outcome)
+            .await
     }
 
     async fn expire(&self, log_type: LogType, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::model::{Log, NewLog, SYSTEM_SEQUENCE};
+use crate::store::ChangesElsewhere;
 
 /// Logs kept per followed sequence: enough for followers that lag a little
 /// to catch up from memory; those further behind read storage.
@@ -161,6 +162,16 @@ impl Hub {
     /// Sequences with at least one follower now.
     pub fn followed_sequences(&self) -> usize {
         self.sequences().len()
+    }
+}
+
+impl ChangesElsewhere for Hub {
+    fn changed(&self, sequences: Vec<Uuid>) {
+        self.storage_changed(sequences);
+    }
+
+    fn maybe_missed(&self) {
+        self.storage_changed_everywhere();
     }
 }
 

@@ -1,0 +1,311 @@
+//! The follow loop: one job run, or the system logs, live and exact.
+//!
+//! A follower subscribes to wake-ups first, then reads "after my cursor" in
+//! one loop that serves history, live tail and catch-up alike: a log
+//! committed while the follow switches from history to live is read on the
+//! next pass, and a slow follower simply reads more next time. Reads come
+//! from the hub's shared tail when it holds the next seq, else from storage.
+//! A follower's memory is one read batch and a small channel, whatever its
+//! lag. Every entry point (a gRPC stream today) starts followers here and
+//! only converts the events it receives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Hub, Subscription, Tail};
+use crate::auth::{AuthError, Denied, JobRunTokens, Principal};
+use crate::model::{Follow, Followed, JobRun, Log, LogQuery, SortOrder, Start};
+use crate::store::{LogStore, StoreError};
+
+/// Rows one read takes from storage, at most.
+const READ_BATCH: usize = 256;
+/// Events waiting for a slow client, per follower, at most; when they are
+/// full the follower stops reading until the client catches up.
+const CHANNEL_CAPACITY: usize = 16;
+
+/// What a follower receives, in order.
+#[derive(Debug, Clone)]
+pub enum FollowEvent {
+    /// The next matching log.
+    Log(Arc<Log>),
+    /// Retention removed the logs after `after_seq`; the follow goes on
+    /// from `first_retained_seq`.
+    Expired { after_seq: i64, first_retained_seq: i64 },
+    /// Nothing new for a while: every matching log through
+    /// `delivered_through_seq` has been delivered, and `last_seq` is the
+    /// highest seq known to be committed.
+    Heartbeat { delivered_through_seq: i64, last_seq: i64, time: DateTime<Utc> },
+    /// The run is complete and every matching log was delivered; the last
+    /// event.
+    Completed(Box<JobRun>),
+}
+
+/// Why a follow was refused or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "this sequence has {followers} followers on this server, the most --max-followers-per-job-run ({limit}) allows"
+    )]
+    TooManyFollowers { followers: usize, limit: usize },
+    #[error("after_seq {after_seq} is beyond the last seq {last_seq} of job run {job_run_id}, which is complete")]
+    BeyondCompletedRun { after_seq: i64, last_seq: i64, job_run_id: uuid::Uuid },
+    /// The server is shutting down: the follower follows again elsewhere.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// What every follower of this server shares.
+pub struct FollowersConfig {
+    pub heartbeat_interval: Duration,
+    /// Storage reads of followers at once, at most.
+    pub concurrent_reads: usize,
+    /// Revocations, to end the follows of revoked job-run tokens.
+    pub job_run_tokens: Option<Arc<JobRunTokens>>,
+    /// Followers of one sequence in this process, at most.
+    pub max_followers: usize,
+}
+
+/// Starts followers.
+#[derive(Clone)]
+pub struct Followers {
+    store: Arc<dyn LogStore>,
+    hub: Arc<Hub>,
+    heartbeat_interval: Duration,
+    /// Followers' reads queue here rather than time out waiting for a
+    /// database connection when thousands of them wake at once.
+    reads: Arc<Semaphore>,
+    job_run_tokens: Option<Arc<JobRunTokens>>,
+    max_followers: usize,
+    /// Cancelled when the server starts shutting down: every follower then
+    /// ends, so that the server can stop.
+    stopping: CancellationToken,
+}
+
+/// The events of one follow; an error, if any, is the last.
+pub type Events = mpsc::Receiver<Result<FollowEvent, FollowError>>;
+
+impl Followers {
+    pub fn new(store: Arc<dyn LogStore>, hub: Arc<Hub>, config: FollowersConfig, stopping: CancellationToken) -> Self {
+        Followers {
+            store,
+            hub,
+            heartbeat_interval: config.heartbeat_interval,
+            reads: Arc::new(Semaphore::new(config.concurrent_reads.max(1))),
+            job_run_tokens: config.job_run_tokens,
+            max_followers: config.max_followers,
+            stopping,
+        }
+    }
+
+    /// Starts following for `principal`, or refuses at once; the follow
+    /// runs until the run completes, the receiver is dropped, something
+    /// fails, or the server shuts down.
+    pub async fn follow(&self, principal: Principal, follow: Follow) -> Result<Events, FollowError> {
+        let job_run_id = match follow.followed {
+            Followed::JobRun(id) => Some(id),
+            Followed::System => None,
+        };
+        principal.may_read(job_run_id, follow.task_run_id)?;
+        // Subscribe before the first read, so that no commit falls between.
+        let subscription = self.hub.subscribe(follow.followed.sequence());
+        let followers = subscription.followers_of_sequence();
+        if followers > self.max_followers {
+            return Err(FollowError::TooManyFollowers { followers: followers - 1, limit: self.max_followers });
+        }
+        let cursor = self.start_cursor(&follow).await?;
+        let follower = Follower {
+            store: self.store.clone(),
+            reads: self.reads.clone(),
+            heartbeat_interval: self.heartbeat_interval,
+            follow,
+            cursor,
+            subscription,
+            principal,
+            job_run_tokens: self.job_run_tokens.clone(),
+        };
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(follower.run(sender, self.stopping.clone()));
+        Ok(receiver)
+    }
+
+    /// The seq after which the follower starts.
+    async fn start_cursor(&self, follow: &Follow) -> Result<i64, FollowError> {
+        match follow.start {
+            Start::AfterSeq(seq) => Ok(seq),
+            Start::FromNow => Ok(self.store.job_run(follow.followed.sequence()).await?.map_or(0, |run| run.last_seq)),
+            Start::Last(count) => {
+                let wanted = usize::try_from(count).unwrap_or(0);
+                let query = LogQuery {
+                    filter: follow.filter_after(0),
+                    order: SortOrder::Descending,
+                    after: None,
+                    limit: wanted,
+                };
+                let newest = self.store.list(&query).await?;
+                Ok(match newest.last() {
+                    Some(oldest_wanted) if newest.len() == wanted => oldest_wanted.seq - 1,
+                    _ => 0,
+                })
+            }
+        }
+    }
+}
+
+struct Follower {
+    store: Arc<dyn LogStore>,
+    reads: Arc<Semaphore>,
+    heartbeat_interval: Duration,
+    follow: Follow,
+    /// Every matching log up to this seq has been delivered.
+    cursor: i64,
+    subscription: Subscription,
+    /// Checked again at each storage read (every heartbeat at least), and
+    /// at its token's expiry.
+    principal: Principal,
+    job_run_tokens: Option<Arc<JobRunTokens>>,
+}
+
+type Sender = mpsc::Sender<Result<FollowEvent, FollowError>>;
+
+impl Follower {
+    /// Follows until the run completes, the receiver leaves, something
+    /// fails, or the server shuts down; the events then end with the reason.
+    async fn run(mut self, sender: Sender, stopping: CancellationToken) {
+        let followed = tokio::select! {
+            result = self.follow(&sender) => result,
+            () = stopping.cancelled() => Err(FollowError::ShuttingDown),
+        };
+        if let Err(error) = followed {
+            // Waits for a receiver that reads slowly; a shutdown's grace
+            // period bounds the wait.
+            let _ = sender.send(Err(error)).await;
+        }
+    }
+
+    /// Delivers until the run completes (Ok) or the receiver leaves (Ok,
+    /// with nobody to tell). Reads the shared tail when it holds the next
+    /// seq, and storage at the start, on a gap, when storage changed in a
+    /// way the tail cannot show (other replicas' commits, completion), and
+    /// at each heartbeat as a backstop.
+    async fn follow(&mut self, sender: &Sender) -> Result<(), FollowError> {
+        let mut quiet_since = Instant::now();
+        let mut read_storage = true;
+        // The highest seq known to be committed in the run.
+        let mut last_seq = 0;
+        loop {
+            if !read_storage {
+                match self.subscription.tail_after(self.cursor, READ_BATCH) {
+                    Tail::Next(logs) => {
+                        for log in logs {
+                            self.cursor = log.seq;
+                            if self.follow.matches(&log) {
+                                if !send(sender, FollowEvent::Log(log)).await {
+                                    return Ok(());
+                                }
+                                quiet_since = Instant::now();
+                            }
+                        }
+                        last_seq = last_seq.max(self.cursor);
+                        continue;
+                    }
+                    Tail::AtEnd => {}
+                    Tail::Unknown => read_storage = true,
+                }
+            }
+            if read_storage {
+                self.principal.still_valid(self.job_run_tokens.as_deref())?;
+                let (run, logs) = self.read().await?;
+                if let Some(gap) = run.as_ref().and_then(|run| run.gone_after(self.cursor)) {
+                    let expired = FollowEvent::Expired { after_seq: self.cursor, first_retained_seq: gap };
+                    if !send(sender, expired).await {
+                        return Ok(());
+                    }
+                    self.cursor = gap - 1;
+                    quiet_since = Instant::now();
+                }
+                let more_waiting = logs.len() == READ_BATCH;
+                for log in logs {
+                    self.cursor = log.seq;
+                    if !send(sender, FollowEvent::Log(Arc::new(log))).await {
+                        return Ok(());
+                    }
+                    quiet_since = Instant::now();
+                }
+                if more_waiting {
+                    continue;
+                }
+                // The read saw everything committed before `run` was read, so
+                // the follower has passed every seq up to its last, matching
+                // or not.
+                last_seq = last_seq.max(run.as_ref().map_or(0, |run| run.last_seq));
+                self.cursor = self.cursor.max(run.as_ref().map_or(0, |run| run.last_seq));
+                if let Some(run) = run.filter(|run| run.completion.is_some()) {
+                    if self.cursor > run.last_seq {
+                        return Err(FollowError::BeyondCompletedRun {
+                            after_seq: self.cursor,
+                            last_seq: run.last_seq,
+                            job_run_id: run.id,
+                        });
+                    }
+                    send(sender, FollowEvent::Completed(Box::new(run))).await;
+                    return Ok(());
+                }
+            }
+            let expiry = self.principal.expires_at();
+            tokio::select! {
+                storage_changed = self.subscription.woken() => read_storage = storage_changed,
+                () = sleep_until_time(expiry) => return Err(AuthError::Expired.into()),
+                () = tokio::time::sleep_until(quiet_since + self.heartbeat_interval) => {
+                    let heartbeat =
+                        FollowEvent::Heartbeat { delivered_through_seq: self.cursor, last_seq, time: Utc::now() };
+                    if !send(sender, heartbeat).await {
+                        return Ok(());
+                    }
+                    quiet_since = Instant::now();
+                    read_storage = true;
+                }
+                () = sender.closed() => return Ok(()),
+            }
+        }
+    }
+
+    /// The followed sequence's state, then the matching logs after the
+    /// cursor, in that order.
+    async fn read(&self) -> Result<(Option<JobRun>, Vec<Log>), FollowError> {
+        // The semaphore is never closed: a permit always comes.
+        let _permit = self.reads.acquire().await.ok();
+        let run = self.store.job_run(self.follow.followed.sequence()).await?;
+        let query = LogQuery {
+            filter: self.follow.filter_after(self.cursor),
+            order: SortOrder::Ascending,
+            after: None,
+            limit: READ_BATCH,
+        };
+        let logs = self.store.list(&query).await?;
+        Ok((run, logs))
+    }
+}
+
+/// Sleeps until `time`, or forever if there is none.
+async fn sleep_until_time(time: Option<DateTime<Utc>>) {
+    match time {
+        Some(time) => tokio::time::sleep((time - Utc::now()).to_std().unwrap_or_default()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends one event; false once the receiver has gone.
+async fn send(sender: &Sender, event: FollowEvent) -> bool {
+    sender.send(Ok(event)).await.is_ok()
+}
