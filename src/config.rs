@@ -145,7 +145,7 @@ pub struct ServeArgs {
     /// Load and check the configuration (flags, environment, the files they name, the database URL's form), say what would be served, and exit: no database is opened and no port bound.
     #[arg(long)]
     pub check_config: bool,
-    /// How long a StreamLogs stream may stay silent before it gets a heartbeat.
+    /// How long a StreamLogs or FollowLogs stream may stay silent before it gets a heartbeat.
     #[arg(long, env = "LOGWELL_STREAM_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub stream_heartbeat_interval: Duration,
     /// How often the server pings each HTTP/2 connection (keeps idle streams alive through proxies).
@@ -202,6 +202,9 @@ pub struct ServeArgs {
     /// Followers of one job run (or of the system logs) on this server, at most.
     #[arg(long, env = "LOGWELL_MAX_FOLLOWERS_PER_JOB_RUN", default_value_t = 10_000)]
     pub max_followers_per_job_run: usize,
+    /// Follows across runs (FollowLogs) on this server at once, at most: each reads storage at every commit.
+    #[arg(long, env = "LOGWELL_MAX_CROSS_RUN_FOLLOWERS", default_value_t = 100)]
+    pub max_cross_run_followers: usize,
     /// Logs per second each caller (token, job-run token) may write; 0 means no limit.
     #[arg(long, env = "LOGWELL_RATE_LIMIT_LOGS_PER_SECOND", default_value_t = 0)]
     pub rate_limit_logs_per_second: u32,
@@ -378,6 +381,7 @@ impl ServeArgs {
             limits: self.limits()?,
             max_request_bytes: positive("--max-request-bytes", self.max_request_bytes)?,
             max_followers_per_job_run: positive("--max-followers-per-job-run", self.max_followers_per_job_run)?,
+            max_cross_run_followers: positive("--max-cross-run-followers", self.max_cross_run_followers)?,
             rate_limit: self.rate_limit()?,
             tls: self.tls()?,
             tls_reload_interval: self.tls_reload_interval,

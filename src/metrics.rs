@@ -11,7 +11,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::ingest::Ingest;
-use crate::live::Hub;
+use crate::live::{Followers, Hub};
 use crate::model::LogType;
 use crate::retention::RetentionStats;
 use crate::store::LogStore;
@@ -19,6 +19,7 @@ use crate::store::LogStore;
 /// What the metrics are read from.
 pub struct Sources {
     pub hub: Arc<Hub>,
+    pub followers: Followers,
     pub ingest: Arc<Ingest>,
     pub retention: Arc<RetentionStats>,
     pub rpc: Arc<crate::api::RpcMetrics>,
@@ -39,6 +40,12 @@ pub async fn render(sources: &Sources) -> String {
         "logwell_followed_sequences",
         "Job runs (and the system log sequence) with at least one follower now.",
         count(hub.followed_sequences()),
+    );
+    metric(
+        "gauge",
+        "logwell_cross_run_followers",
+        "FollowLogs followers (across runs) connected now.",
+        count(sources.followers.following_across()),
     );
     let ingest = &sources.ingest;
     let stats = ingest.stats();

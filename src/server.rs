@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub max_request_bytes: usize,
     /// Followers of one job run (or of the system logs) on this server, at most.
     pub max_followers_per_job_run: usize,
+    /// Follows across runs at once, at most.
+    pub max_cross_run_followers: usize,
     /// Each caller's write rate, if limited.
     pub rate_limit: Option<Arc<RateLimiter>>,
     /// TLS for the gRPC listener; plaintext if `None`.
@@ -145,8 +147,10 @@ pub async fn serve(
         concurrent_reads: settings.concurrent_stream_reads,
         job_run_tokens: settings.access.job_run_tokens.clone(),
         max_followers: settings.max_followers_per_job_run,
+        max_across: settings.max_cross_run_followers,
     };
-    let streamer = LogStreamer::new(Followers::new(store.clone(), hub.clone(), followers, stopping.clone()));
+    let followers = Followers::new(store.clone(), hub.clone(), followers, stopping.clone());
+    let streamer = LogStreamer::new(followers.clone(), store.clone());
     // tonic's refusal of an oversized request happens before any handler.
     macro_rules! limited {
         ($service:expr) => {
@@ -234,6 +238,7 @@ pub async fn serve(
         let stopped = stopping.clone().cancelled_owned();
         let sources = metrics::Sources {
             hub,
+            followers,
             ingest: ingest.clone(),
             retention: retention_stats,
             rpc: rpc_metrics,

@@ -28,6 +28,9 @@ pub enum ApiError {
         "this sequence has {followers} followers on this server, the most --max-followers-per-job-run ({limit}) allows"
     )]
     TooManyFollowers { followers: usize, limit: usize },
+    /// A bound of this server is reached; the message says which.
+    #[error("{0}")]
+    Exhausted(String),
     #[error("the request is {bytes} bytes; --max-request-bytes allows at most {limit}")]
     RequestTooLarge { bytes: usize, limit: usize },
     #[error(
@@ -60,6 +63,7 @@ impl From<FollowError> for ApiError {
             FollowError::Auth(error) => ApiError::Auth(error),
             FollowError::Store(error) => ApiError::Store(error),
             FollowError::TooManyFollowers { followers, limit } => ApiError::TooManyFollowers { followers, limit },
+            too_many @ FollowError::TooManyAcross { .. } => ApiError::Exhausted(too_many.to_string()),
             beyond @ FollowError::BeyondCompletedRun { .. } => ApiError::OutOfRange(beyond.to_string()),
             FollowError::ShuttingDown => ApiError::ShuttingDown {
                 then: "follow again, on another server, with after_seq set to the last seq you received",
@@ -91,7 +95,7 @@ impl From<ApiError> for Status {
             ApiError::Auth(denied @ AuthError::Denied(_)) => Status::permission_denied(denied.to_string()),
             ApiError::Auth(unauthenticated) => Status::unauthenticated(unauthenticated.to_string()),
             ApiError::NoSigningKey => Status::failed_precondition(error.to_string()),
-            ApiError::TooManyFollowers { .. } | ApiError::RequestTooLarge { .. } => {
+            ApiError::TooManyFollowers { .. } | ApiError::RequestTooLarge { .. } | ApiError::Exhausted(_) => {
                 Status::resource_exhausted(error.to_string())
             }
             ApiError::RateLimited { retry_after, .. } => {
@@ -109,7 +113,7 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::IdTaken(id)) => Status::already_exists(format!(
                 "log id {id} is already used by a log of another job run, task run or type; ids name one log forever"
             )),
-            ApiError::Store(race @ StoreError::IdRace) => Status::aborted(race.to_string()),
+            ApiError::Store(race @ (StoreError::IdRace | StoreError::Overtaken)) => Status::aborted(race.to_string()),
             ApiError::Store(StoreError::ReadTimedOut { limit }) => Status::deadline_exceeded(format!(
                 "the read ran longer than this server's limit of {} s and was stopped: narrow it with a filter an \
                  index serves (one job run or task run, a time range, an indexed metadata key)",

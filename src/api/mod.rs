@@ -5,6 +5,7 @@ mod access;
 mod codec;
 mod convert;
 mod error;
+mod follow_cursor;
 mod ingest_stream;
 mod job_runs;
 mod observe;

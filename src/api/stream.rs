@@ -1,29 +1,64 @@
-//! LogStreamService: follows a job run, or the system logs, live. The
-//! follow loop lives in `live`; this edge validates the request and turns
-//! the loop's events into messages.
+//! LogStreamService: follows a job run or the system logs (StreamLogs), or
+//! every log matching a filter across runs (FollowLogs), live. The follow
+//! loops live in `live`; this edge validates requests, turns the loops'
+//! events into messages and positions into cursors.
+
+use std::sync::Arc;
 
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
-use super::convert::{follow_draft, job_run_to_proto, log_to_proto, time_to_proto};
+use super::convert::{filter_draft, follow_draft, job_run_to_proto, log_to_proto, time_to_proto};
 use super::error::ApiError;
-use crate::live::{FollowError, FollowEvent, Followers};
+use super::follow_cursor;
+use crate::live::{AcrossEvent, AcrossFollow, AcrossStart, FollowError, FollowEvent, Followers};
 use crate::model::{Log, Violations};
 use crate::proto::v1 as pb;
 use crate::proto::v1::log_stream_service_server::LogStreamService;
 use crate::proto::v1::stream_logs_response::Event;
+use crate::store::LogStore;
 
 /// Serves LogStreamService.
 #[derive(Clone)]
 pub struct LogStreamer {
     followers: Followers,
+    store: Arc<dyn LogStore>,
+    /// The database's identity, which cursors carry: read at the first
+    /// follow across runs, since the database may be away at start.
+    database: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl LogStreamer {
-    pub fn new(followers: Followers) -> Self {
-        LogStreamer { followers }
+    pub fn new(followers: Followers, store: Arc<dyn LogStore>) -> Self {
+        LogStreamer { followers, store, database: Arc::default() }
+    }
+
+    async fn database(&self) -> Result<String, ApiError> {
+        Ok(self.database.get_or_try_init(|| self.store.database_identity()).await?.clone())
+    }
+
+    /// A validated follow across runs.
+    async fn across_follow(&self, request: pb::FollowLogsRequest) -> Result<(AcrossFollow, String), ApiError> {
+        use pb::follow_logs_request::Start;
+        let mut violations = Violations::default();
+        let draft = request.filter.map(|filter| filter_draft(filter, "filter", &mut violations)).unwrap_or_default();
+        let filter = draft.validate("filter.", &mut violations);
+        let database = self.database().await?;
+        let start = match request.start {
+            None | Some(Start::FromNow(_)) => AcrossStart::FromNow,
+            Some(Start::FromStart(_)) => AcrossStart::FromStart,
+            Some(Start::AfterCursor(cursor)) => match follow_cursor::decode(&cursor, &database) {
+                Ok(position) => AcrossStart::After(position),
+                Err(reason) => {
+                    violations.add("after_cursor", reason);
+                    AcrossStart::FromNow
+                }
+            },
+        };
+        violations.into_result(())?;
+        Ok((AcrossFollow { filter, start }, database))
     }
 }
 
@@ -33,9 +68,29 @@ type Messages = tokio_stream::adapters::Map<
     fn(Result<FollowEvent, FollowError>) -> Result<pb::StreamLogsResponse, Status>,
 >;
 
+/// A follow across runs' events as messages.
+type AcrossMessages = tokio_stream::adapters::Map<
+    ReceiverStream<Result<AcrossEvent, FollowError>>,
+    Box<dyn FnMut(Result<AcrossEvent, FollowError>) -> Result<pb::FollowLogsResponse, Status> + Send>,
+>;
+
 #[tonic::async_trait]
 impl LogStreamService for LogStreamer {
     type StreamLogsStream = Messages;
+    type FollowLogsStream = AcrossMessages;
+
+    async fn follow_logs(
+        &self,
+        request: Request<pb::FollowLogsRequest>,
+    ) -> Result<Response<Self::FollowLogsStream>, Status> {
+        let principal = principal(&request)?;
+        let (follow, database) = self.across_follow(request.into_inner()).await?;
+        let events = self.followers.follow_across(&principal, follow).await.map_err(ApiError::from)?;
+        let to_message = move |event: Result<AcrossEvent, FollowError>| {
+            Ok(across_message(event.map_err(ApiError::from)?, &database))
+        };
+        Ok(Response::new(ReceiverStream::new(events).map(Box::new(to_message) as Box<_>)))
+    }
 
     async fn stream_logs(
         &self,
@@ -53,6 +108,22 @@ impl LogStreamService for LogStreamer {
 /// The message of one follow event, or the status that ends the stream.
 fn to_message(event: Result<FollowEvent, FollowError>) -> Result<pb::StreamLogsResponse, Status> {
     Ok(message(event.map_err(ApiError::from)?))
+}
+
+/// The message of one event of a follow across runs, in `database`.
+fn across_message(event: AcrossEvent, database: &str) -> pb::FollowLogsResponse {
+    use pb::follow_logs_response::Event;
+    let event = match event {
+        AcrossEvent::Log { log, position } => Event::Log(pb::FollowedLog {
+            log: Some(log_to_proto(Log::clone(&log))),
+            cursor: follow_cursor::encode(position, database),
+        }),
+        AcrossEvent::Heartbeat { through, time } => Event::Heartbeat(pb::FollowHeartbeat {
+            cursor: follow_cursor::encode(through, database),
+            time: Some(time_to_proto(time)),
+        }),
+    };
+    pb::FollowLogsResponse { event: Some(event) }
 }
 
 /// The message of one follow event.

@@ -184,6 +184,14 @@ impl Principal {
         }
     }
 
+    /// Whether this principal may read across runs: not a job-run token.
+    pub fn may_read_across_runs(&self) -> Result<(), Denied> {
+        match self {
+            Principal::Anyone | Principal::Token { .. } => Ok(()),
+            Principal::JobRun(grant) => Err(Denied::AcrossRuns { grant: grant.describe() }),
+        }
+    }
+
     /// Whether this principal may read a job run's state.
     pub fn may_read_job_run(&self, job_run_id: Uuid) -> Result<(), Denied> {
         match self {
@@ -291,6 +299,8 @@ pub enum Denied {
     MissingScope { scope: Scope, action: String },
     #[error("this token is bound to {grant}; {field} names something outside it")]
     OutsideGrant { grant: String, field: String },
+    #[error("this token is bound to {grant}, and a follow across runs reads beyond it; follow the run with StreamLogs")]
+    AcrossRuns { grant: String },
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::across::{AcrossCount, AcrossEvents, AcrossFollow, AcrossStarter};
 use super::hub::{Hub, Subscription, Tail};
 use crate::auth::{AuthError, Denied, JobRunTokens, Principal};
 use crate::model::{Follow, Followed, JobRun, Log, LogQuery, SortOrder, Start};
@@ -58,6 +59,11 @@ pub enum FollowError {
         "this sequence has {followers} followers on this server, the most --max-followers-per-job-run ({limit}) allows"
     )]
     TooManyFollowers { followers: usize, limit: usize },
+    #[error(
+        "this server follows {limit} logs across runs already, the most --max-cross-run-followers allows; \
+         narrow the follow to a job run (StreamLogs) or try another server"
+    )]
+    TooManyAcross { limit: usize },
     #[error("after_seq {after_seq} is beyond the last seq {last_seq} of job run {job_run_id}, which is complete")]
     BeyondCompletedRun { after_seq: i64, last_seq: i64, job_run_id: uuid::Uuid },
     /// The server is shutting down: the follower follows again elsewhere.
@@ -74,6 +80,8 @@ pub struct FollowersConfig {
     pub job_run_tokens: Option<Arc<JobRunTokens>>,
     /// Followers of one sequence in this process, at most.
     pub max_followers: usize,
+    /// Followers across runs in this process, at most.
+    pub max_across: usize,
 }
 
 /// Starts followers.
@@ -87,6 +95,8 @@ pub struct Followers {
     reads: Arc<Semaphore>,
     job_run_tokens: Option<Arc<JobRunTokens>>,
     max_followers: usize,
+    across: Arc<AcrossCount>,
+    max_across: usize,
     /// Cancelled when the server starts shutting down: every follower then
     /// ends, so that the server can stop.
     stopping: CancellationToken,
@@ -104,8 +114,36 @@ impl Followers {
             reads: Arc::new(Semaphore::new(config.concurrent_reads.max(1))),
             job_run_tokens: config.job_run_tokens,
             max_followers: config.max_followers,
+            across: Arc::default(),
+            max_across: config.max_across,
             stopping,
         }
+    }
+
+    /// Starts following across runs for `principal`, or refuses at once;
+    /// the follow runs until the receiver is dropped, something fails, or
+    /// the server shuts down.
+    pub async fn follow_across(
+        &self,
+        principal: &Principal,
+        follow: AcrossFollow,
+    ) -> Result<AcrossEvents, FollowError> {
+        principal.may_read_across_runs()?;
+        let starter = AcrossStarter {
+            store: &self.store,
+            reads: &self.reads,
+            count: &self.across,
+            limit: self.max_across,
+            heartbeat_interval: self.heartbeat_interval,
+            commits: self.hub.commits(),
+            stopping: &self.stopping,
+        };
+        starter.start(follow).await
+    }
+
+    /// Followers across runs now.
+    pub fn following_across(&self) -> usize {
+        self.across.now()
     }
 
     /// Starts following for `principal`, or refuses at once; the follow

@@ -46,6 +46,9 @@ struct Sequence {
 pub struct Hub {
     sequences: Mutex<HashMap<Uuid, Arc<Sequence>>>,
     followers: AtomicUsize,
+    /// Moves at every commit this process makes or hears of, in any
+    /// sequence: the wake-up of follows across runs.
+    commits: watch::Sender<u64>,
 }
 
 /// A follower's registration. Dropping it unregisters the follower, and the
@@ -100,6 +103,7 @@ impl Hub {
     /// Publishes logs this process committed (`seqs[i]` is the seq of
     /// `logs[i]`) to the followers of their sequences. Call in commit order.
     pub fn committed(&self, logs: &[&NewLog], seqs: &[i64]) {
+        self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
         let followed: Vec<(Uuid, Arc<Sequence>)> = {
             let sequences = self.sequences();
             if sequences.is_empty() {
@@ -138,6 +142,7 @@ impl Hub {
     /// Tells the followers of each sequence to read storage: it changed in a
     /// way the tail does not show.
     pub fn storage_changed(&self, sequences: impl IntoIterator<Item = Uuid>) {
+        self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
         let registered = self.sequences();
         for id in sequences {
             if let Some(sequence) = registered.get(&id) {
@@ -149,9 +154,15 @@ impl Hub {
     /// Tells every follower to read storage: wake-ups may have been lost
     /// (a replica's listening connection dropped).
     pub fn storage_changed_everywhere(&self) {
+        self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
         for sequence in self.sequences().values() {
             sequence.signal.send_modify(|signal| signal.storage = signal.storage.wrapping_add(1));
         }
+    }
+
+    /// Wake-ups at every commit, in any sequence, from now on.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Followers registered now.

@@ -2,8 +2,10 @@
 //! and the follow loop every reader shares (gRPC streams, and any other
 //! entry point), which yields domain events, never wire messages.
 
+mod across;
 mod follower;
 mod hub;
 
+pub use across::{AcrossEvent, AcrossEvents, AcrossFollow, AcrossStart};
 pub use follower::{FollowError, FollowEvent, Followers, FollowersConfig};
 pub use hub::{Hub, Subscription, Tail};

@@ -10,6 +10,7 @@ mod job_run;
 mod kinds;
 mod limits;
 mod log;
+mod position;
 mod query;
 mod retention;
 mod run_listing;
@@ -29,6 +30,7 @@ pub use job_run::{
 pub use kinds::{Level, LogType, Outcome, Owner, Stream, UnknownName};
 pub use limits::{Limits, TRUNCATED_FROM_BYTES};
 pub use log::{Log, LogDraft, NewLog, Receipt};
+pub use position::Position;
 pub use query::{Cursor, DEFAULT_PAGE_SIZE, LogQuery, MAX_PAGE_SIZE, Ordering, QueryDraft, SortOrder};
 pub use retention::{MIN_RETENTION, RetentionPolicy};
 pub use run_listing::{RunCursor, RunFilter, RunQuery, RunQueryDraft, RunState};

@@ -11,8 +11,10 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{BatchResult, CountRow, EmptiedPartitions, ExpiryEstimate, LogStore, StoreError};
-use crate::model::{Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery};
+use super::{BatchResult, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, LogStore, StoreError};
+use crate::model::{
+    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity, RunQuery,
+};
 
 /// The last word on the database: `None` until something has been tried.
 #[derive(Debug, Clone)]
@@ -78,6 +80,24 @@ impl LogStore for Observed {
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {
         self.availability.observe(self.inner.list(query).instrument(operation("list")).await)
+    }
+
+    async fn read_committed(
+        &self,
+        filter: &LogFilter,
+        after: Position,
+        limit: usize,
+    ) -> Result<CommittedPage, StoreError> {
+        self.availability
+            .observe(self.inner.read_committed(filter, after, limit).instrument(operation("read_committed")).await)
+    }
+
+    async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
+        self.availability.observe(self.inner.commit_horizon().instrument(operation("commit_horizon")).await)
+    }
+
+    async fn database_identity(&self) -> Result<String, StoreError> {
+        self.availability.observe(self.inner.database_identity().instrument(operation("database_identity")).await)
     }
 
     async fn plan(&self, query: &LogQuery) -> Result<String, StoreError> {

@@ -34,6 +34,10 @@ pub enum StoreError {
     /// finds what it stored.
     #[error("another writer stored the same log ids at the same moment; nothing was stored, retry")]
     IdRace,
+    /// Another replica's transaction wrote one of the group's runs first,
+    /// though it began later, again and again: nothing was stored; retry.
+    #[error("another replica wrote the same job runs at the same moment, again and again; nothing was stored, retry")]
+    Overtaken,
     /// A deletion of a run that is still open.
     #[error("job run {0} is open")]
     JobRunOpen(Uuid),

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::model::{
-    Cursor, Grouping, LogFilter, LogQuery, LogType, MetadataCondition, Ordering, SortOrder, TextSearch,
+    Cursor, Grouping, LogFilter, LogQuery, LogType, MetadataCondition, Ordering, Position, SortOrder, TextSearch,
 };
 
 /// The columns every read selects, in `StoredRow` order.
@@ -53,6 +53,12 @@ pub(super) trait Dialect {
     fn metadata_condition(condition: &MetadataCondition, bind: Bind) -> String;
     /// The column that the run indexes key a log's job run by.
     const RUN_KEY: &'static str;
+    /// The column of a log's commit in the commit order of all logs.
+    const COMMIT: &'static str;
+    /// A log's place among its commit's logs: a column, or 0.
+    const COMMIT_INDEX: &'static str;
+    /// `ORDER BY` of the commit order.
+    const COMMIT_ORDER: &'static str;
     /// A condition: a log belongs to the `job_runs` row in scope.
     const LOGS_OF_JOB_RUNS_ROW: &'static str;
     /// The `RUN_KEY` value of the job run whose id is bound at `placeholder`.
@@ -248,6 +254,31 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery, scope: ReadScope) -> 
     let mut sql = format!("SELECT {LOG_COLUMNS} FROM logs{}", builder.where_clause());
     let order_by: Vec<String> = keys.iter().map(|key| format!("{key} {direction}")).collect();
     sql.push_str(&format!(" ORDER BY {} LIMIT {}", order_by.join(", "), query.limit));
+    Statement { sql, params: builder.params }
+}
+
+/// `SELECT …, commit FROM logs WHERE … ORDER BY commit, id LIMIT …`: the
+/// logs matching `filter` after `after` in commit order, of commits below
+/// `horizon` (all of which have ended).
+pub(super) fn committed_statement<D: Dialect>(
+    filter: &LogFilter,
+    after: Position,
+    horizon: i64,
+    limit: usize,
+    scope: ReadScope,
+) -> Statement {
+    let mut builder = Builder::<D>::new(scope);
+    builder.filter(filter);
+    let (commit, index) = (builder.bind(Param::Int(after.commit)), builder.bind(Param::Int(after.index.into())));
+    builder.conditions.push(format!("({}, {}) > ({commit}, {index})", D::COMMIT, D::COMMIT_INDEX));
+    builder.condition(&format!("{} <", D::COMMIT), Param::Int(horizon));
+    let sql = format!(
+        "SELECT {LOG_COLUMNS}, {} AS log_commit, {} AS log_commit_index FROM logs{} ORDER BY {} LIMIT {limit}",
+        D::COMMIT,
+        D::COMMIT_INDEX,
+        builder.where_clause(),
+        D::COMMIT_ORDER,
+    );
     Statement { sql, params: builder.params }
 }
 

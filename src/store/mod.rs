@@ -19,8 +19,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::model::{
-    Completion, Grouping, JobRun, LevelCounts, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Receipt, RunIdentity,
-    RunQuery, SYSTEM_SEQUENCE,
+    Completion, Grouping, JobRun, LevelCounts, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Position, Receipt,
+    RunIdentity, RunQuery, SYSTEM_SEQUENCE,
 };
 
 pub use availability::{Availability, Observed};
@@ -97,6 +97,29 @@ const SUBTRACT_GONE: &str = "trace_logs = trace_logs - gone.trace, debug_logs = 
 const TAKE_LEASE_UPSERT: &str = "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
      expires_at = excluded.expires_at WHERE leases.holder = excluded.holder OR leases.expires_at < ";
 
+/// Logs in commit order after a position (`LogStore::read_committed`).
+#[derive(Debug)]
+pub struct CommittedPage {
+    pub logs: Vec<(Position, Log)>,
+    /// Every matching log before this position is in `logs` or was before
+    /// the position read after.
+    pub read_through: Position,
+    /// Transactions were running when the read began: when they commit,
+    /// their logs land at or past `read_through`, and a transaction of
+    /// another program on the database commits without any wake-up. A
+    /// follower that saw this reads again shortly.
+    pub held_back: bool,
+}
+
+/// Where committed logs end now (`LogStore::commit_horizon`).
+#[derive(Debug, Clone, Copy)]
+pub struct Horizon {
+    /// Every log committed so far is before this position.
+    pub position: Position,
+    /// As `CommittedPage::held_back`.
+    pub held_back: bool,
+}
+
 /// One batch's answer within a group commit.
 pub type BatchResult = Result<Vec<Receipt>, StoreError>;
 
@@ -116,6 +139,24 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// Runs one page of a listing.
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError>;
+
+    /// Up to `limit` logs matching `filter` after `after` in the commit
+    /// order of all logs, and how far the read is complete: a follow across
+    /// runs reads this, and resumes from any replica.
+    async fn read_committed(
+        &self,
+        filter: &LogFilter,
+        after: Position,
+        limit: usize,
+    ) -> Result<CommittedPage, StoreError>;
+
+    /// A position after every log committed so far: where a follow from now
+    /// starts.
+    async fn commit_horizon(&self) -> Result<Horizon, StoreError>;
+
+    /// A name of this database, the same for every replica and stable
+    /// across restarts, that follow cursors carry.
+    async fn database_identity(&self) -> Result<String, StoreError>;
 
     /// The database's plan for one page of a listing (`EXPLAIN`), one step
     /// a line: which indexes it reads.
@@ -223,6 +264,24 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// Closes every connection, waiting for those in use to be returned.
     async fn close(&self);
+}
+
+/// The page of `logs` (at `positions`) that a read of at most `limit` after
+/// `after`, below `horizon`, found: complete through its last log if full,
+/// else through the horizon.
+fn committed_page(
+    logs: Vec<Log>,
+    positions: Vec<Position>,
+    after: Position,
+    limit: usize,
+    horizon: Horizon,
+) -> CommittedPage {
+    let logs: Vec<(Position, Log)> = positions.into_iter().zip(logs).collect();
+    let read_through = match logs.last() {
+        Some((last, _)) if logs.len() == limit => *last,
+        _ => horizon.position.max(after),
+    };
+    CommittedPage { logs, read_through, held_back: horizon.held_back }
 }
 
 /// The page after `logs` (the page `query` read), or `None` once a page

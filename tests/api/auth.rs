@@ -193,6 +193,20 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
                 Err(status) => status.code(),
             }
         }
+        "FollowLogs" => {
+            let follow = pb::FollowLogsRequest {
+                start: Some(pb::follow_logs_request::Start::FromStart(true)),
+                ..Default::default()
+            };
+            match server.stream().follow_logs(request(follow, credential)).await {
+                Ok(stream) => {
+                    let first = stream.into_inner().message().await.expect("event").expect("one event");
+                    assert!(matches!(first.event, Some(pb::follow_logs_response::Event::Log(_))), "{first:?}");
+                    Code::Ok
+                }
+                Err(status) => status.code(),
+            }
+        }
         "StreamLogs" => {
             let follow = pb::StreamLogsRequest {
                 job_run_id: run.to_string(),
@@ -254,7 +268,7 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
 
 /// Every RPC of logwell's contract: the configured token that may call it,
 /// and what job-run tokens for the calls' run and for another run get.
-const RPCS: [(&str, Credential, Code, Code); 23] = [
+const RPCS: [(&str, Credential, Code, Code); 24] = [
     ("WriteSystemLog", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteSystemLogs", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteJobLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
@@ -269,6 +283,8 @@ const RPCS: [(&str, Credential, Code, Code); 23] = [
     ("CountLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("ExportLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("StreamLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
+    // A job-run token may not follow across runs, even its own.
+    ("FollowLogs", Credential::Reader, Code::PermissionDenied, Code::PermissionDenied),
     ("GetJobRun", Credential::Reader, Code::Ok, Code::PermissionDenied),
     ("StartJobRun", Credential::Writer, Code::Ok, Code::PermissionDenied),
     // Another run's token lists its own run only; here, none.

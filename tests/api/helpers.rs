@@ -182,6 +182,7 @@ pub fn test_settings() -> ServerSettings {
         limits: logwell::model::Limits::default(),
         max_request_bytes: 16 * 1024 * 1024,
         max_followers_per_job_run: 10_000,
+        max_cross_run_followers: 100,
         rate_limit: None,
         tls: None,
         tls_reload_interval: Duration::from_millis(100),

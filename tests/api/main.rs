@@ -20,6 +20,7 @@ mod context;
 mod counts;
 mod export;
 mod filters;
+mod follow_across;
 mod health;
 mod hostile;
 mod ingest;

@@ -10,9 +10,9 @@ use crate::model::NewLog;
 
 /// The statement the rows are for; its columns in this order.
 pub(super) const COPY_LOGS: &str = "COPY logs (id, type, job_run_id, task_run_id, seq, event_time, received_at, \
-     level, stream, source, message, metadata, partition_day) FROM STDIN (FORMAT binary)";
+     level, stream, source, message, metadata, partition_day, commit_index) FROM STDIN (FORMAT binary)";
 
-const COLUMNS: i16 = 13;
+const COLUMNS: i16 = 14;
 /// The signature, flags and header extension length of every binary COPY.
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// A field count of -1 ends the data.
@@ -25,11 +25,12 @@ const POSTGRES_EPOCH_DAY_FROM_CE: i32 = 730_120;
 const JSONB_VERSION: u8 = 1;
 
 /// The binary COPY data of `logs`, `seqs[i]` the seq of `logs[i]` and
-/// `days[i]` its partition day.
+/// `days[i]` its partition day; each log's place in the transaction is its
+/// index (the commit order of its logs).
 pub(super) fn rows(logs: &[&NewLog], seqs: &[i64], days: &[NaiveDate]) -> Result<Vec<u8>, serde_json::Error> {
     let mut data = Vec::with_capacity(HEADER.len() + logs.len() * 400);
     data.extend_from_slice(HEADER);
-    for ((log, &seq), &day) in logs.iter().zip(seqs).zip(days) {
+    for (index, ((log, &seq), &day)) in logs.iter().zip(seqs).zip(days).enumerate() {
         data.extend_from_slice(&COLUMNS.to_be_bytes());
         uuid(&mut data, Some(log.id));
         text(&mut data, log.owner.log_type().as_str());
@@ -48,6 +49,7 @@ pub(super) fn rows(logs: &[&NewLog], seqs: &[i64], days: &[NaiveDate]) -> Result
         data.push(JSONB_VERSION);
         data.extend_from_slice(&metadata);
         date(&mut data, day);
+        field(&mut data, &i32::try_from(index).unwrap_or(i32::MAX).to_be_bytes());
     }
     data.extend_from_slice(&TRAILER.to_be_bytes());
     Ok(data)

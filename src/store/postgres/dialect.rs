@@ -51,6 +51,12 @@ impl Dialect for PostgresDialect {
         }
     }
 
+    const COMMIT: &'static str = "commit_xid";
+
+    const COMMIT_INDEX: &'static str = "commit_index";
+
+    const COMMIT_ORDER: &'static str = "commit_xid, commit_index";
+
     const RUN_KEY: &'static str = "job_run_id";
 
     // The day too, so that each run's lookup reads its day's partitions.

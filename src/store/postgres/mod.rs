@@ -22,12 +22,12 @@ use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, ChangesElsewhere, CountRow, EmptiedPartitions, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS,
-    SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
+    BatchResult, ChangesElsewhere, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, JobRunRow,
+    LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
 };
 use crate::model::{
-    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery, SYSTEM_SEQUENCE,
-    activity_at,
+    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity, RunQuery,
+    SYSTEM_SEQUENCE, activity_at,
 };
 
 /// sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
@@ -77,12 +77,18 @@ const COPY_FROM_LOGS: usize = 1_000;
 /// the group is complete.
 const JOB_RUN_COMPLETE: &str = "LW001";
 
+/// The SQLSTATE `logwell_allocate` raises when a transaction that began
+/// later wrote one of the group's runs first (migration 0012): the group
+/// is written again, under a later transaction id.
+const OVERTAKEN: &str = "LW002";
+
 /// A unique index refused a row.
 const UNIQUE_VIOLATION: &str = "23505";
 
 /// Attempts at a group whose client ids another replica keeps storing
-/// between the lookup and the append (each attempt finds those it stored).
-const ID_RACE_ATTEMPTS: usize = 4;
+/// between the lookup and the append (each attempt finds those it stored),
+/// or whose runs another replica keeps overtaking.
+const RACE_ATTEMPTS: usize = 8;
 
 /// Runs this process has seen complete, so that a write to one is refused
 /// before it reaches the database and fails the rest of its group. Runs
@@ -312,8 +318,8 @@ impl PostgresStore {
     }
 
     /// Turns a refusal of `logwell_append` or `logwell_allocate` into
-    /// `JobRunComplete`, remembering
-    /// the run, and a clash on the logs' primary key into `IdRace`.
+    /// `JobRunComplete`, remembering the run, a clash on the logs' primary
+    /// key into `IdRace`, and an overtaken transaction into `Overtaken`.
     fn refusal(&self, error: sqlx::Error) -> StoreError {
         let Some(database) =
             error.as_database_error().and_then(|database| database.try_downcast_ref::<PgDatabaseError>())
@@ -326,6 +332,9 @@ impl PostgresStore {
             && database.constraint().is_some_and(|constraint| constraint.ends_with("_pkey"));
         if database.code() == UNIQUE_VIOLATION && log_ids {
             return StoreError::IdRace;
+        }
+        if database.code() == OVERTAKEN {
+            return StoreError::Overtaken;
         }
         match database.detail().and_then(|detail| Uuid::try_parse(detail).ok()) {
             Some(run) if database.code() == JOB_RUN_COMPLETE => {
@@ -427,6 +436,12 @@ impl PostgresStore {
     }
 }
 
+/// The oldest transaction still running (or the next to start, if none
+/// runs), and the next to start: logs of transactions below the first are
+/// all committed or never will be.
+const COMMIT_HORIZON: &str = "SELECT pg_snapshot_xmin(now)::text::bigint, pg_snapshot_xmax(now)::text::bigint \
+     FROM pg_current_snapshot() AS now";
+
 /// Plans the transaction's statements for their values.
 const PLAN_PER_VALUES: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
 
@@ -497,6 +512,17 @@ async fn select_job_run(
 /// Rows of a listing (`LOG_COLUMNS`) as logs.
 fn logs(rows: &[PgRow]) -> Result<Vec<Log>, StoreError> {
     rows.iter().map(|row| Log::try_from(<StoredRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
+}
+
+/// The positions in the commit order of `rows`.
+fn positions(rows: &[PgRow]) -> Result<Vec<Position>, StoreError> {
+    let position = |row| {
+        Ok::<_, sqlx::Error>(Position {
+            commit: sqlx::Row::try_get(row, "log_commit")?,
+            index: sqlx::Row::try_get(row, "log_commit_index")?,
+        })
+    };
+    Ok(rows.iter().map(position).collect::<Result<_, _>>()?)
 }
 
 /// `select` with `params` bound in PostgreSQL's column types.
@@ -571,15 +597,51 @@ impl LogStore for PostgresStore {
                 return Ok(sequence::answers(plans, &[]));
             }
             match self.append(&logs).await {
-                Ok(seqs) => {
-                    return Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)));
-                }
+                Ok(seqs) => return Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs))),
                 // Another replica stored one of these ids after the lookup,
-                // and has committed: looking again finds it.
-                Err(StoreError::IdRace) if attempt < ID_RACE_ATTEMPTS => attempt += 1,
+                // and has committed: looking again finds it. Or it overtook
+                // this transaction in one of the runs: a new one comes after.
+                Err(StoreError::IdRace | StoreError::Overtaken) if attempt < RACE_ATTEMPTS => attempt += 1,
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    async fn read_committed(
+        &self,
+        filter: &LogFilter,
+        after: Position,
+        limit: usize,
+    ) -> Result<CommittedPage, StoreError> {
+        // The horizon first: every transaction below it has ended, so the
+        // page, read on a later snapshot, sees all that committed.
+        let horizon = self.commit_horizon().await?;
+        let Some(days) = self.run_days(filter).await? else {
+            return Ok(super::committed_page(Vec::new(), Vec::new(), after, limit, horizon));
+        };
+        let statement = list_sql::committed_statement::<PostgresDialect>(
+            filter,
+            after,
+            horizon.position.commit,
+            limit,
+            scope(&days),
+        );
+        let select = bind(sqlx::query(&statement.sql), statement.params);
+        // Planned once per connection unless values decide the plan: no
+        // day is named, and planning every partition each time costs more
+        // than the read.
+        let planning = if plans_per_values(filter) { PLAN_PER_VALUES } else { PLAN_ONCE };
+        let rows = self.read_planned(planning, select).await?;
+        Ok(super::committed_page(logs(&rows)?, positions(&rows)?, after, limit, horizon))
+    }
+
+    async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
+        let (oldest_running, next): (i64, i64) = sqlx::query_as(COMMIT_HORIZON).fetch_one(&self.reads).await?;
+        Ok(Horizon { position: Position::before(oldest_running), held_back: oldest_running < next })
+    }
+
+    async fn database_identity(&self) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id::text FROM database_identity").fetch_one(&self.reads).await?)
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {

@@ -53,6 +53,12 @@ impl Dialect for SqliteDialect {
         }
     }
 
+    const COMMIT: &'static str = "commit_position";
+
+    const COMMIT_INDEX: &'static str = "0";
+
+    const COMMIT_ORDER: &'static str = "commit_position";
+
     const RUN_KEY: &'static str = "run_key";
 
     const LOGS_OF_JOB_RUNS_ROW: &'static str = "logs.run_key = job_runs.key";

@@ -17,12 +17,12 @@ use uuid::Uuid;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CountRow, EmptiedPartitions, ExpiryEstimate, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS,
-    StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
+    BatchResult, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, JobRunRow, LogStore, NO_LOGS,
+    SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
 };
 use crate::model::{
-    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, RunIdentity, RunQuery, SYSTEM_SEQUENCE,
-    activity_at,
+    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity, RunQuery,
+    SYSTEM_SEQUENCE, activity_at,
 };
 
 mod checkpoint;
@@ -66,7 +66,14 @@ const ALLOCATE_SEQS_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET next_seq = j
 /// Logs as the writer inserts them: the columns every read selects, and
 /// their job run's key.
 const INSERT_LOG: &str = "INSERT INTO logs (id, type, job_run_id, run_key, task_run_id, seq, event_time, \
-     received_at, level, stream, source, message, metadata) ";
+     received_at, level, stream, source, message, metadata, commit_position) ";
+
+/// Takes `?1` commit positions; answers the first. The writing transaction
+/// holds SQLite's one write lock, so positions follow commit order.
+const TAKE_COMMIT_POSITIONS: &str = "UPDATE commit_order SET next = next + ?1 RETURNING next - ?1";
+
+/// Every log committed so far has a commit position below this.
+const COMMIT_HORIZON: &str = "SELECT next FROM commit_order";
 
 /// Completes a run unless it already is; returns a row only if it changed.
 const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary, active_at) \
@@ -372,6 +379,17 @@ fn logs(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Log>, StoreError> {
     rows.iter().map(|row| Log::try_from(<SqliteRow as sqlx::FromRow<_>>::from_row(row)?)).collect()
 }
 
+/// The positions in the commit order of `rows`.
+fn positions(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Position>, StoreError> {
+    let position = |row| {
+        Ok::<_, sqlx::Error>(Position {
+            commit: sqlx::Row::try_get(row, "log_commit")?,
+            index: sqlx::Row::try_get(row, "log_commit_index")?,
+        })
+    };
+    Ok(rows.iter().map(position).collect::<Result<_, _>>()?)
+}
+
 /// `select` with `params` bound in SQLite's column types.
 fn bind<'q>(
     mut select: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
@@ -560,10 +578,14 @@ impl LogStore for SqliteStore {
                     }
                 }
                 let seqs = sequence::slots(&logs, &demand).seqs(&sequence::firsts(&demand, allocated)?)?;
-                let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).collect();
+                let first_position: i64 = sqlx::query_scalar(TAKE_COMMIT_POSITIONS)
+                    .bind(i64::try_from(logs.len()).unwrap_or(i64::MAX))
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                let rows: Vec<_> = logs.iter().zip(&seqs).zip(&metadata).zip(first_position..).collect();
                 for chunk in rows.chunks(ROWS_PER_INSERT) {
                     let mut insert = QueryBuilder::<Sqlite>::new(INSERT_LOG);
-                    insert.push_values(chunk, |mut row, ((log, seq), metadata)| {
+                    insert.push_values(chunk, |mut row, (((log, seq), metadata), position)| {
                         let job_run_id = log.owner.job_run_id();
                         row.push_bind(log.id.to_string())
                             .push_bind(log.owner.log_type().as_str())
@@ -577,7 +599,8 @@ impl LogStore for SqliteStore {
                             .push_bind(log.stream.as_str())
                             .push_bind(log.source.as_str())
                             .push_bind(log.message.as_str())
-                            .push_bind(metadata.as_str());
+                            .push_bind(metadata.as_str())
+                            .push_bind(*position);
                     });
                     insert.build().execute(&mut *transaction).await?;
                 }
@@ -585,6 +608,35 @@ impl LogStore for SqliteStore {
             })
             .await?;
         Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
+    }
+
+    async fn read_committed(
+        &self,
+        filter: &LogFilter,
+        after: Position,
+        limit: usize,
+    ) -> Result<CommittedPage, StoreError> {
+        // The horizon first: every position below it has committed, so the
+        // page, read on a later snapshot, sees all of them.
+        let horizon = self.commit_horizon().await?;
+        let statement = list_sql::committed_statement::<SqliteDialect>(
+            filter,
+            after,
+            horizon.position.commit,
+            limit,
+            self.read_scope(),
+        );
+        let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
+        Ok(super::committed_page(logs(&rows)?, positions(&rows)?, after, limit, horizon))
+    }
+
+    async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
+        let next: i64 = sqlx::query_scalar(COMMIT_HORIZON).fetch_one(&self.reader).await?;
+        Ok(Horizon { position: Position::before(next), held_back: false })
+    }
+
+    async fn database_identity(&self) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM database_identity").fetch_one(&self.reader).await?)
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError> {

@@ -1,0 +1,196 @@
+//! The follow across runs: every log that matches a filter, in the commit
+//! order of all logs (`Position`), from a start position, live.
+//!
+//! The loop is the run follow's: wake-ups say "look again", and the follower
+//! reads storage after its position, so history, live and catch-up are one
+//! path and a slow follower reads more next time. Storage reads only what
+//! has surely committed (below the horizon), so a commit that lands late
+//! lands past every position already read: nothing is skipped. When
+//! commits were still running at a read, the follower reads again shortly,
+//! since a commit of a program other than logwell wakes no one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::follower::FollowError;
+use crate::model::{Log, LogFilter, Position};
+use crate::store::LogStore;
+
+/// Rows one read takes from storage, at most.
+const READ_BATCH: usize = 256;
+/// Events waiting for a slow client, per follower, at most.
+const CHANNEL_CAPACITY: usize = 16;
+/// How soon a follower reads again after a read that commits still running
+/// held back.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
+
+/// Where a follow across runs starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcrossStart {
+    /// After this position (a cursor).
+    After(Position),
+    /// With the logs committed from now on.
+    FromNow,
+    /// With the first stored log.
+    FromStart,
+}
+
+/// A validated follow across runs.
+#[derive(Debug, Clone)]
+pub struct AcrossFollow {
+    pub filter: LogFilter,
+    pub start: AcrossStart,
+}
+
+/// What a follower across runs receives, in order.
+#[derive(Debug, Clone)]
+pub enum AcrossEvent {
+    /// The next matching log, at `position`.
+    Log { log: Arc<Log>, position: Position },
+    /// Nothing new for a while: every matching log before `through` has
+    /// been delivered.
+    Heartbeat { through: Position, time: DateTime<Utc> },
+}
+
+/// The events of one follow across runs; an error, if any, is the last.
+pub type AcrossEvents = mpsc::Receiver<Result<AcrossEvent, FollowError>>;
+
+/// Counts the followers across runs of this process; one is released when
+/// its follow ends.
+#[derive(Debug, Default)]
+pub(super) struct AcrossCount(AtomicUsize);
+
+/// One follower's place in the count.
+struct Counted(Arc<AcrossCount>);
+
+impl AcrossCount {
+    /// Counts one more follower, unless `limit` are counted already.
+    fn admit(self: &Arc<Self>, limit: usize) -> Result<Counted, FollowError> {
+        let before = self.0.fetch_add(1, Ordering::AcqRel);
+        let counted = Counted(self.clone());
+        if before >= limit {
+            return Err(FollowError::TooManyAcross { limit });
+        }
+        Ok(counted)
+    }
+
+    pub(super) fn now(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What starting a follow across runs needs.
+pub(super) struct AcrossStarter<'a> {
+    pub store: &'a Arc<dyn LogStore>,
+    pub reads: &'a Arc<Semaphore>,
+    pub count: &'a Arc<AcrossCount>,
+    pub limit: usize,
+    pub heartbeat_interval: Duration,
+    pub commits: watch::Receiver<u64>,
+    pub stopping: &'a CancellationToken,
+}
+
+impl AcrossStarter<'_> {
+    pub(super) async fn start(self, follow: AcrossFollow) -> Result<AcrossEvents, FollowError> {
+        let counted = self.count.admit(self.limit)?;
+        // The wake-ups were subscribed before this read, so that no commit
+        // falls between.
+        let position = match follow.start {
+            AcrossStart::After(position) => position,
+            AcrossStart::FromStart => Position::START,
+            AcrossStart::FromNow => self.store.commit_horizon().await?.position,
+        };
+        let follower = AcrossFollower {
+            store: self.store.clone(),
+            reads: self.reads.clone(),
+            heartbeat_interval: self.heartbeat_interval,
+            filter: follow.filter,
+            position,
+            commits: self.commits,
+            _counted: counted,
+        };
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(follower.run(sender, self.stopping.clone()));
+        Ok(receiver)
+    }
+}
+
+struct AcrossFollower {
+    store: Arc<dyn LogStore>,
+    reads: Arc<Semaphore>,
+    heartbeat_interval: Duration,
+    filter: LogFilter,
+    /// Every matching log before this position has been delivered.
+    position: Position,
+    /// Moves at every commit this process makes or hears of.
+    commits: watch::Receiver<u64>,
+    _counted: Counted,
+}
+
+type Sender = mpsc::Sender<Result<AcrossEvent, FollowError>>;
+
+impl AcrossFollower {
+    async fn run(mut self, sender: Sender, stopping: CancellationToken) {
+        let followed = tokio::select! {
+            result = self.follow(&sender) => result,
+            () = stopping.cancelled() => Err(FollowError::ShuttingDown),
+        };
+        if let Err(error) = followed {
+            let _ = sender.send(Err(error)).await;
+        }
+    }
+
+    /// Delivers until the receiver leaves (Ok) or something fails.
+    async fn follow(&mut self, sender: &Sender) -> Result<(), FollowError> {
+        let mut quiet_since = Instant::now();
+        loop {
+            self.commits.borrow_and_update();
+            let page = {
+                // The semaphore is never closed: a permit always comes.
+                let _permit = self.reads.acquire().await.ok();
+                self.store.read_committed(&self.filter, self.position, READ_BATCH).await?
+            };
+            let full = page.logs.len() == READ_BATCH;
+            for (position, log) in page.logs {
+                self.position = position;
+                if sender.send(Ok(AcrossEvent::Log { log: Arc::new(log), position })).await.is_err() {
+                    return Ok(());
+                }
+                quiet_since = Instant::now();
+            }
+            self.position = self.position.max(page.read_through);
+            if full {
+                continue;
+            }
+            tokio::select! {
+                changed = self.commits.changed() => {
+                    if changed.is_err() {
+                        // The hub is gone: the server is stopping.
+                        return Err(FollowError::ShuttingDown);
+                    }
+                }
+                () = tokio::time::sleep(HELD_BACK_RETRY), if page.held_back => {}
+                () = tokio::time::sleep_until(quiet_since + self.heartbeat_interval) => {
+                    let heartbeat = AcrossEvent::Heartbeat { through: self.position, time: Utc::now() };
+                    if sender.send(Ok(heartbeat)).await.is_err() {
+                        return Ok(());
+                    }
+                    quiet_since = Instant::now();
+                }
+                () = sender.closed() => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! FollowLogs: every log matching a filter across runs, exactly once, in
+//! commit order, resumable by cursor on any replica; bounds and bad input.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use logwell::proto::v1::follow_logs_request::Start;
+use logwell::proto::v1::follow_logs_response::Event;
+use logwell::proto::v1::log_stream_service_client::LogStreamServiceClient;
+use logwell::proto::v1::{self as pb};
+use tonic::Code;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::conformance;
+use crate::helpers::{Backend, TestServer, assert_invalid, entry, job_entry, task_entry};
+use crate::streams::wait_for_metric;
+
+conformance!(
+    a_filtered_follow_across_runs_resumes_exactly_at_its_cursor,
+    heartbeats_carry_a_cursor_past_skipped_logs,
+    bad_follows_across_runs_name_the_field,
+    followers_across_runs_are_bounded_and_leave_nothing_behind,
+    every_follower_across_runs_sees_exactly_the_committed_logs,
+);
+
+fn follow(filter: pb::LogFilter, start: Start) -> pb::FollowLogsRequest {
+    pb::FollowLogsRequest { filter: Some(filter), start: Some(start) }
+}
+
+/// A log as a follower across runs received it.
+#[derive(Debug, Clone, PartialEq)]
+struct Received {
+    log: pb::Log,
+    cursor: String,
+}
+
+/// Reads `stream` until it has `count` logs (heartbeats pass by); the
+/// cursor of the last message read, log or heartbeat, comes back too.
+async fn read_logs(
+    stream: &mut tonic::Streaming<pb::FollowLogsResponse>,
+    count: usize,
+) -> (Vec<Received>, Option<String>) {
+    let (mut logs, mut cursor) = (Vec::new(), None);
+    while logs.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.expect("stream stalled");
+        match message.expect("stream failed").and_then(|response| response.event) {
+            Some(Event::Log(followed)) => {
+                cursor = Some(followed.cursor.clone());
+                logs.push(Received { log: followed.log.expect("a log"), cursor: followed.cursor });
+            }
+            Some(Event::Heartbeat(heartbeat)) => cursor = Some(heartbeat.cursor),
+            None => panic!("the stream ended"),
+        }
+    }
+    (logs, cursor)
+}
+
+/// The next heartbeat's cursor, asserting no log comes first.
+async fn next_heartbeat(stream: &mut tonic::Streaming<pb::FollowLogsResponse>) -> String {
+    let message = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("a heartbeat");
+    match message.expect("stream failed").and_then(|response| response.event) {
+        Some(Event::Heartbeat(heartbeat)) => heartbeat.cursor,
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+}
+
+fn at(level: pb::LogLevel, mut log: pb::LogEntry) -> pb::LogEntry {
+    log.level = level.into();
+    log
+}
+
+async fn a_filtered_follow_across_runs_resumes_exactly_at_its_cursor(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let before = job_entry(first, "before the follow");
+    server.job().write_job_log(pb::WriteJobLogRequest { log: Some(at(pb::LogLevel::Error, before)) }).await.expect("w");
+    let warnings = pb::LogFilter { min_level: pb::LogLevel::Warn.into(), ..Default::default() };
+    let mut stream = client_stream(&server, follow(warnings.clone(), Start::FromNow(true))).await;
+    next_heartbeat(&mut stream).await;
+
+    // Logs of every type, in two runs, some below the filter.
+    let writes: Vec<(pb::LogLevel, &str)> = vec![
+        (pb::LogLevel::Warn, "system warn"),
+        (pb::LogLevel::Info, "job info"),
+        (pb::LogLevel::Error, "job error"),
+        (pb::LogLevel::Fatal, "task fatal"),
+        (pb::LogLevel::Debug, "task debug"),
+        (pb::LogLevel::Warn, "second run warn"),
+    ];
+    for (index, (level, message)) in writes.iter().enumerate() {
+        let task = Uuid::now_v7();
+        match index {
+            0 => {
+                let log = Some(at(*level, entry(message)));
+                server.system().write_system_log(pb::WriteSystemLogRequest { log }).await.expect("system");
+            }
+            1 | 2 => {
+                let log = Some(at(*level, job_entry(first, message)));
+                server.job().write_job_log(pb::WriteJobLogRequest { log }).await.expect("job");
+            }
+            3 | 4 => {
+                let log = Some(at(*level, task_entry(first, task, message)));
+                server.task().write_task_log(pb::WriteTaskLogRequest { log }).await.expect("task");
+            }
+            _ => {
+                let log = Some(at(*level, job_entry(second, message)));
+                server.job().write_job_log(pb::WriteJobLogRequest { log }).await.expect("job");
+            }
+        }
+    }
+    let (received, _) = read_logs(&mut stream, 4).await;
+    let messages: Vec<&str> = received.iter().map(|received| received.log.message.as_str()).collect();
+    assert_eq!(messages, ["system warn", "job error", "task fatal", "second run warn"], "in commit order");
+
+    // Resuming after the second log delivers exactly the rest, with the
+    // same cursors, and nothing from before the follow started.
+    let resumed = follow(warnings.clone(), Start::AfterCursor(received[1].cursor.clone()));
+    let mut again = client_stream(&server, resumed).await;
+    let (rest, _) = read_logs(&mut again, 2).await;
+    assert_eq!(rest, received[2..], "the same logs, at the same cursors");
+    next_heartbeat(&mut again).await;
+
+    // From the start: every stored warning, the one before the follow first.
+    let mut everything = client_stream(&server, follow(warnings.clone(), Start::FromStart(true))).await;
+    let (all, _) = read_logs(&mut everything, 5).await;
+    assert_eq!(all[0].log.message, "before the follow");
+    assert_eq!(all[1..], received[..]);
+    // Its heartbeat's cursor is past them all: resuming there, nothing.
+    let cursor = next_heartbeat(&mut everything).await;
+    let mut after_heartbeat = client_stream(&server, follow(warnings, Start::AfterCursor(cursor))).await;
+    next_heartbeat(&mut after_heartbeat).await;
+}
+
+async fn heartbeats_carry_a_cursor_past_skipped_logs(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let errors = pb::LogFilter { levels: vec![pb::LogLevel::Error.into()], ..Default::default() };
+    let mut stream = client_stream(&server, follow(errors, Start::FromNow(true))).await;
+    let logs = (0..20).map(|index| job_entry(run, &format!("info {index}"))).collect();
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    // The second heartbeat after the write comes after the follower read
+    // past the skipped logs: a follow of everything from its cursor starts
+    // after them.
+    next_heartbeat(&mut stream).await;
+    let cursor = next_heartbeat(&mut stream).await;
+    let log = Some(at(pb::LogLevel::Error, job_entry(run, "the error")));
+    server.job().write_job_log(pb::WriteJobLogRequest { log }).await.expect("write");
+    let mut everything = client_stream(&server, follow(pb::LogFilter::default(), Start::AfterCursor(cursor))).await;
+    let (received, _) = read_logs(&mut everything, 1).await;
+    assert_eq!(received[0].log.message, "the error", "the infos were passed");
+    let (live, _) = read_logs(&mut stream, 1).await;
+    assert_eq!(live, received, "the live follower got the same log at the same cursor");
+}
+
+async fn bad_follows_across_runs_name_the_field(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let bad_run = pb::LogFilter { job_run_ids: vec!["not-a-uuid".into()], ..Default::default() };
+    assert_invalid(refusal(&server, follow(bad_run, Start::FromNow(true))).await, &["filter.job_run_ids[0]"]);
+    let damaged = follow(pb::LogFilter::default(), Start::AfterCursor("AAAA-not-a-cursor".into()));
+    assert_invalid(refusal(&server, damaged).await, &["after_cursor"]);
+
+    // A cursor of this database, edited: refused as damaged.
+    server.system().write_system_log(pb::WriteSystemLogRequest { log: Some(entry("one")) }).await.expect("write");
+    let mut stream = client_stream(&server, follow(pb::LogFilter::default(), Start::FromStart(true))).await;
+    let (received, _) = read_logs(&mut stream, 1).await;
+    let mut edited = received[0].cursor.clone().into_bytes();
+    let last = edited.len() - 3;
+    edited[last] = if edited[last] == b'A' { b'B' } else { b'A' };
+    let edited = follow(pb::LogFilter::default(), Start::AfterCursor(String::from_utf8(edited).expect("text")));
+    let status = refusal(&server, edited).await.expect_err("refused");
+    assert!(status.message().contains("edited or cut"), "{}", status.message());
+
+    // A cursor of another database: refused as foreign.
+    let other = TestServer::start(backend).await;
+    other.system().write_system_log(pb::WriteSystemLogRequest { log: Some(entry("two")) }).await.expect("write");
+    let mut elsewhere = client_stream(&other, follow(pb::LogFilter::default(), Start::FromStart(true))).await;
+    let (foreign, _) = read_logs(&mut elsewhere, 1).await;
+    let foreign = follow(pb::LogFilter::default(), Start::AfterCursor(foreign[0].cursor.clone()));
+    let status = refusal(&server, foreign).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("another logwell database"), "{}", status.message());
+}
+
+/// The answer to opening a follow, without its stream.
+async fn refusal(server: &TestServer, request: pb::FollowLogsRequest) -> Result<(), tonic::Status> {
+    server.stream().follow_logs(request).await.map(|_| ())
+}
+
+async fn client_stream(
+    server: &TestServer,
+    request: pb::FollowLogsRequest,
+) -> tonic::Streaming<pb::FollowLogsResponse> {
+    server.stream().follow_logs(request).await.expect("follow").into_inner()
+}
+
+async fn followers_across_runs_are_bounded_and_leave_nothing_behind(backend: Backend) {
+    let settings = logwell::server::ServerSettings { max_cross_run_followers: 3, ..crate::helpers::test_settings() };
+    let database = crate::helpers::TestDatabase::create(backend).await;
+    let server = TestServer::start_with(database, settings).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(client_stream(&server, follow(pb::LogFilter::default(), Start::FromNow(true))).await);
+    }
+    let status = server
+        .stream()
+        .follow_logs(follow(pb::LogFilter::default(), Start::FromNow(true)))
+        .await
+        .expect_err("a fourth is refused");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("--max-cross-run-followers"), "{}", status.message());
+    wait_for_metric(&server, "logwell_cross_run_followers", 3.0).await;
+    drop(held);
+    wait_for_metric(&server, "logwell_cross_run_followers", 0.0).await;
+
+    // Subscribe-and-cancel cycles, some after a first message.
+    let cycles = 600;
+    let mut workers = Vec::new();
+    for worker in 0..3 {
+        let mut client = server.stream();
+        workers.push(tokio::spawn(async move {
+            let mut cycle = worker;
+            while cycle < cycles {
+                match client.follow_logs(follow(pb::LogFilter::default(), Start::FromStart(true))).await {
+                    Ok(stream) if cycle % 2 == 0 => {
+                        let _ = stream.into_inner().message().await;
+                    }
+                    Ok(_) => {}
+                    // The three slots may be briefly taken by the others'
+                    // streams, released as their tasks see the cancel.
+                    Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+                }
+                cycle += 3;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    wait_for_metric(&server, "logwell_cross_run_followers", 0.0).await;
+    let _ = client_stream(&server, follow(pb::LogFilter::default(), Start::FromNow(true))).await;
+}
+
+/// A follower's filter in the stress test, and the same rule in memory.
+#[derive(Debug, Clone)]
+struct Wanted {
+    name: &'static str,
+    filter: pb::LogFilter,
+    matches: fn(&pb::Log, &[Uuid]) -> bool,
+}
+
+fn stress_filters(runs: &[Uuid]) -> Vec<Wanted> {
+    vec![
+        Wanted { name: "everything", filter: pb::LogFilter::default(), matches: |_, _| true },
+        Wanted {
+            name: "warn and above",
+            filter: pb::LogFilter { min_level: pb::LogLevel::Warn.into(), ..Default::default() },
+            matches: |log, _| log.level >= pb::LogLevel::Warn as i32,
+        },
+        Wanted {
+            name: "task logs",
+            filter: pb::LogFilter { types: vec![pb::LogType::Task.into()], ..Default::default() },
+            matches: |log, _| log.r#type == pb::LogType::Task as i32,
+        },
+        Wanted {
+            name: "two runs",
+            filter: pb::LogFilter {
+                job_run_ids: runs[..2].iter().map(Uuid::to_string).collect(),
+                ..Default::default()
+            },
+            matches: |log, runs| runs[..2].iter().any(|run| run.to_string() == log.job_run_id),
+        },
+        Wanted {
+            name: "one source",
+            filter: pb::LogFilter { sources: vec!["writer-1".into()], ..Default::default() },
+            matches: |log, _| log.source == "writer-1",
+        },
+    ]
+}
+
+/// How a follower in the stress test starts and reconnects.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Start after the reference's n-th log (0: from the start).
+    after: usize,
+    reconnect_every: usize,
+}
+
+/// Follows by plan through `channels` (a reconnect goes to the next one),
+/// until it has `expected` logs and then a heartbeat: a log delivered
+/// twice or beyond the expected would have come before it.
+async fn follow_by_plan(
+    channels: Vec<Channel>,
+    request: pb::FollowLogsRequest,
+    plan: Plan,
+    expected: tokio::sync::watch::Receiver<Option<usize>>,
+) -> Vec<Received> {
+    let mut received: Vec<Received> = Vec::new();
+    let mut start = request.start.clone().expect("a start");
+    for connection in 0.. {
+        let channel = channels[connection % channels.len()].clone();
+        let request = pb::FollowLogsRequest { start: Some(start.clone()), ..request.clone() };
+        let mut stream = LogStreamServiceClient::new(channel).follow_logs(request).await.expect("follow").into_inner();
+        let mut this_connection = 0;
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                .await
+                .unwrap_or_else(|_| panic!("stalled at {} logs", received.len()))
+                .expect("stream failed");
+            match message.and_then(|response| response.event) {
+                Some(Event::Log(followed)) => {
+                    start = Start::AfterCursor(followed.cursor.clone());
+                    received.push(Received { log: followed.log.expect("log"), cursor: followed.cursor });
+                    this_connection += 1;
+                    if this_connection == plan.reconnect_every {
+                        break;
+                    }
+                }
+                Some(Event::Heartbeat(heartbeat)) => {
+                    if expected.borrow().is_some_and(|expected| received.len() >= expected) {
+                        return received;
+                    }
+                    start = Start::AfterCursor(heartbeat.cursor);
+                    if plan.reconnect_every <= 2 {
+                        // Resume from a heartbeat's cursor too.
+                        break;
+                    }
+                }
+                None => panic!("the stream ended"),
+            }
+        }
+    }
+    received
+}
+
+/// Writers in many runs (and system logs) through `writers`; a reference
+/// follower of everything from the start; followers with different filters
+/// from different cursors, reconnecting to the channels in turn. Every
+/// follower must receive exactly the matching logs after its start, in the
+/// reference's order, once; and the reference exactly what is stored, each
+/// run's logs in seq order.
+pub async fn stress(writers: Vec<Channel>, followers: Vec<Channel>) {
+    let runs: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    let (tell_expected, expected) = tokio::sync::watch::channel(None::<usize>);
+    let everything = follow(pb::LogFilter::default(), Start::FromStart(true));
+    let reference = tokio::spawn(follow_by_plan(
+        followers.clone(),
+        everything,
+        Plan { after: 0, reconnect_every: usize::MAX },
+        expected.clone(),
+    ));
+
+    let mut writer_tasks = Vec::new();
+    for index in 0..4usize {
+        let channel = writers[index % writers.len()].clone();
+        let runs = runs.clone();
+        writer_tasks.push(tokio::spawn(async move {
+            let mut job = logwell::proto::v1::job_log_service_client::JobLogServiceClient::new(channel.clone());
+            let mut task = logwell::proto::v1::task_log_service_client::TaskLogServiceClient::new(channel.clone());
+            let mut system = logwell::proto::v1::system_log_service_client::SystemLogServiceClient::new(channel);
+            let levels = [pb::LogLevel::Debug, pb::LogLevel::Info, pb::LogLevel::Warn, pb::LogLevel::Error];
+            let mut written = 0;
+            for write in 0..60usize {
+                let run = runs[(index + write) % runs.len()];
+                let level = levels[(index * 7 + write) % levels.len()];
+                let message = format!("writer {index} write {write}");
+                let source = |mut log: pb::LogEntry| {
+                    log.source = format!("writer-{index}");
+                    at(level, log)
+                };
+                match write % 3 {
+                    0 => {
+                        let logs =
+                            (0..=write % 4).map(|i| source(job_entry(run, &format!("{message} #{i}")))).collect();
+                        written += 1 + write % 4;
+                        job.write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("batch");
+                    }
+                    1 => {
+                        let log = Some(source(task_entry(run, Uuid::now_v7(), &message)));
+                        written += 1;
+                        task.write_task_log(pb::WriteTaskLogRequest { log }).await.expect("task");
+                    }
+                    _ => {
+                        let log = Some(source(entry(&message)));
+                        written += 1;
+                        system.write_system_log(pb::WriteSystemLogRequest { log }).await.expect("system");
+                    }
+                }
+                if write % 10 == 0 {
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                }
+            }
+            written
+        }));
+    }
+
+    let mut written = 0;
+    for writer in writer_tasks {
+        written += writer.await.expect("writer");
+    }
+    tell_expected.send_replace(Some(written));
+    let reference = reference.await.expect("reference");
+    assert_eq!(reference.len(), written, "the reference got every log, once");
+    let ids: HashSet<&str> = reference.iter().map(|received| received.log.id.as_str()).collect();
+    assert_eq!(ids.len(), written, "no log twice");
+    let mut last_seq: HashMap<String, i64> = HashMap::new();
+    for received in &reference {
+        // A run's job and task logs share its seqs; system logs theirs.
+        let seq = last_seq.entry(received.log.job_run_id.clone()).or_default();
+        assert!(
+            received.log.seq > *seq,
+            "each sequence's logs in seq order: {} of {:?} after {}",
+            received.log.seq,
+            received.log.job_run_id,
+            *seq
+        );
+        *seq = received.log.seq;
+    }
+
+    // Followers with each filter, from the start and from the reference's
+    // cursors, reconnecting often, through the channels in turn.
+    let mut follower_tasks = Vec::new();
+    for (index, wanted) in stress_filters(&runs).into_iter().enumerate() {
+        for plan in [
+            Plan { after: 0, reconnect_every: 7 + index },
+            Plan { after: written / 3 + index, reconnect_every: 23 },
+            Plan { after: written - 5, reconnect_every: 2 },
+        ] {
+            let start = match plan.after {
+                0 => Start::FromStart(true),
+                after => Start::AfterCursor(reference[after - 1].cursor.clone()),
+            };
+            let expected: Vec<Received> = reference[plan.after..]
+                .iter()
+                .filter(|received| (wanted.matches)(&received.log, &runs))
+                .cloned()
+                .collect();
+            let (_, count) = tokio::sync::watch::channel(Some(expected.len()));
+            let request = follow(wanted.filter.clone(), start);
+            let mut channels = followers.clone();
+            channels.rotate_left(index % followers.len());
+            let task = tokio::spawn(follow_by_plan(channels, request, plan, count));
+            follower_tasks.push((wanted.name, plan, expected, task));
+        }
+    }
+    for (name, plan, expected, task) in follower_tasks {
+        let received = task.await.expect("follower");
+        assert_eq!(received.len(), expected.len(), "{name} {plan:?}: how many");
+        assert!(received == expected, "{name} {plan:?}: exactly the matching logs, in commit order, at their cursors");
+    }
+}
+
+async fn every_follower_across_runs_sees_exactly_the_committed_logs(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    stress(vec![server.channel.clone()], vec![server.channel.clone()]).await;
+}
+
+/// Two replicas on one PostgreSQL database: writers through both, followers
+/// reconnecting to either; the cursors mean the same logs on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_follow_across_runs_exactly() {
+    let database = crate::helpers::TestDatabase::create(Backend::Postgres).await;
+    // Quick heartbeats: a follower ends at the first heartbeat after its logs.
+    let flags = ["--stream-heartbeat-interval", "200ms"];
+    let (mut first, first_address, _first_log) = crate::helpers::start_serving_with(&database.url, &flags, &[]).await;
+    let (mut second, second_address, _second_log) =
+        crate::helpers::start_serving_with(&database.url, &flags, &[]).await;
+    let connect =
+        |address: String| async move { Channel::from_shared(address).expect("uri").connect().await.expect("connect") };
+    let (first_channel, second_channel) = (connect(first_address).await, connect(second_address).await);
+    stress(vec![first_channel.clone(), second_channel.clone()], vec![second_channel, first_channel]).await;
+    first.kill().await.expect("kill");
+    second.kill().await.expect("kill");
+}
