@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench streaming                      # every scenario
 //!     cargo bench --bench streaming -- --scenario fanout --followers 10000
+//!     cargo bench --bench streaming -- --scenario across --runs 1000
 //!
 //! PostgreSQL comes from LOGWELL_TEST_DATABASE_URL, or a throwaway cluster
 //! started like the tests' one.
@@ -48,6 +49,16 @@ struct Args {
     /// Logs per write RPC (a batch when more than one).
     #[arg(long, default_value_t = 1)]
     logs_per_write: u64,
+    /// Runs written at once in the scenario across runs, each at 10 logs/s.
+    #[arg(long, default_value_t = 1_000)]
+    runs: usize,
+    /// Followers of each run (StreamLogs) in the scenario across runs.
+    #[arg(long, default_value_t = 2)]
+    run_followers: usize,
+    /// Followers across runs (FollowLogs, level warn and above) in the
+    /// scenario across runs.
+    #[arg(long, default_value_t = 10)]
+    across_followers: usize,
     /// How long the writer writes, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -62,6 +73,7 @@ enum Scenario {
     Latency,
     Replicas,
     Fanout,
+    Across,
 }
 
 /// When each seq was sent and acknowledged.
@@ -275,6 +287,143 @@ async fn fanout(server: &Server, args: &Args) {
     );
 }
 
+/// One log per run every 100 ms for `seconds`, every fourth at warn; each
+/// write's log id with when it was acknowledged, and how many logs were warn.
+async fn write_runs(channel: Channel, runs: &[Uuid], seconds: u64) -> (Vec<(String, Instant)>, usize) {
+    let mut writers = Vec::new();
+    for (index, run) in runs.iter().copied().enumerate() {
+        let mut client = JobLogServiceClient::new(channel.clone());
+        writers.push(tokio::spawn(async move {
+            // Spread the runs' writes over the 100 ms.
+            tokio::time::sleep(Duration::from_micros(100_000 * index as u64 / 1_000)).await;
+            let mut ticker = tokio::time::interval(Duration::from_millis(100));
+            let mut acknowledged = Vec::new();
+            let mut warnings = 0;
+            for write in 0..seconds * 10 {
+                ticker.tick().await;
+                let level = if write % 4 == 0 { pb::LogLevel::Warn } else { pb::LogLevel::Info };
+                warnings += usize::from(level == pb::LogLevel::Warn);
+                let log = pb::LogEntry {
+                    job_run_id: run.to_string(),
+                    level: level.into(),
+                    message: format!("run {index} write {write} {}", "x".repeat(150)),
+                    ..Default::default()
+                };
+                let receipt = client.write_job_log(pb::WriteJobLogRequest { log: Some(log) }).await.expect("write");
+                let id = receipt.into_inner().receipt.expect("receipt").id;
+                if level == pb::LogLevel::Warn {
+                    acknowledged.push((id, Instant::now()));
+                }
+            }
+            (acknowledged, warnings)
+        }));
+    }
+    let (mut acknowledged, mut warnings) = (Vec::new(), 0);
+    for writer in writers {
+        let (acked, warned) = writer.await.expect("writer");
+        acknowledged.extend(acked);
+        warnings += warned;
+    }
+    (acknowledged, warnings)
+}
+
+/// Reads a follower across runs until it has `wanted` logs; when each id
+/// arrived.
+async fn drain_across(channel: Channel, wanted: tokio::sync::watch::Receiver<Option<usize>>) -> Vec<(String, Instant)> {
+    use logwell::proto::v1::follow_logs_response::Event as AcrossEvent;
+    let filter = pb::LogFilter { min_level: pb::LogLevel::Warn.into(), ..Default::default() };
+    let request = pb::FollowLogsRequest {
+        filter: Some(filter),
+        start: Some(logwell::proto::v1::follow_logs_request::Start::FromNow(true)),
+    };
+    let mut stream = LogStreamServiceClient::new(channel).follow_logs(request).await.expect("follow").into_inner();
+    let mut arrivals = Vec::new();
+    while wanted.borrow().is_none_or(|wanted| arrivals.len() < wanted) {
+        let message = tokio::time::timeout(Duration::from_secs(60), stream.message()).await.expect("stalled");
+        if let Some(AcrossEvent::Log(followed)) = message.expect("stream").and_then(|response| response.event) {
+            arrivals.push((followed.log.expect("log").id, Instant::now()));
+        }
+    }
+    arrivals
+}
+
+/// Many runs written at once, each with its own followers, and followers
+/// across runs of the warnings: acknowledged -> received of the latter.
+async fn across(title: &str, writer: &Server, reader: &Server, args: &Args) {
+    let runs: Vec<Uuid> = (0..args.runs).map(|_| Uuid::now_v7()).collect();
+    let (write_channel, read_channel) = (writer.channel().await, reader.channel().await);
+    let mut run_followers = Vec::new();
+    for run in &runs {
+        for _ in 0..args.run_followers {
+            let stream = open_follower(read_channel.clone(), *run).await;
+            run_followers.push(tokio::spawn(drain(stream, false)));
+        }
+    }
+    let (tell_wanted, wanted) = tokio::sync::watch::channel(None);
+    let mut followers = Vec::new();
+    for _ in 0..args.across_followers {
+        followers.push(tokio::spawn(drain_across(read_channel.clone(), wanted.clone())));
+    }
+    // Every follower across runs is registered before the first write.
+    while reader.metric("logwell_cross_run_followers").await < args.across_followers as f64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu_before = (writer.cpu_seconds(), reader.cpu_seconds());
+    let writing = Instant::now();
+    let (acknowledged, warnings) = write_runs(write_channel.clone(), &runs, args.seconds).await;
+    let written = writing.elapsed();
+    tell_wanted.send_replace(Some(warnings));
+    let acked_at: std::collections::HashMap<String, Instant> = acknowledged.into_iter().collect();
+    let mut after_ack = Vec::new();
+    for follower in followers {
+        let arrivals = follower.await.expect("follower");
+        assert_eq!(arrivals.len(), warnings, "a follower across runs got every warning, once");
+        for (id, arrived) in arrivals {
+            let acked = acked_at.get(&id).expect("a warning that was written");
+            after_ack.push(millis(arrived.saturating_duration_since(*acked)));
+        }
+    }
+    let cpu = (writer.cpu_seconds() - cpu_before.0, reader.cpu_seconds() - cpu_before.1);
+    for run in &runs {
+        let request = pb::CompleteJobRunRequest {
+            job_run_id: run.to_string(),
+            outcome: pb::JobRunOutcome::Succeeded.into(),
+            summary: String::new(),
+        };
+        JobRunServiceClient::new(write_channel.clone()).complete_job_run(request).await.expect("complete");
+    }
+    let per_run = (args.seconds * 10) as usize;
+    for follower in run_followers {
+        assert_eq!(follower.await.expect("run follower").0, per_run, "a run follower got every line");
+    }
+    after_ack.sort_by(f64::total_cmp);
+    println!(
+        "{title}: {} runs at 10 logs/s each for {} s ({} logs in {:.1} s), {} followers per run, {} followers across runs of warn and above ({warnings} warnings, every one to each)",
+        args.runs,
+        args.seconds,
+        per_run * args.runs,
+        written.as_secs_f64(),
+        args.run_followers,
+        args.across_followers,
+    );
+    println!(
+        "  acknowledged -> follower across runs received   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms",
+        percentile(&after_ack, 0.5),
+        percentile(&after_ack, 0.99),
+        percentile(&after_ack, 1.0)
+    );
+    println!(
+        "  server CPU while writing: {:.1} s over {:.1} s{}",
+        cpu.0 + if std::ptr::eq(writer, reader) { 0.0 } else { cpu.1 },
+        written.as_secs_f64(),
+        if std::ptr::eq(writer, reader) {
+            String::new()
+        } else {
+            format!(" (writer {:.1} s, reader {:.1} s)", cpu.0, cpu.1)
+        }
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -290,6 +439,14 @@ async fn main() {
         let (writer, reader) = (Server::start(&url, STREAMS).await, Server::start(&url, STREAMS).await);
         let title = "latency, PostgreSQL with 30 past days' partitions, two replicas (written through one, followed on the other)";
         latency(title, writer.channel().await, reader.channel().await, &args).await;
+    }
+    if wanted(Scenario::Across) {
+        let server = Server::start(&sqlite_url, STREAMS).await;
+        across("across runs, SQLite, one process", &server, &server, &args).await;
+        let url = support::with_kept_days(support::postgres_database().await).await;
+        let (writer, reader) = (Server::start(&url, STREAMS).await, Server::start(&url, STREAMS).await);
+        let title = "across runs, PostgreSQL with 30 past days' partitions, two replicas (written through one, followed on the other)";
+        across(title, &writer, &reader, &args).await;
     }
     if wanted(Scenario::Fanout) {
         let server = Server::start(&sqlite_url, STREAMS).await;

@@ -18,9 +18,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::commit_tail::{CommitTail, Matches};
 use super::follower::FollowError;
 use crate::model::{Log, LogFilter, Position};
-use crate::store::LogStore;
+use crate::store::{Horizon, LogStore};
 
 /// Rows one read takes from storage, at most.
 const READ_BATCH: usize = 256;
@@ -99,18 +100,23 @@ pub(super) struct AcrossStarter<'a> {
     pub limit: usize,
     pub heartbeat_interval: Duration,
     pub commits: watch::Receiver<u64>,
+    pub tail: &'a Arc<CommitTail>,
     pub stopping: &'a CancellationToken,
 }
 
 impl AcrossStarter<'_> {
     pub(super) async fn start(self, follow: AcrossFollow) -> Result<AcrossEvents, FollowError> {
         let counted = self.count.admit(self.limit)?;
+        self.tail.want();
         // The wake-ups were subscribed before this read, so that no commit
         // falls between.
-        let position = match follow.start {
-            AcrossStart::After(position) => position,
-            AcrossStart::FromStart => Position::START,
-            AcrossStart::FromNow => self.store.commit_horizon().await?.position,
+        let (position, earlier) = match follow.start {
+            AcrossStart::After(position) => (position, None),
+            AcrossStart::FromStart => (Position::START, None),
+            AcrossStart::FromNow => {
+                let horizon = self.store.commit_horizon().await?;
+                (horizon.position, Some(horizon))
+            }
         };
         let follower = AcrossFollower {
             store: self.store.clone(),
@@ -118,7 +124,10 @@ impl AcrossStarter<'_> {
             heartbeat_interval: self.heartbeat_interval,
             filter: follow.filter,
             position,
+            earlier,
             commits: self.commits,
+            tail_changes: self.tail.changes(),
+            tail: self.tail.clone(),
             _counted: counted,
         };
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
@@ -134,9 +143,28 @@ struct AcrossFollower {
     filter: LogFilter,
     /// Every matching log before this position has been delivered.
     position: Position,
+    /// Following from now: the horizon then, whose commits that had
+    /// already ended are skipped.
+    earlier: Option<Horizon>,
     /// Moves at every commit this process makes or hears of.
     commits: watch::Receiver<u64>,
+    /// The shared tail, read when it reaches back to the position and
+    /// the filter is decided in memory; and its wake-ups.
+    tail: Arc<CommitTail>,
+    tail_changes: watch::Receiver<u64>,
     _counted: Counted,
+}
+
+/// One pass's logs, and how far they take the follower.
+struct Pass {
+    logs: Vec<(Position, Arc<Log>)>,
+    through: Position,
+    /// More is waiting: read again at once.
+    full: bool,
+    /// Read from storage with commits still running: read again shortly.
+    held_back: bool,
+    /// Read from the shared tail: wait for it to grow.
+    from_tail: bool,
 }
 
 type Sender = mpsc::Sender<Result<AcrossEvent, FollowError>>;
@@ -157,31 +185,34 @@ impl AcrossFollower {
         let mut quiet_since = Instant::now();
         loop {
             self.commits.borrow_and_update();
-            let page = {
-                // The semaphore is never closed: a permit always comes.
-                let _permit = self.reads.acquire().await.ok();
-                self.store.read_committed(&self.filter, self.position, READ_BATCH).await?
-            };
-            let full = page.logs.len() == READ_BATCH;
-            for (position, log) in page.logs {
+            self.tail_changes.borrow_and_update();
+            let pass = self.pass().await?;
+            for (position, log) in pass.logs {
                 self.position = position;
-                if sender.send(Ok(AcrossEvent::Log { log: Arc::new(log), position })).await.is_err() {
+                if self.earlier.as_ref().is_some_and(|earlier| earlier.committed_before(position)) {
+                    continue;
+                }
+                if sender.send(Ok(AcrossEvent::Log { log, position })).await.is_err() {
                     return Ok(());
                 }
                 quiet_since = Instant::now();
             }
-            self.position = self.position.max(page.read_through);
-            if full {
+            self.position = self.position.max(pass.through);
+            if self.earlier.as_ref().is_some_and(|earlier| self.position.commit >= earlier.next) {
+                self.earlier = None;
+            }
+            if pass.full {
                 continue;
             }
             tokio::select! {
-                changed = self.commits.changed() => {
+                changed = self.commits.changed(), if !pass.from_tail => {
                     if changed.is_err() {
                         // The hub is gone: the server is stopping.
                         return Err(FollowError::ShuttingDown);
                     }
                 }
-                () = tokio::time::sleep(HELD_BACK_RETRY), if page.held_back => {}
+                _ = self.tail_changes.changed(), if pass.from_tail => {}
+                () = tokio::time::sleep(HELD_BACK_RETRY), if pass.held_back => {}
                 () = tokio::time::sleep_until(quiet_since + self.heartbeat_interval) => {
                     let heartbeat = AcrossEvent::Heartbeat { through: self.position, time: Utc::now() };
                     if sender.send(Ok(heartbeat)).await.is_err() {
@@ -192,5 +223,22 @@ impl AcrossFollower {
                 () = sender.closed() => return Ok(()),
             }
         }
+    }
+
+    /// The next logs: from the shared tail if it can tell, else from
+    /// storage with the filter applied there.
+    async fn pass(&self) -> Result<Pass, FollowError> {
+        if self.filter.decided_in_memory()
+            && let Matches::Found { logs, through } = self.tail.matches_after(self.position, &self.filter, READ_BATCH)
+        {
+            let full = logs.len() == READ_BATCH;
+            return Ok(Pass { logs, through, full, held_back: false, from_tail: true });
+        }
+        // The semaphore is never closed: a permit always comes.
+        let _permit = self.reads.acquire().await.ok();
+        let page = self.store.read_committed(&self.filter, self.position, READ_BATCH).await?;
+        let full = page.logs.len() == READ_BATCH;
+        let logs = page.logs.into_iter().map(|(position, log)| (position, Arc::new(log))).collect();
+        Ok(Pass { logs, through: page.read_through, full, held_back: page.held_back, from_tail: false })
     }
 }

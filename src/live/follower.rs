@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::across::{AcrossCount, AcrossEvents, AcrossFollow, AcrossStarter};
+use super::commit_tail::CommitTail;
 use super::hub::{Hub, Subscription, Tail};
 use crate::auth::{AuthError, Denied, JobRunTokens, Principal};
 use crate::model::{Follow, Followed, JobRun, Log, LogQuery, SortOrder, Start};
@@ -97,6 +98,8 @@ pub struct Followers {
     max_followers: usize,
     across: Arc<AcrossCount>,
     max_across: usize,
+    /// The logs committed anywhere lately, for followers across runs.
+    tail: Arc<CommitTail>,
     /// Cancelled when the server starts shutting down: every follower then
     /// ends, so that the server can stop.
     stopping: CancellationToken,
@@ -106,7 +109,12 @@ pub struct Followers {
 pub type Events = mpsc::Receiver<Result<FollowEvent, FollowError>>;
 
 impl Followers {
+    /// Starts the shared commit tail's reader too, until `stopping`.
     pub fn new(store: Arc<dyn LogStore>, hub: Arc<Hub>, config: FollowersConfig, stopping: CancellationToken) -> Self {
+        let (across, tail) = (Arc::<AcrossCount>::default(), CommitTail::new());
+        let counted = across.clone();
+        let reader = tail.clone().read_until(store.clone(), hub.commits(), move || counted.now(), stopping.clone());
+        tokio::spawn(reader);
         Followers {
             store,
             hub,
@@ -114,8 +122,9 @@ impl Followers {
             reads: Arc::new(Semaphore::new(config.concurrent_reads.max(1))),
             job_run_tokens: config.job_run_tokens,
             max_followers: config.max_followers,
-            across: Arc::default(),
+            across,
             max_across: config.max_across,
+            tail,
             stopping,
         }
     }
@@ -136,6 +145,7 @@ impl Followers {
             limit: self.max_across,
             heartbeat_interval: self.heartbeat_interval,
             commits: self.hub.commits(),
+            tail: &self.tail,
             stopping: &self.stopping,
         };
         starter.start(follow).await

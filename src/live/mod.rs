@@ -3,6 +3,7 @@
 //! entry point), which yields domain events, never wire messages.
 
 mod across;
+mod commit_tail;
 mod follower;
 mod hub;
 

@@ -73,6 +73,13 @@ pub enum MetadataTest {
 }
 
 impl LogFilter {
+    /// Whether `matches` decides this filter exactly as both stores' SQL
+    /// does: not for text searches and metadata conditions, where the
+    /// database's collation folds case beyond ASCII and its JSON compares.
+    pub fn decided_in_memory(&self) -> bool {
+        self.text.is_none() && self.metadata.is_empty() && self.after_seq.is_none()
+    }
+
     /// Every log of one job run, or of the system sequence.
     pub fn sequence(job_run_id: Option<Uuid>) -> LogFilter {
         match job_run_id {

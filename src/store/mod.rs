@@ -112,12 +112,26 @@ pub struct CommittedPage {
 }
 
 /// Where committed logs end now (`LogStore::commit_horizon`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Horizon {
-    /// Every log committed so far is before this position.
+    /// Every commit before this position has ended.
     pub position: Position,
     /// As `CommittedPage::held_back`.
     pub held_back: bool,
+    /// The commits from `position` on that had not begun (PostgreSQL:
+    /// transaction ids from this one), or were still running (`running`):
+    /// those between `position` and `next` but not running had already
+    /// committed, and a follow from now skips them.
+    pub next: i64,
+    pub running: Vec<i64>,
+}
+
+impl Horizon {
+    /// Whether a log at `position` was committed before the horizon was
+    /// taken.
+    pub fn committed_before(&self, position: Position) -> bool {
+        position.commit < self.next && !self.running.contains(&position.commit)
+    }
 }
 
 /// One batch's answer within a group commit.

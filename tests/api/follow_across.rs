@@ -270,6 +270,12 @@ fn stress_filters(runs: &[Uuid]) -> Vec<Wanted> {
             },
             matches: |log, runs| runs[..2].iter().any(|run| run.to_string() == log.job_run_id),
         },
+        // Read from storage by each follower: memory does not decide texts.
+        Wanted {
+            name: "a text",
+            filter: pb::LogFilter { text: "write 1".into(), ..Default::default() },
+            matches: |log, _| log.message.contains("write 1"),
+        },
         Wanted {
             name: "one source",
             filter: pb::LogFilter { sources: vec!["writer-1".into()], ..Default::default() },

@@ -1,0 +1,209 @@
+//! The commit tail: the most recent logs committed anywhere, in commit
+//! order, read once per process for every follower across runs.
+//!
+//! One task reads storage after the tail's end at every commit it hears of
+//! (and shortly again while running transactions hold the horizon back),
+//! unfiltered; followers match the logs in memory. So ten followers of
+//! `level >= warn` cost one read per commit, not ten, and a narrow follow
+//! costs the matching, not a database scan. The tail holds a bounded window;
+//! a follower behind it, or one whose filter memory cannot decide (text,
+//! metadata), reads storage itself. While no one follows across runs, the
+//! task waits and reads nothing; when followers return, it starts afresh
+//! from now.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::model::{Log, LogFilter, Position};
+use crate::store::LogStore;
+
+/// Logs the tail keeps: enough for followers that lag a little.
+const TAIL_LOGS: usize = 16_384;
+/// Rows one read takes, at most.
+const READ_LOGS: usize = 2_048;
+/// How soon the tail reads again after a read held back by running
+/// transactions, or after a failed read.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
+const FAILED_RETRY: Duration = Duration::from_millis(200);
+/// How often the tail reads with nothing heard of: a backstop.
+const BACKSTOP: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Window {
+    /// Logs with positions in (`start`, `read_through`], in order.
+    logs: VecDeque<(Position, Arc<Log>)>,
+    start: Position,
+    read_through: Position,
+    /// The last read failed: followers read storage themselves, and meet
+    /// the failure there.
+    failed: bool,
+    /// The window is from an earlier time with followers; the next reader
+    /// starts it afresh from now.
+    stale: bool,
+}
+
+/// What the tail holds for a follower at some position.
+#[derive(Debug)]
+pub(super) enum Matches {
+    /// The matching logs after the position, at most the limit, and the
+    /// position through which the window was searched.
+    Found { logs: Vec<(Position, Arc<Log>)>, through: Position },
+    /// The window does not reach back to the position, or the tail failed:
+    /// read storage.
+    Unknown,
+}
+
+/// The shared tail of one process.
+#[derive(Debug)]
+pub(super) struct CommitTail {
+    window: RwLock<Window>,
+    /// Moves whenever the window grows or the tail fails.
+    changed: watch::Sender<u64>,
+    /// Told when a follower arrives, so that an idle reader wakes.
+    wanted: Notify,
+}
+
+impl CommitTail {
+    pub(super) fn new() -> Arc<CommitTail> {
+        let window = Window {
+            logs: VecDeque::new(),
+            start: Position::START,
+            read_through: Position::START,
+            failed: false,
+            stale: true,
+        };
+        Arc::new(CommitTail { window: RwLock::new(window), changed: watch::channel(0).0, wanted: Notify::new() })
+    }
+
+    /// Wake-ups at every change of the window from now on.
+    pub(super) fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// A follower arrived.
+    pub(super) fn want(&self) {
+        self.wanted.notify_one();
+    }
+
+    /// The logs after `position` that `filter` matches (it must be decided
+    /// in memory), at most `limit`.
+    pub(super) fn matches_after(&self, position: Position, filter: &LogFilter, limit: usize) -> Matches {
+        let window = self.window.read().unwrap_or_else(PoisonError::into_inner);
+        if window.failed || window.stale || position < window.start {
+            return Matches::Unknown;
+        }
+        let first = window.logs.partition_point(|(logged, _)| *logged <= position);
+        let mut logs = Vec::new();
+        let mut searched = position;
+        for (logged, log) in window.logs.range(first..) {
+            if logs.len() == limit {
+                return Matches::Found { logs, through: searched };
+            }
+            if filter.matches(log) {
+                logs.push((*logged, log.clone()));
+            }
+            searched = *logged;
+        }
+        Matches::Found { logs, through: position.max(window.read_through) }
+    }
+
+    /// Reads storage into the window while `followers` says anyone
+    /// follows; waits when no one does. Runs until `stopping`.
+    pub(super) async fn read_until(
+        self: Arc<Self>,
+        store: Arc<dyn LogStore>,
+        commits: watch::Receiver<u64>,
+        followers: impl Fn() -> usize,
+        stopping: tokio_util::sync::CancellationToken,
+    ) {
+        tokio::select! {
+            () = self.read_forever(store, commits, followers) => {}
+            () = stopping.cancelled() => {}
+        }
+    }
+
+    async fn read_forever(
+        &self,
+        store: Arc<dyn LogStore>,
+        mut commits: watch::Receiver<u64>,
+        followers: impl Fn() -> usize,
+    ) {
+        let everything = LogFilter::default();
+        loop {
+            if followers() == 0 {
+                self.window.write().unwrap_or_else(PoisonError::into_inner).stale = true;
+                tokio::select! {
+                    () = self.wanted.notified() => {}
+                    () = tokio::time::sleep(BACKSTOP) => {}
+                }
+                continue;
+            }
+            commits.borrow_and_update();
+            let retry = match self.read_once(store.as_ref(), &everything).await {
+                Ok(ReadOutcome::More) => continue,
+                Ok(ReadOutcome::CaughtUp { held_back }) => held_back.then_some(HELD_BACK_RETRY),
+                Err(()) => Some(FAILED_RETRY),
+            };
+            tokio::select! {
+                _ = commits.changed() => {}
+                () = tokio::time::sleep(retry.unwrap_or(BACKSTOP)) => {}
+            }
+        }
+    }
+
+    /// One read after the window's end; starts the window afresh from now
+    /// if it is stale.
+    async fn read_once(&self, store: &dyn LogStore, everything: &LogFilter) -> Result<ReadOutcome, ()> {
+        let (stale, after) = {
+            let window = self.window.read().unwrap_or_else(PoisonError::into_inner);
+            (window.stale, window.read_through)
+        };
+        let outcome = if stale {
+            let horizon = store.commit_horizon().await;
+            if let Ok(horizon) = &horizon {
+                // Two reads at once, finding nothing: each connection of the
+                // store's reads in commit order makes its plan now (over
+                // every partition on PostgreSQL), before a follower waits.
+                let warm = || store.read_committed(everything, horizon.position, READ_LOGS);
+                let _ = tokio::join!(warm(), warm());
+            }
+            horizon.map(|horizon| {
+                let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
+                window.logs.clear();
+                (window.start, window.read_through) = (horizon.position, horizon.position);
+                (window.stale, window.failed) = (false, false);
+                ReadOutcome::CaughtUp { held_back: horizon.held_back }
+            })
+        } else {
+            store.read_committed(everything, after, READ_LOGS).await.map(|page| {
+                let full = page.logs.len() == READ_LOGS;
+                let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
+                window.logs.extend(page.logs.into_iter().map(|(position, log)| (position, Arc::new(log))));
+                while window.logs.len() > TAIL_LOGS {
+                    if let Some((dropped, _)) = window.logs.pop_front() {
+                        window.start = dropped;
+                    }
+                }
+                window.read_through = window.read_through.max(page.read_through);
+                window.failed = false;
+                if full { ReadOutcome::More } else { ReadOutcome::CaughtUp { held_back: page.held_back } }
+            })
+        };
+        let outcome = outcome.map_err(|error| {
+            tracing::warn!(%error, "the commit tail could not read; followers across runs read storage themselves");
+            self.window.write().unwrap_or_else(PoisonError::into_inner).failed = true;
+        });
+        self.changed.send_modify(|changes| *changes = changes.wrapping_add(1));
+        outcome
+    }
+}
+
+enum ReadOutcome {
+    /// A full read: more is waiting.
+    More,
+    /// The window reaches the horizon; `held_back` as the read said.
+    CaughtUp { held_back: bool },
+}
