@@ -148,6 +148,7 @@ pub async fn serve(
         job_run_tokens: settings.access.job_run_tokens.clone(),
         max_followers: settings.max_followers_per_job_run,
         max_across: settings.max_cross_run_followers,
+        retention: settings.retention.policy,
     };
     let followers = Followers::new(store.clone(), hub.clone(), followers, stopping.clone());
     let streamer = LogStreamer::new(followers.clone(), store.clone());

@@ -402,7 +402,7 @@ fn sort_order_from_proto(violations: &mut Violations, field: &str, raw: i32) -> 
     })
 }
 
-fn log_type_to_proto(log_type: LogType) -> pb::LogType {
+pub(super) fn log_type_to_proto(log_type: LogType) -> pb::LogType {
     match log_type {
         LogType::System => pb::LogType::System,
         LogType::Job => pb::LogType::Job,

@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
-use super::convert::{filter_draft, follow_draft, job_run_to_proto, log_to_proto, time_to_proto};
+use super::convert::{filter_draft, follow_draft, job_run_to_proto, log_to_proto, log_type_to_proto, time_to_proto};
 use super::error::ApiError;
 use super::follow_cursor;
 use crate::live::{AcrossEvent, AcrossFollow, AcrossStart, FollowError, FollowEvent, Followers};
@@ -50,7 +50,7 @@ impl LogStreamer {
             None | Some(Start::FromNow(_)) => AcrossStart::FromNow,
             Some(Start::FromStart(_)) => AcrossStart::FromStart,
             Some(Start::AfterCursor(cursor)) => match follow_cursor::decode(&cursor, &database) {
-                Ok(position) => AcrossStart::After(position),
+                Ok((position, reached_at)) => AcrossStart::After { position, reached_at },
                 Err(reason) => {
                     violations.add("after_cursor", reason);
                     AcrossStart::FromNow
@@ -115,12 +115,16 @@ fn across_message(event: AcrossEvent, database: &str) -> pb::FollowLogsResponse 
     use pb::follow_logs_response::Event;
     let event = match event {
         AcrossEvent::Log { log, position } => Event::Log(pb::FollowedLog {
+            cursor: follow_cursor::encode(position, log.received_at, database),
             log: Some(log_to_proto(Log::clone(&log))),
-            cursor: follow_cursor::encode(position, database),
         }),
         AcrossEvent::Heartbeat { through, time } => Event::Heartbeat(pb::FollowHeartbeat {
-            cursor: follow_cursor::encode(through, database),
+            cursor: follow_cursor::encode(through, time, database),
             time: Some(time_to_proto(time)),
+        }),
+        AcrossEvent::Expired { log_type, before } => Event::Expired(pb::FollowExpired {
+            r#type: log_type_to_proto(log_type).into(),
+            expired_before: Some(time_to_proto(before)),
         }),
     };
     pb::FollowLogsResponse { event: Some(event) }

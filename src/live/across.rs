@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit_tail::{CommitTail, Matches};
 use super::follower::FollowError;
-use crate::model::{Log, LogFilter, Position};
+use crate::model::{Log, LogFilter, LogType, Position, RetentionPolicy};
 use crate::store::{Horizon, LogStore};
 
 /// Rows one read takes from storage, at most.
@@ -34,8 +34,8 @@ const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
 /// Where a follow across runs starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcrossStart {
-    /// After this position (a cursor).
-    After(Position),
+    /// After this position (a cursor), reached at `reached_at`.
+    After { position: Position, reached_at: DateTime<Utc> },
     /// With the logs committed from now on.
     FromNow,
     /// With the first stored log.
@@ -57,6 +57,10 @@ pub enum AcrossEvent {
     /// Nothing new for a while: every matching log before `through` has
     /// been delivered.
     Heartbeat { through: Position, time: DateTime<Utc> },
+    /// Logs of `log_type` received before `before` are past the retention
+    /// limit, and the cursor followed from is older: some after it may be
+    /// gone. First, before any log.
+    Expired { log_type: LogType, before: DateTime<Utc> },
 }
 
 /// The events of one follow across runs; an error, if any, is the last.
@@ -99,6 +103,7 @@ pub(super) struct AcrossStarter<'a> {
     pub count: &'a Arc<AcrossCount>,
     pub limit: usize,
     pub heartbeat_interval: Duration,
+    pub retention: RetentionPolicy,
     pub commits: watch::Receiver<u64>,
     pub tail: &'a Arc<CommitTail>,
     pub stopping: &'a CancellationToken,
@@ -110,8 +115,9 @@ impl AcrossStarter<'_> {
         self.tail.want();
         // The wake-ups were subscribed before this read, so that no commit
         // falls between.
+        let notices = expired(&follow.filter, follow.start, &self.retention, Utc::now());
         let (position, earlier) = match follow.start {
-            AcrossStart::After(position) => (position, None),
+            AcrossStart::After { position, .. } => (position, None),
             AcrossStart::FromStart => (Position::START, None),
             AcrossStart::FromNow => {
                 let horizon = self.store.commit_horizon().await?;
@@ -131,9 +137,32 @@ impl AcrossStarter<'_> {
             _counted: counted,
         };
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        for notice in notices {
+            // The channel is new and holds more than three events.
+            let _ = sender.try_send(Ok(notice));
+        }
         tokio::spawn(follower.run(sender, self.stopping.clone()));
         Ok(receiver)
     }
+}
+
+/// What a follow from `start` must be told first: each log type `filter`
+/// covers whose retention limit, as of `now`, lies after the cursor.
+fn expired(
+    filter: &LogFilter,
+    start: AcrossStart,
+    retention: &RetentionPolicy,
+    now: DateTime<Utc>,
+) -> Vec<AcrossEvent> {
+    let AcrossStart::After { reached_at, .. } = start else { return Vec::new() };
+    retention
+        .cutoffs(now)
+        .into_iter()
+        .filter(|(log_type, cutoff)| {
+            (filter.types.is_empty() || filter.types.contains(log_type)) && reached_at < *cutoff
+        })
+        .map(|(log_type, before)| AcrossEvent::Expired { log_type, before })
+        .collect()
 }
 
 struct AcrossFollower {

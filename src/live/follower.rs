@@ -21,7 +21,7 @@ use super::across::{AcrossCount, AcrossEvents, AcrossFollow, AcrossStarter};
 use super::commit_tail::CommitTail;
 use super::hub::{Hub, Subscription, Tail};
 use crate::auth::{AuthError, Denied, JobRunTokens, Principal};
-use crate::model::{Follow, Followed, JobRun, Log, LogQuery, SortOrder, Start};
+use crate::model::{Follow, Followed, JobRun, Log, LogQuery, RetentionPolicy, SortOrder, Start};
 use crate::store::{LogStore, StoreError};
 
 /// Rows one read takes from storage, at most.
@@ -83,6 +83,9 @@ pub struct FollowersConfig {
     pub max_followers: usize,
     /// Followers across runs in this process, at most.
     pub max_across: usize,
+    /// What retention keeps, to tell a follower resuming from a cursor
+    /// older than it.
+    pub retention: RetentionPolicy,
 }
 
 /// Starts followers.
@@ -98,6 +101,7 @@ pub struct Followers {
     max_followers: usize,
     across: Arc<AcrossCount>,
     max_across: usize,
+    retention: RetentionPolicy,
     /// The logs committed anywhere lately, for followers across runs.
     tail: Arc<CommitTail>,
     /// Cancelled when the server starts shutting down: every follower then
@@ -124,6 +128,7 @@ impl Followers {
             max_followers: config.max_followers,
             across,
             max_across: config.max_across,
+            retention: config.retention,
             tail,
             stopping,
         }
@@ -144,6 +149,7 @@ impl Followers {
             count: &self.across,
             limit: self.max_across,
             heartbeat_interval: self.heartbeat_interval,
+            retention: self.retention,
             commits: self.hub.commits(),
             tail: &self.tail,
             stopping: &self.stopping,

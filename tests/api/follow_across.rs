@@ -19,6 +19,7 @@ use crate::streams::wait_for_metric;
 conformance!(
     a_filtered_follow_across_runs_resumes_exactly_at_its_cursor,
     heartbeats_carry_a_cursor_past_skipped_logs,
+    a_cursor_older_than_retention_is_told_so,
     bad_follows_across_runs_name_the_field,
     followers_across_runs_are_bounded_and_leave_nothing_behind,
     every_follower_across_runs_sees_exactly_the_committed_logs,
@@ -50,6 +51,7 @@ async fn read_logs(
                 logs.push(Received { log: followed.log.expect("a log"), cursor: followed.cursor });
             }
             Some(Event::Heartbeat(heartbeat)) => cursor = Some(heartbeat.cursor),
+            Some(Event::Expired(expired)) => panic!("unexpected {expired:?}"),
             None => panic!("the stream ended"),
         }
     }
@@ -151,6 +153,44 @@ async fn heartbeats_carry_a_cursor_past_skipped_logs(backend: Backend) {
     assert_eq!(received[0].log.message, "the error", "the infos were passed");
     let (live, _) = read_logs(&mut stream, 1).await;
     assert_eq!(live, received, "the live follower got the same log at the same cursor");
+}
+
+async fn a_cursor_older_than_retention_is_told_so(backend: Backend) {
+    let mut settings = crate::helpers::test_settings();
+    settings.retention.policy.task = Some(chrono::TimeDelta::hours(1));
+    let server = TestServer::start_with(crate::helpers::TestDatabase::create(backend).await, settings).await;
+    let (run, task) = (Uuid::now_v7(), Uuid::now_v7());
+    for message in ["old task log", "newer task log"] {
+        let log = Some(task_entry(run, task, message));
+        server.task().write_task_log(pb::WriteTaskLogRequest { log }).await.expect("write");
+    }
+    server.job().write_job_log(pb::WriteJobLogRequest { log: Some(job_entry(run, "job log")) }).await.expect("write");
+    // Received two hours ago, past the task logs' hour (the retention pass
+    // ran at start and runs again in an hour: nothing is deleted).
+    let two_hours_ago = match backend {
+        Backend::Postgres => "UPDATE logs SET received_at = received_at - interval '2 hours'",
+        Backend::Sqlite => "UPDATE logs SET received_at = received_at - 7200000000",
+    };
+    server.database.execute_raw(two_hours_ago).await.expect("age the logs");
+    let mut everything = client_stream(&server, follow(pb::LogFilter::default(), Start::FromStart(true))).await;
+    let (received, _) = read_logs(&mut everything, 3).await;
+
+    let mut resumed =
+        client_stream(&server, follow(pb::LogFilter::default(), Start::AfterCursor(received[0].cursor.clone()))).await;
+    let first = resumed.message().await.expect("a message").and_then(|response| response.event);
+    let Some(Event::Expired(expired)) = first else { panic!("expected the expiry first, got {first:?}") };
+    assert_eq!(expired.r#type, pb::LogType::Task as i32);
+    let before = expired.expired_before.expect("a time").seconds;
+    let an_hour_ago = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).timestamp();
+    assert!((before - an_hour_ago).abs() <= 5, "the task logs' limit: {before} against {an_hour_ago}");
+    let (rest, _) = read_logs(&mut resumed, 2).await;
+    assert_eq!(rest, received[1..], "the logs still stored follow");
+
+    // Job logs are kept: a follow of them alone is told nothing.
+    let jobs = pb::LogFilter { types: vec![pb::LogType::Job.into()], ..Default::default() };
+    let mut job_logs = client_stream(&server, follow(jobs, Start::AfterCursor(received[0].cursor.clone()))).await;
+    let (logs, _) = read_logs(&mut job_logs, 1).await;
+    assert_eq!(logs[0].log.message, "job log");
 }
 
 async fn bad_follows_across_runs_name_the_field(backend: Backend) {
@@ -322,6 +362,7 @@ async fn follow_by_plan(
                         break;
                     }
                 }
+                Some(Event::Expired(expired)) => panic!("unexpected {expired:?}"),
                 Some(Event::Heartbeat(heartbeat)) => {
                     if expected.borrow().is_some_and(|expected| received.len() >= expected) {
                         return received;
