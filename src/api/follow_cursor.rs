@@ -6,6 +6,7 @@
 //! checksum is not a secret: a forged position only reads what the same
 //! filter allows.
 
+use super::page_token::{CHECKSUM_BYTES, checksum};
 use crate::model::Position;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,9 +14,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 const VERSION: u8 = 1;
-/// Bytes of the database's tag, and of the checksum.
+/// Bytes of the database's tag.
 const TAG_BYTES: usize = 4;
-const CHECKSUM_BYTES: usize = 8;
 /// Version, tag, commit, index, time, checksum.
 const CURSOR_BYTES: usize = 1 + TAG_BYTES + 8 + 4 + 8 + CHECKSUM_BYTES;
 const DAMAGED: &str =
@@ -65,13 +65,6 @@ fn tag(database: &str) -> [u8; TAG_BYTES] {
     let mut tag = [0; TAG_BYTES];
     tag.copy_from_slice(&digest[..TAG_BYTES]);
     tag
-}
-
-fn checksum(payload: &[u8], database: &str) -> [u8; CHECKSUM_BYTES] {
-    let digest = Sha256::new().chain_update(payload).chain_update(database.as_bytes()).finalize();
-    let mut checksum = [0; CHECKSUM_BYTES];
-    checksum.copy_from_slice(&digest[..CHECKSUM_BYTES]);
-    checksum
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::model::{Cursor, LogFilter, RunCursor, RunFilter, SortOrder};
 
 const VERSION: u8 = 1;
-const CHECKSUM_BYTES: usize = 8;
+pub(super) const CHECKSUM_BYTES: usize = 8;
 const KIND_SEQ: u8 = 1;
 const KIND_RUN_SEQ: u8 = 2;
 const KIND_TIME: u8 = 3;
@@ -127,8 +127,10 @@ fn log_query(filter: &LogFilter, order: SortOrder) -> String {
     format!("{filter:?}|{order:?}")
 }
 
-fn checksum(payload: &[u8], query: &str) -> [u8; CHECKSUM_BYTES] {
-    let digest = Sha256::new().chain_update(payload).chain_update(query.as_bytes()).finalize();
+/// A checksum of `payload` and the `context` it belongs to (a query, a
+/// database): follow cursors are sealed the same way.
+pub(super) fn checksum(payload: &[u8], context: &str) -> [u8; CHECKSUM_BYTES] {
+    let digest = Sha256::new().chain_update(payload).chain_update(context.as_bytes()).finalize();
     let mut checksum = [0; CHECKSUM_BYTES];
     checksum.copy_from_slice(&digest[..CHECKSUM_BYTES]);
     checksum

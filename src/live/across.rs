@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::commit_tail::{CommitTail, Matches};
-use super::follower::FollowError;
+use super::follower::{FollowError, until_stopped};
 use crate::model::{Log, LogFilter, LogType, Position, RetentionPolicy};
 use crate::store::{Horizon, LogStore};
 
@@ -113,9 +113,9 @@ impl AcrossStarter<'_> {
     pub(super) async fn start(self, follow: AcrossFollow) -> Result<AcrossEvents, FollowError> {
         let counted = self.count.admit(self.limit)?;
         self.tail.want();
-        // The wake-ups were subscribed before this read, so that no commit
-        // falls between.
         let notices = expired(&follow.filter, follow.start, &self.retention, Utc::now());
+        // The wake-ups were subscribed before the horizon is read, so that
+        // no commit falls between.
         let (position, earlier) = match follow.start {
             AcrossStart::After { position, .. } => (position, None),
             AcrossStart::FromStart => (Position::START, None),
@@ -200,13 +200,7 @@ type Sender = mpsc::Sender<Result<AcrossEvent, FollowError>>;
 
 impl AcrossFollower {
     async fn run(mut self, sender: Sender, stopping: CancellationToken) {
-        let followed = tokio::select! {
-            result = self.follow(&sender) => result,
-            () = stopping.cancelled() => Err(FollowError::ShuttingDown),
-        };
-        if let Err(error) = followed {
-            let _ = sender.send(Err(error)).await;
-        }
+        until_stopped(self.follow(&sender), &sender, &stopping).await;
     }
 
     /// Delivers until the receiver leaves (Ok) or something fails.

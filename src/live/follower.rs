@@ -236,15 +236,7 @@ impl Follower {
     /// Follows until the run completes, the receiver leaves, something
     /// fails, or the server shuts down; the events then end with the reason.
     async fn run(mut self, sender: Sender, stopping: CancellationToken) {
-        let followed = tokio::select! {
-            result = self.follow(&sender) => result,
-            () = stopping.cancelled() => Err(FollowError::ShuttingDown),
-        };
-        if let Err(error) = followed {
-            // Waits for a receiver that reads slowly; a shutdown's grace
-            // period bounds the wait.
-            let _ = sender.send(Err(error)).await;
-        }
+        until_stopped(self.follow(&sender), &sender, &stopping).await;
     }
 
     /// Delivers until the run completes (Ok) or the receiver leaves (Ok,
@@ -348,6 +340,24 @@ impl Follower {
         };
         let logs = self.store.list(&query).await?;
         Ok((run, logs))
+    }
+}
+
+/// Runs `follow` until it ends or the server starts shutting down; why it
+/// ended, if it failed, is the last event `sender` sends.
+pub(super) async fn until_stopped<E>(
+    follow: impl Future<Output = Result<(), FollowError>>,
+    sender: &mpsc::Sender<Result<E, FollowError>>,
+    stopping: &CancellationToken,
+) {
+    let followed = tokio::select! {
+        result = follow => result,
+        () = stopping.cancelled() => Err(FollowError::ShuttingDown),
+    };
+    if let Err(error) = followed {
+        // Waits for a receiver that reads slowly; a shutdown's grace period
+        // bounds the wait.
+        let _ = sender.send(Err(error)).await;
     }
 }
 
