@@ -22,6 +22,8 @@ conformance!(
     a_cursor_older_than_retention_is_told_so,
     bad_follows_across_runs_name_the_field,
     followers_across_runs_are_bounded_and_leave_nothing_behind,
+    thousands_of_follows_across_runs_opened_and_cancelled_leave_nothing_behind,
+    a_follower_behind_the_shared_tail_misses_nothing,
     every_follower_across_runs_sees_exactly_the_committed_logs,
 );
 
@@ -253,24 +255,23 @@ async fn followers_across_runs_are_bounded_and_leave_nothing_behind(backend: Bac
     drop(held);
     wait_for_metric(&server, "logwell_cross_run_followers", 0.0).await;
 
-    // Subscribe-and-cancel cycles, some after a first message.
-    let cycles = 600;
+    let _ = client_stream(&server, follow(pb::LogFilter::default(), Start::FromNow(true))).await;
+}
+
+async fn thousands_of_follows_across_runs_opened_and_cancelled_leave_nothing_behind(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.system().write_system_log(pb::WriteSystemLogRequest { log: Some(entry("one")) }).await.expect("write");
+    let cycles = 2_000;
     let mut workers = Vec::new();
-    for worker in 0..3 {
+    for worker in 0..8 {
         let mut client = server.stream();
         workers.push(tokio::spawn(async move {
-            let mut cycle = worker;
-            while cycle < cycles {
-                match client.follow_logs(follow(pb::LogFilter::default(), Start::FromStart(true))).await {
-                    Ok(stream) if cycle % 2 == 0 => {
-                        let _ = stream.into_inner().message().await;
-                    }
-                    Ok(_) => {}
-                    // The three slots may be briefly taken by the others'
-                    // streams, released as their tasks see the cancel.
-                    Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+            for cycle in (worker..cycles).step_by(8) {
+                let request = follow(pb::LogFilter::default(), Start::FromStart(true));
+                let mut stream = client.follow_logs(request).await.expect("follow").into_inner();
+                if cycle % 2 == 0 {
+                    stream.message().await.expect("first message");
                 }
-                cycle += 3;
             }
         }));
     }
@@ -278,7 +279,24 @@ async fn followers_across_runs_are_bounded_and_leave_nothing_behind(backend: Bac
         worker.await.expect("worker");
     }
     wait_for_metric(&server, "logwell_cross_run_followers", 0.0).await;
-    let _ = client_stream(&server, follow(pb::LogFilter::default(), Start::FromNow(true))).await;
+}
+
+/// A follower that stops reading while 20,000 logs are written falls
+/// behind the shared tail (16,384 logs) and the channel: it reads storage,
+/// and still gets every log once, in order.
+async fn a_follower_behind_the_shared_tail_misses_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut stream = client_stream(&server, follow(pb::LogFilter::default(), Start::FromNow(true))).await;
+    next_heartbeat(&mut stream).await;
+    let run = Uuid::now_v7();
+    for batch in 0..20 {
+        let logs = (0..1_000).map(|index| job_entry(run, &format!("log {}", batch * 1_000 + index))).collect();
+        server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+    }
+    let (received, _) = read_logs(&mut stream, 20_000).await;
+    let seqs: Vec<i64> = received.iter().map(|received| received.log.seq).collect();
+    assert_eq!(seqs, (1..=20_000).collect::<Vec<i64>>(), "every log once, in order");
+    next_heartbeat(&mut stream).await;
 }
 
 /// A follower's filter in the stress test, and the same rule in memory.
