@@ -204,17 +204,16 @@ impl GroupCommitter {
     /// stored now, not those already stored under their ids.
     fn committed(&self, batches: &[&[NewLog]], results: &[Result<Vec<Receipt>, StoreError>]) {
         record(&self.stats, results);
-        let mut stored: Vec<(&NewLog, i64)> = batches
+        // In the order the group's logs took their seqs: each sequence's
+        // ascending, as the hub's tails are.
+        let (logs, seqs): (Vec<&NewLog>, Vec<i64>) = batches
             .iter()
             .zip(results)
             .filter_map(|(logs, result)| Some(logs.iter().zip(result.as_ref().ok()?)))
             .flatten()
             .filter(|(_, receipt)| !receipt.duplicate)
             .map(|(log, receipt)| (log, receipt.seq))
-            .collect();
-        // In seq order, as the hub's tails are, whatever the batches' order.
-        stored.sort_by_key(|(_, seq)| *seq);
-        let (logs, seqs): (Vec<&NewLog>, Vec<i64>) = stored.into_iter().unzip();
+            .unzip();
         self.hub.committed(&logs, &seqs);
     }
 }

@@ -175,7 +175,7 @@ impl CommitTail {
                 window.logs.clear();
                 (window.start, window.read_through) = (horizon.position, horizon.position);
                 (window.stale, window.failed) = (false, false);
-                ReadOutcome::CaughtUp { held_back: horizon.held_back }
+                ReadOutcome::CaughtUp { held_back: horizon.held_back() }
             })
         } else {
             store.read_committed(everything, after, READ_LOGS).await.map(|page| {

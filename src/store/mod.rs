@@ -116,8 +116,6 @@ pub struct CommittedPage {
 pub struct Horizon {
     /// Every commit before this position has ended.
     pub position: Position,
-    /// As `CommittedPage::held_back`.
-    pub held_back: bool,
     /// The commits from `position` on that had not begun (PostgreSQL:
     /// transaction ids from this one), or were still running (`running`):
     /// those between `position` and `next` but not running had already
@@ -127,6 +125,12 @@ pub struct Horizon {
 }
 
 impl Horizon {
+    /// Whether commits were running when the horizon was taken (as
+    /// `CommittedPage::held_back`).
+    pub fn held_back(&self) -> bool {
+        self.position.commit < self.next
+    }
+
     /// Whether a log at `position` was committed before the horizon was
     /// taken.
     pub fn committed_before(&self, position: Position) -> bool {
@@ -295,7 +299,7 @@ fn committed_page(
         Some((last, _)) if logs.len() == limit => *last,
         _ => horizon.position.max(after),
     };
-    CommittedPage { logs, read_through, held_back: horizon.held_back }
+    CommittedPage { logs, read_through, held_back: horizon.held_back() }
 }
 
 /// The page after `logs` (the page `query` read), or `None` once a page

@@ -663,7 +663,7 @@ impl LogStore for PostgresStore {
     async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
         let (oldest_running, next, running): (i64, i64, Vec<i64>) =
             sqlx::query_as(COMMIT_HORIZON).fetch_one(&self.reads).await?;
-        Ok(Horizon { position: Position::before(oldest_running), held_back: oldest_running < next, next, running })
+        Ok(Horizon { position: Position::before(oldest_running), next, running })
     }
 
     async fn database_identity(&self) -> Result<String, StoreError> {

@@ -632,7 +632,7 @@ impl LogStore for SqliteStore {
 
     async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
         let next: i64 = sqlx::query_scalar(COMMIT_HORIZON).fetch_one(&self.reader).await?;
-        Ok(Horizon { position: Position::before(next), held_back: false, next, running: Vec::new() })
+        Ok(Horizon { position: Position::before(next), next, running: Vec::new() })
     }
 
     async fn database_identity(&self) -> Result<String, StoreError> {
