@@ -38,15 +38,19 @@ struct Received {
     cursor: String,
 }
 
-/// Reads `stream` until it has `count` logs (heartbeats pass by); the
-/// cursor of the last message read, log or heartbeat, comes back too.
+/// Reads `stream` until it has `count` logs (heartbeats pass by), within
+/// a minute however many heartbeats come; the cursor of the last message
+/// read, log or heartbeat, comes back too.
 async fn read_logs(
     stream: &mut tonic::Streaming<pb::FollowLogsResponse>,
     count: usize,
 ) -> (Vec<Received>, Option<String>) {
     let (mut logs, mut cursor) = (Vec::new(), None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while logs.len() < count {
-        let message = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.expect("stream stalled");
+        let Ok(message) = tokio::time::timeout_at(deadline, stream.message()).await else {
+            panic!("{} of {count} logs came within a minute: {logs:?}", logs.len());
+        };
         match message.expect("stream failed").and_then(|response| response.event) {
             Some(Event::Log(followed)) => {
                 cursor = Some(followed.cursor.clone());
@@ -161,6 +165,12 @@ async fn a_cursor_older_than_retention_is_told_so(backend: Backend) {
     let mut settings = crate::helpers::test_settings();
     settings.retention.policy.task = Some(chrono::TimeDelta::hours(1));
     let server = TestServer::start_with(crate::helpers::TestDatabase::create(backend).await, settings).await;
+    // The pass the server runs at start must be over before the logs are
+    // aged, or it deletes them.
+    crate::helpers::eventually("the first retention pass", Duration::from_secs(30), || async {
+        (server.metric("logwell_retention_passes_total").await >= 1.0).then_some(())
+    })
+    .await;
     let (run, task) = (Uuid::now_v7(), Uuid::now_v7());
     for message in ["old task log", "newer task log"] {
         let log = Some(task_entry(run, task, message));
@@ -179,7 +189,8 @@ async fn a_cursor_older_than_retention_is_told_so(backend: Backend) {
 
     let mut resumed =
         client_stream(&server, follow(pb::LogFilter::default(), Start::AfterCursor(received[0].cursor.clone()))).await;
-    let first = resumed.message().await.expect("a message").and_then(|response| response.event);
+    let first = tokio::time::timeout(Duration::from_secs(10), resumed.message()).await.expect("a first message");
+    let first = first.expect("a message").and_then(|response| response.event);
     let Some(Event::Expired(expired)) = first else { panic!("expected the expiry first, got {first:?}") };
     assert_eq!(expired.r#type, pb::LogType::Task as i32);
     let before = expired.expired_before.expect("a time").seconds;
@@ -281,7 +292,8 @@ async fn thousands_of_follows_across_runs_opened_and_cancelled_leave_nothing_beh
                     }
                 };
                 if cycle % 2 == 0 {
-                    stream.message().await.expect("first message");
+                    let first = tokio::time::timeout(Duration::from_secs(30), stream.message()).await;
+                    first.expect("a first message within 30 s").expect("first message");
                 }
             }
         }));

@@ -218,6 +218,34 @@ pub struct TestServer {
     /// Where it serves gRPC.
     pub address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    _watchdog: Watchdog,
+}
+
+/// How long a test may run with a server before the test binary gives up.
+const TEST_LIMIT: Duration = Duration::from_secs(600);
+
+/// Ends the test binary, naming the test, if a test holds its server past
+/// `TEST_LIMIT`: a test that waits forever fails the run in minutes,
+/// rather than holding CI until its own limit with nothing said. Dropping
+/// it (its sender) lets its thread end.
+struct Watchdog {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn start() -> Watchdog {
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if finished.recv_timeout(TEST_LIMIT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                // Straight to stderr: the test harness captures eprintln!.
+                let said = format!("\n{test} ran past {TEST_LIMIT:?}: ending the test binary\n");
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
+                std::process::abort();
+            }
+        });
+        Watchdog { _done: done }
+    }
 }
 
 impl TestServer {
@@ -243,7 +271,15 @@ impl TestServer {
         // Lazily: a TLS server is not for a plaintext channel, but its tests
         // make their own.
         let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect_lazy();
-        TestServer { channel, store, database, metrics_address, address, stop: Some(stop) }
+        TestServer {
+            channel,
+            store,
+            database,
+            metrics_address,
+            address,
+            stop: Some(stop),
+            _watchdog: Watchdog::start(),
+        }
     }
 
     /// The value of one metric, read over HTTP from the metrics endpoint.
