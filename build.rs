@@ -13,10 +13,12 @@ const PROTOS: &[&str] = &[
     "proto/logwell/v1/task_log_service.proto",
     "proto/logwell/v1/log_query_service.proto",
     "proto/logwell/v1/job_run_service.proto",
-    "proto/logwell/v1/log_stream_service.proto",
+    STREAM_SERVICE,
     "proto/logwell/v1/log_ingest_service.proto",
     "proto/logwell/v1/token_service.proto",
 ];
+
+const STREAM_SERVICE: &str = "proto/logwell/v1/log_stream_service.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::Compiler::new(["proto"])?
@@ -24,8 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .include_source_info(true)
         .open_files(PROTOS)?
         .file_descriptor_set();
-    let descriptor_path =
-        PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR not set")?).join("logwell_descriptor.bin");
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR not set")?);
+    let descriptor_path = out_dir.join("logwell_descriptor.bin");
     std::fs::write(&descriptor_path, descriptors.encode_to_vec())?;
 
     tonic_prost_build::configure()
@@ -34,6 +36,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Undecodable requests are INVALID_ARGUMENT, not tonic-prost's INTERNAL.
         .codec_path("crate::api::StrictCodec")
         .compile_protos(PROTOS, &["proto"])?;
+
+    // LogStreamService's server once more, alone, its streamed responses as
+    // messages encoded ahead (`crate::api::Encoded`): every follower of a
+    // log sends the same bytes, encoded once. Its messages are the ones
+    // above; clients and reflection use the contract as it is.
+    let mut stream_service = descriptors.clone();
+    stream_service.file.retain(|file| file.name() == STREAM_SERVICE.trim_start_matches("proto/"));
+    for file in &mut stream_service.file {
+        file.message_type.clear();
+        file.enum_type.clear();
+    }
+    let encoded_streams = out_dir.join("encoded_streams");
+    std::fs::create_dir_all(&encoded_streams)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&encoded_streams)
+        .codec_path("crate::api::StrictCodec")
+        .extern_path(".logwell.v1", "crate::proto::v1")
+        .extern_path(".logwell.v1.StreamLogsResponse", "crate::api::Encoded<crate::proto::v1::StreamLogsResponse>")
+        .extern_path(".logwell.v1.FollowLogsResponse", "crate::api::Encoded<crate::proto::v1::FollowLogsResponse>")
+        .compile_fds(stream_service)?;
     println!("cargo:rerun-if-changed=proto");
     // sqlx::migrate! embeds the migrations: a new file must rebuild the crate.
     println!("cargo:rerun-if-changed=migrations");

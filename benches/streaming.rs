@@ -29,7 +29,7 @@ use uuid::Uuid;
 /// Enough concurrent streams per connection for the fan-out's followers.
 const STREAMS: &[&str] = &["--max-concurrent-streams", "2048"];
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 struct Args {
     /// Which scenario to run.
     #[arg(long, value_enum, default_value = "all")]
@@ -119,6 +119,21 @@ async fn write_paced(channel: Channel, run: Uuid, args: &Args) -> Vec<(i64, Inst
     let mut writes = std::mem::take(&mut *writes.lock().expect("writes"));
     writes.sort_by_key(|(seq, _, _)| *seq);
     writes
+}
+
+/// `write_paced` on a runtime and a connection of its own, so that the
+/// followers this process drains neither delay its pace nor share its
+/// connection: a job runner writes apart from the crowd that watches it.
+async fn write_apart(address: &str, run: Uuid, args: &Args) -> Vec<(i64, Instant, Instant)> {
+    let (address, args) = (address.to_owned(), args.clone());
+    let writer = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let channel = Channel::from_shared(address).expect("uri").connect().await.expect("connect");
+            write_paced(channel, run, &args).await
+        })
+    });
+    tokio::task::spawn_blocking(move || writer.join().expect("writer")).await.expect("writer")
 }
 
 /// Opens a follower of `run` from now on; returns once the server has
@@ -218,6 +233,10 @@ async fn latency(title: &str, writer: Channel, follower_channel: Channel, args: 
 /// Thousands of followers of one run on one process: every follower must get
 /// every line; prints the server's memory, idle (baseline) and at its peak.
 async fn fanout(server: &Server, args: &Args) {
+    // The writer's pace and round trips with no follower: the baseline.
+    let alone = Instant::now();
+    let quiet = write_apart(server.address(), Uuid::now_v7(), args).await;
+    let alone = alone.elapsed();
     let run = Uuid::now_v7();
     let mut channels = Vec::new();
     for _ in 0..args.connections {
@@ -236,7 +255,7 @@ async fn fanout(server: &Server, args: &Args) {
     assert_eq!(registered as usize, args.followers, "the server holds every follower");
     let (connected, _) = server.memory();
     let (writing, cpu_before) = (Instant::now(), server.cpu_seconds());
-    let writes = write_paced(channels[0].clone(), run, args).await;
+    let writes = write_apart(server.address(), run, args).await;
     let written = writing.elapsed();
     let mut complete = 0;
     for follower in followers {
@@ -264,11 +283,27 @@ async fn fanout(server: &Server, args: &Args) {
         writes.len()
     );
     println!(
-        "  writing took {:.1} s; the last follower had every line {:.1} s after writing began ({} deliveries)",
+        "  writing took {:.1} s (alone: {:.1} s); the last follower had every line {:.1} s after writing began \
+         ({} deliveries, {:.0} a second)",
         written.as_secs_f64(),
+        alone.as_secs_f64(),
         drained.as_secs_f64(),
-        writes.len() * args.followers
+        writes.len() * args.followers,
+        (writes.len() * args.followers) as f64 / drained.as_secs_f64()
     );
+    for (name, writes) in
+        [("the writer's acks alone (baseline)", &quiet), ("the writer's acks in the fan-out", &writes)]
+    {
+        let mut round_trips: Vec<f64> =
+            writes.iter().map(|(_, sent, acked)| millis(acked.duration_since(*sent))).collect();
+        round_trips.sort_by(f64::total_cmp);
+        println!(
+            "  {name:<36} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms",
+            percentile(&round_trips, 0.5),
+            percentile(&round_trips, 0.99),
+            percentile(&round_trips, 1.0)
+        );
+    }
     println!(
         "  server memory: idle {:.1} MiB (baseline), followers connected {:.1} MiB, peak {:.1} MiB (target < 1024)",
         mib(idle),

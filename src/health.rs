@@ -16,10 +16,10 @@ use crate::proto::v1::job_log_service_server::JobLogServiceServer;
 use crate::proto::v1::job_run_service_server::JobRunServiceServer;
 use crate::proto::v1::log_ingest_service_server::LogIngestServiceServer;
 use crate::proto::v1::log_query_service_server::LogQueryServiceServer;
-use crate::proto::v1::log_stream_service_server::LogStreamServiceServer;
 use crate::proto::v1::system_log_service_server::SystemLogServiceServer;
 use crate::proto::v1::task_log_service_server::TaskLogServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
+use crate::proto::v1_encoded_streams::log_stream_service_server::LogStreamServiceServer;
 use crate::store::{Availability, LogStore};
 
 /// A name whose status is SERVING for as long as the process answers,

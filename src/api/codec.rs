@@ -13,6 +13,14 @@ use tonic_prost::{ProstDecoder, ProstEncoder};
 use super::error::ApiError;
 use crate::model::Violations;
 
+/// What tonic allocates for each call's responses at its start, growing it
+/// as they need: 1 KiB rather than tonic's 8, since thousands of followers
+/// each hold one while waiting for their next log (a log's message is a few
+/// hundred bytes).
+const RESPONSE_BUFFER_BYTES: usize = 1024;
+/// Ready responses sent in one write, at most: tonic's default.
+const RESPONSE_YIELD_BYTES: usize = 16 * 1024;
+
 /// Used by the generated services (see `build.rs`).
 #[derive(Debug, Clone)]
 pub struct StrictCodec<T, U>(PhantomData<(T, U)>);
@@ -34,7 +42,7 @@ where
     type Decoder = StrictDecoder<U>;
 
     fn encoder(&mut self) -> ProstEncoder<T> {
-        ProstEncoder::default()
+        ProstEncoder::new(BufferSettings::new(RESPONSE_BUFFER_BYTES, RESPONSE_YIELD_BYTES))
     }
 
     fn decoder(&mut self) -> StrictDecoder<U> {

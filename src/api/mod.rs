@@ -4,6 +4,7 @@
 mod access;
 mod codec;
 mod convert;
+mod encoded;
 mod error;
 mod follow_cursor;
 mod ingest_stream;
@@ -20,6 +21,7 @@ mod write;
 
 pub use access::{AccessLayer, AccessPolicy};
 pub use codec::StrictCodec;
+pub use encoded::Encoded;
 pub use error::ApiError;
 pub use ingest_stream::LogIngester;
 pub use job_runs::JobRuns;

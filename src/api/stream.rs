@@ -6,18 +6,18 @@
 use std::sync::Arc;
 
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
 use super::convert::{filter_draft, follow_draft, job_run_to_proto, log_to_proto, log_type_to_proto, time_to_proto};
+use super::encoded::Encoded;
 use super::error::ApiError;
 use super::follow_cursor;
-use crate::live::{AcrossEvent, AcrossFollow, AcrossStart, FollowError, FollowEvent, Followers};
-use crate::model::{Log, Violations};
+use crate::live::{AcrossEvent, AcrossFollow, AcrossStart, EventStream, FollowError, FollowEvent, Followers};
+use crate::model::Violations;
 use crate::proto::v1 as pb;
-use crate::proto::v1::log_stream_service_server::LogStreamService;
 use crate::proto::v1::stream_logs_response::Event;
+use crate::proto::v1_encoded_streams::log_stream_service_server::LogStreamService;
 use crate::store::LogStore;
 
 /// Serves LogStreamService.
@@ -64,14 +64,14 @@ impl LogStreamer {
 
 /// A follow's events as messages.
 type Messages = tokio_stream::adapters::Map<
-    ReceiverStream<Result<FollowEvent, FollowError>>,
-    fn(Result<FollowEvent, FollowError>) -> Result<pb::StreamLogsResponse, Status>,
+    EventStream<FollowEvent>,
+    fn(Result<FollowEvent, FollowError>) -> Result<Encoded<pb::StreamLogsResponse>, Status>,
 >;
 
 /// A follow across runs' events as messages.
 type AcrossMessages = tokio_stream::adapters::Map<
-    ReceiverStream<Result<AcrossEvent, FollowError>>,
-    Box<dyn FnMut(Result<AcrossEvent, FollowError>) -> Result<pb::FollowLogsResponse, Status> + Send>,
+    EventStream<AcrossEvent>,
+    Box<dyn FnMut(Result<AcrossEvent, FollowError>) -> Result<Encoded<pb::FollowLogsResponse>, Status> + Send>,
 >;
 
 #[tonic::async_trait]
@@ -89,7 +89,7 @@ impl LogStreamService for LogStreamer {
         let to_message = move |event: Result<AcrossEvent, FollowError>| {
             Ok(across_message(event.map_err(ApiError::from)?, &database))
         };
-        Ok(Response::new(ReceiverStream::new(events).map(Box::new(to_message) as Box<_>)))
+        Ok(Response::new(events.map(Box::new(to_message) as Box<_>)))
     }
 
     async fn stream_logs(
@@ -101,23 +101,30 @@ impl LogStreamService for LogStreamer {
         let draft = follow_draft(request.into_inner(), &mut violations);
         let follow = violations.judge(draft.validate()).map_err(ApiError::from)?;
         let events = self.followers.follow(principal, follow).await.map_err(ApiError::from)?;
-        Ok(Response::new(ReceiverStream::new(events).map(to_message as fn(_) -> _)))
+        Ok(Response::new(events.map(to_message as fn(_) -> _)))
     }
 }
 
 /// The message of one follow event, or the status that ends the stream.
-fn to_message(event: Result<FollowEvent, FollowError>) -> Result<pb::StreamLogsResponse, Status> {
+fn to_message(event: Result<FollowEvent, FollowError>) -> Result<Encoded<pb::StreamLogsResponse>, Status> {
     Ok(message(event.map_err(ApiError::from)?))
 }
 
 /// The message of one event of a follow across runs, in `database`.
-fn across_message(event: AcrossEvent, database: &str) -> pb::FollowLogsResponse {
+fn across_message(event: AcrossEvent, database: &str) -> Encoded<pb::FollowLogsResponse> {
     use pb::follow_logs_response::Event;
     let event = match event {
-        AcrossEvent::Log { log, position } => Event::Log(pb::FollowedLog {
-            cursor: follow_cursor::encode(position, log.received_at, database),
-            log: Some(log_to_proto(Log::clone(&log))),
-        }),
+        // Every follower of the shared tail sends the log at the same
+        // position: its cursor is the same too.
+        AcrossEvent::Log { log, position } => {
+            return Encoded::shared(&log, |log| {
+                let followed = pb::FollowedLog {
+                    cursor: follow_cursor::encode(position, log.received_at, database),
+                    log: Some(log_to_proto(log.clone())),
+                };
+                pb::FollowLogsResponse { event: Some(Event::Log(followed)) }
+            });
+        }
         AcrossEvent::Heartbeat { through, time } => Event::Heartbeat(pb::FollowHeartbeat {
             cursor: follow_cursor::encode(through, time, database),
             time: Some(time_to_proto(time)),
@@ -127,13 +134,17 @@ fn across_message(event: AcrossEvent, database: &str) -> pb::FollowLogsResponse 
             expired_before: Some(time_to_proto(before)),
         }),
     };
-    pb::FollowLogsResponse { event: Some(event) }
+    Encoded::new(&pb::FollowLogsResponse { event: Some(event) })
 }
 
 /// The message of one follow event.
-fn message(event: FollowEvent) -> pb::StreamLogsResponse {
+fn message(event: FollowEvent) -> Encoded<pb::StreamLogsResponse> {
     let event = match event {
-        FollowEvent::Log(log) => Event::Log(log_to_proto(Log::clone(&log))),
+        FollowEvent::Log(log) => {
+            return Encoded::shared(&log, |log| pb::StreamLogsResponse {
+                event: Some(Event::Log(log_to_proto(log.clone()))),
+            });
+        }
         FollowEvent::Expired { after_seq, first_retained_seq } => {
             Event::Expired(pb::StreamExpired { after_seq, first_retained_seq })
         }
@@ -142,5 +153,5 @@ fn message(event: FollowEvent) -> pb::StreamLogsResponse {
         }
         FollowEvent::Completed(run) => Event::Completed(pb::StreamCompletion { job_run: Some(job_run_to_proto(*run)) }),
     };
-    pb::StreamLogsResponse { event: Some(event) }
+    Encoded::new(&pb::StreamLogsResponse { event: Some(event) })
 }

@@ -14,19 +14,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::SharedLog;
 use super::commit_tail::{CommitTail, Matches};
-use super::follower::{FollowError, until_stopped};
-use crate::model::{Log, LogFilter, LogType, Position, RetentionPolicy};
+use super::events::{EventSender, EventStream, channel};
+use super::follower::{FollowError, deliver, until_stopped};
+use crate::model::{LogFilter, LogType, Position, RetentionPolicy};
 use crate::store::{Horizon, LogStore};
 
 /// Rows one read takes from storage, at most.
 const READ_BATCH: usize = 256;
-/// Events waiting for a slow client, per follower, at most.
-const CHANNEL_CAPACITY: usize = 16;
+/// Logs one pass takes from the shared tail, at most (see the run
+/// follower's).
+const TAIL_BATCH: usize = 64;
 /// How soon a follower reads again after a read that commits still running
 /// held back.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
@@ -53,7 +56,7 @@ pub struct AcrossFollow {
 #[derive(Debug, Clone)]
 pub enum AcrossEvent {
     /// The next matching log, at `position`.
-    Log { log: Arc<Log>, position: Position },
+    Log { log: Arc<SharedLog>, position: Position },
     /// Nothing new for a while: every matching log before `through` has
     /// been delivered.
     Heartbeat { through: Position, time: DateTime<Utc> },
@@ -62,9 +65,6 @@ pub enum AcrossEvent {
     /// gone. First, before any log.
     Expired { log_type: LogType, before: DateTime<Utc> },
 }
-
-/// The events of one follow across runs; an error, if any, is the last.
-pub type AcrossEvents = mpsc::Receiver<Result<AcrossEvent, FollowError>>;
 
 /// Counts the followers across runs of this process; one is released when
 /// its follow ends.
@@ -110,7 +110,7 @@ pub(super) struct AcrossStarter<'a> {
 }
 
 impl AcrossStarter<'_> {
-    pub(super) async fn start(self, follow: AcrossFollow) -> Result<AcrossEvents, FollowError> {
+    pub(super) async fn start(self, follow: AcrossFollow) -> Result<EventStream<AcrossEvent>, FollowError> {
         let counted = self.count.admit(self.limit)?;
         self.tail.want();
         let notices = expired(&follow.filter, follow.start, &self.retention, Utc::now());
@@ -136,13 +136,9 @@ impl AcrossStarter<'_> {
             tail: self.tail.clone(),
             _counted: counted,
         };
-        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-        for notice in notices {
-            // The channel is new and holds more than three events.
-            let _ = sender.try_send(Ok(notice));
-        }
-        tokio::spawn(follower.run(sender, self.stopping.clone()));
-        Ok(receiver)
+        let (sender, events) = channel();
+        tokio::spawn(follower.run(sender, notices, self.stopping.clone()));
+        Ok(events)
     }
 }
 
@@ -186,7 +182,7 @@ struct AcrossFollower {
 
 /// One pass's logs, and how far they take the follower.
 struct Pass {
-    logs: Vec<(Position, Arc<Log>)>,
+    logs: Vec<(Position, Arc<SharedLog>)>,
     through: Position,
     /// More is waiting: read again at once.
     full: bool,
@@ -196,11 +192,14 @@ struct Pass {
     from_tail: bool,
 }
 
-type Sender = mpsc::Sender<Result<AcrossEvent, FollowError>>;
+type Sender = EventSender<AcrossEvent>;
 
 impl AcrossFollower {
-    async fn run(mut self, sender: Sender, stopping: CancellationToken) {
-        until_stopped(self.follow(&sender), &sender, &stopping).await;
+    /// Tells `notices` first, then follows.
+    async fn run(mut self, sender: Sender, notices: Vec<AcrossEvent>, stopping: CancellationToken) {
+        if sender.send(notices).await {
+            until_stopped(self.follow(&sender), &sender, &stopping).await;
+        }
     }
 
     /// Delivers until the receiver leaves (Ok) or something fails.
@@ -209,15 +208,18 @@ impl AcrossFollower {
         loop {
             self.commits.borrow_and_update();
             self.tail_changes.borrow_and_update();
+            // A place for the batch first: a follower whose client lags
+            // waits before reading anything.
+            let Some(slot) = sender.reserve().await else { return Ok(()) };
             let pass = self.pass().await?;
+            let mut matching = Vec::with_capacity(pass.logs.len());
             for (position, log) in pass.logs {
                 self.position = position;
-                if self.earlier.as_ref().is_some_and(|earlier| earlier.committed_before(position)) {
-                    continue;
+                if !self.earlier.as_ref().is_some_and(|earlier| earlier.committed_before(position)) {
+                    matching.push(AcrossEvent::Log { log, position });
                 }
-                if sender.send(Ok(AcrossEvent::Log { log, position })).await.is_err() {
-                    return Ok(());
-                }
+            }
+            if slot.send(matching) {
                 quiet_since = Instant::now();
             }
             self.position = self.position.max(pass.through);
@@ -238,10 +240,9 @@ impl AcrossFollower {
                 () = tokio::time::sleep(HELD_BACK_RETRY), if pass.held_back => {}
                 () = tokio::time::sleep_until(quiet_since + self.heartbeat_interval) => {
                     let heartbeat = AcrossEvent::Heartbeat { through: self.position, time: Utc::now() };
-                    if sender.send(Ok(heartbeat)).await.is_err() {
+                    if !deliver(sender, vec![heartbeat], &mut quiet_since).await {
                         return Ok(());
                     }
-                    quiet_since = Instant::now();
                 }
                 () = sender.closed() => return Ok(()),
             }
@@ -252,16 +253,16 @@ impl AcrossFollower {
     /// storage with the filter applied there.
     async fn pass(&self) -> Result<Pass, FollowError> {
         if self.filter.decided_in_memory()
-            && let Matches::Found { logs, through } = self.tail.matches_after(self.position, &self.filter, READ_BATCH)
+            && let Matches::Found { logs, through } = self.tail.matches_after(self.position, &self.filter, TAIL_BATCH)
         {
-            let full = logs.len() == READ_BATCH;
+            let full = logs.len() == TAIL_BATCH;
             return Ok(Pass { logs, through, full, held_back: false, from_tail: true });
         }
         // The semaphore is never closed: a permit always comes.
         let _permit = self.reads.acquire().await.ok();
         let page = self.store.read_committed(&self.filter, self.position, READ_BATCH).await?;
         let full = page.logs.len() == READ_BATCH;
-        let logs = page.logs.into_iter().map(|(position, log)| (position, Arc::new(log))).collect();
+        let logs = page.logs.into_iter().map(|(position, log)| (position, Arc::new(SharedLog::new(log)))).collect();
         Ok(Pass { logs, through: page.read_through, full, held_back: page.held_back, from_tail: false })
     }
 }

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::model::{Log, LogFilter, Position};
+use super::SharedLog;
+use crate::model::{LogFilter, Position};
 use crate::store::LogStore;
 
 /// Logs the tail keeps: enough for followers that lag a little.
@@ -34,7 +35,7 @@ const BACKSTOP: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Window {
     /// Logs with positions in (`start`, `read_through`], in order.
-    logs: VecDeque<(Position, Arc<Log>)>,
+    logs: VecDeque<(Position, Arc<SharedLog>)>,
     start: Position,
     read_through: Position,
     /// The last read failed: followers read storage themselves, and meet
@@ -50,7 +51,7 @@ struct Window {
 pub(super) enum Matches {
     /// The matching logs after the position, at most the limit, and the
     /// position through which the window was searched.
-    Found { logs: Vec<(Position, Arc<Log>)>, through: Position },
+    Found { logs: Vec<(Position, Arc<SharedLog>)>, through: Position },
     /// The window does not reach back to the position, or the tail failed:
     /// read storage.
     Unknown,
@@ -181,7 +182,9 @@ impl CommitTail {
             store.read_committed(everything, after, READ_LOGS).await.map(|page| {
                 let full = page.logs.len() == READ_LOGS;
                 let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
-                window.logs.extend(page.logs.into_iter().map(|(position, log)| (position, Arc::new(log))));
+                window
+                    .logs
+                    .extend(page.logs.into_iter().map(|(position, log)| (position, Arc::new(SharedLog::new(log)))));
                 while window.logs.len() > TAIL_LOGS {
                     if let Some((dropped, _)) = window.logs.pop_front() {
                         window.start = dropped;

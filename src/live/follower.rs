@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::across::{AcrossCount, AcrossEvents, AcrossFollow, AcrossStarter};
+use super::SharedLog;
+use super::across::{AcrossCount, AcrossEvent, AcrossFollow, AcrossStarter};
 use super::commit_tail::CommitTail;
+use super::events::{EventSender, EventStream, channel};
 use super::hub::{Hub, Subscription, Tail};
 use crate::auth::{AuthError, Denied, JobRunTokens, Principal};
 use crate::model::{Follow, Followed, JobRun, Log, LogQuery, RetentionPolicy, SortOrder, Start};
@@ -26,15 +28,15 @@ use crate::store::{LogStore, StoreError};
 
 /// Rows one read takes from storage, at most.
 const READ_BATCH: usize = 256;
-/// Events waiting for a slow client, per follower, at most; when they are
-/// full the follower stops reading until the client catches up.
-const CHANNEL_CAPACITY: usize = 16;
+/// Logs one pass takes from the shared tail, at most: a lagging follower's
+/// batches stay small, so its waiting events do too.
+const TAIL_BATCH: usize = 64;
 
 /// What a follower receives, in order.
 #[derive(Debug, Clone)]
 pub enum FollowEvent {
     /// The next matching log.
-    Log(Arc<Log>),
+    Log(Arc<SharedLog>),
     /// Retention removed the logs after `after_seq`; the follow goes on
     /// from `first_retained_seq`.
     Expired { after_seq: i64, first_retained_seq: i64 },
@@ -109,9 +111,6 @@ pub struct Followers {
     stopping: CancellationToken,
 }
 
-/// The events of one follow; an error, if any, is the last.
-pub type Events = mpsc::Receiver<Result<FollowEvent, FollowError>>;
-
 impl Followers {
     /// Starts the shared commit tail's reader too, until `stopping`.
     pub fn new(store: Arc<dyn LogStore>, hub: Arc<Hub>, config: FollowersConfig, stopping: CancellationToken) -> Self {
@@ -141,7 +140,7 @@ impl Followers {
         &self,
         principal: &Principal,
         follow: AcrossFollow,
-    ) -> Result<AcrossEvents, FollowError> {
+    ) -> Result<EventStream<AcrossEvent>, FollowError> {
         principal.may_read_across_runs()?;
         let starter = AcrossStarter {
             store: &self.store,
@@ -165,7 +164,7 @@ impl Followers {
     /// Starts following for `principal`, or refuses at once; the follow
     /// runs until the run completes, the receiver is dropped, something
     /// fails, or the server shuts down.
-    pub async fn follow(&self, principal: Principal, follow: Follow) -> Result<Events, FollowError> {
+    pub async fn follow(&self, principal: Principal, follow: Follow) -> Result<EventStream<FollowEvent>, FollowError> {
         let job_run_id = match follow.followed {
             Followed::JobRun(id) => Some(id),
             Followed::System => None,
@@ -188,9 +187,9 @@ impl Followers {
             principal,
             job_run_tokens: self.job_run_tokens.clone(),
         };
-        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let (sender, events) = channel();
         tokio::spawn(follower.run(sender, self.stopping.clone()));
-        Ok(receiver)
+        Ok(events)
     }
 
     /// The seq after which the follower starts.
@@ -230,7 +229,7 @@ struct Follower {
     job_run_tokens: Option<Arc<JobRunTokens>>,
 }
 
-type Sender = mpsc::Sender<Result<FollowEvent, FollowError>>;
+type Sender = EventSender<FollowEvent>;
 
 impl Follower {
     /// Follows until the run completes, the receiver leaves, something
@@ -251,16 +250,20 @@ impl Follower {
         let mut last_seq = 0;
         loop {
             if !read_storage {
-                match self.subscription.tail_after(self.cursor, READ_BATCH) {
+                // A place for the batch first: a follower whose client lags
+                // waits before it reads.
+                let Some(slot) = sender.reserve().await else { return Ok(()) };
+                match self.subscription.tail_after(self.cursor, TAIL_BATCH) {
                     Tail::Next(logs) => {
+                        let mut matching = Vec::with_capacity(logs.len());
                         for log in logs {
                             self.cursor = log.seq;
                             if self.follow.matches(&log) {
-                                if !send(sender, FollowEvent::Log(log)).await {
-                                    return Ok(());
-                                }
-                                quiet_since = Instant::now();
+                                matching.push(FollowEvent::Log(log));
                             }
+                        }
+                        if slot.send(matching) {
+                            quiet_since = Instant::now();
                         }
                         last_seq = last_seq.max(self.cursor);
                         continue;
@@ -274,19 +277,16 @@ impl Follower {
                 let (run, logs) = self.read().await?;
                 if let Some(gap) = run.as_ref().and_then(|run| run.gone_after(self.cursor)) {
                     let expired = FollowEvent::Expired { after_seq: self.cursor, first_retained_seq: gap };
-                    if !send(sender, expired).await {
+                    if !deliver(sender, vec![expired], &mut quiet_since).await {
                         return Ok(());
                     }
                     self.cursor = gap - 1;
-                    quiet_since = Instant::now();
                 }
                 let more_waiting = logs.len() == READ_BATCH;
-                for log in logs {
-                    self.cursor = log.seq;
-                    if !send(sender, FollowEvent::Log(Arc::new(log))).await {
-                        return Ok(());
-                    }
-                    quiet_since = Instant::now();
+                self.cursor = logs.last().map_or(self.cursor, |last| last.seq);
+                let logs = logs.into_iter().map(|log| FollowEvent::Log(Arc::new(SharedLog::new(log)))).collect();
+                if !deliver(sender, logs, &mut quiet_since).await {
+                    return Ok(());
                 }
                 if more_waiting {
                     continue;
@@ -304,7 +304,7 @@ impl Follower {
                             job_run_id: run.id,
                         });
                     }
-                    send(sender, FollowEvent::Completed(Box::new(run))).await;
+                    sender.send_one(FollowEvent::Completed(Box::new(run))).await;
                     return Ok(());
                 }
             }
@@ -315,10 +315,9 @@ impl Follower {
                 () = tokio::time::sleep_until(quiet_since + self.heartbeat_interval) => {
                     let heartbeat =
                         FollowEvent::Heartbeat { delivered_through_seq: self.cursor, last_seq, time: Utc::now() };
-                    if !send(sender, heartbeat).await {
+                    if !deliver(sender, vec![heartbeat], &mut quiet_since).await {
                         return Ok(());
                     }
-                    quiet_since = Instant::now();
                     read_storage = true;
                 }
                 () = sender.closed() => return Ok(()),
@@ -347,7 +346,7 @@ impl Follower {
 /// ended, if it failed, is the last event `sender` sends.
 pub(super) async fn until_stopped<E>(
     follow: impl Future<Output = Result<(), FollowError>>,
-    sender: &mpsc::Sender<Result<E, FollowError>>,
+    sender: &EventSender<E>,
     stopping: &CancellationToken,
 ) {
     let followed = tokio::select! {
@@ -357,7 +356,7 @@ pub(super) async fn until_stopped<E>(
     if let Err(error) = followed {
         // Waits for a receiver that reads slowly; a shutdown's grace period
         // bounds the wait.
-        let _ = sender.send(Err(error)).await;
+        sender.fail(error).await;
     }
 }
 
@@ -369,7 +368,12 @@ async fn sleep_until_time(time: Option<DateTime<Utc>>) {
     }
 }
 
-/// Sends one event; false once the receiver has gone.
-async fn send(sender: &Sender, event: FollowEvent) -> bool {
-    sender.send(Ok(event)).await.is_ok()
+/// Sends `events`, if any, as one batch, and the heartbeat then waits
+/// from now; false once the receiver has gone.
+pub(super) async fn deliver<E>(sender: &EventSender<E>, events: Vec<E>, quiet_since: &mut Instant) -> bool {
+    if events.is_empty() {
+        return true;
+    }
+    *quiet_since = Instant::now();
+    sender.send(events).await
 }

@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::SharedLog;
 use crate::model::{Log, NewLog, SYSTEM_SEQUENCE};
 use crate::store::ChangesElsewhere;
 
 /// Logs kept per followed sequence: enough for followers that lag a little
 /// to catch up from memory; those further behind read storage.
-const TAIL_LOGS: usize = 4_096;
+const TAIL_LOGS: usize = 65_536;
 
 /// What changed in a sequence, as counters a follower compares with what it
 /// saw last.
@@ -39,7 +40,7 @@ pub struct Signal {
 #[derive(Debug)]
 struct Sequence {
     signal: watch::Sender<Signal>,
-    tail: RwLock<VecDeque<Arc<Log>>>,
+    tail: RwLock<VecDeque<Arc<SharedLog>>>,
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +68,7 @@ pub struct Subscription {
 #[derive(Debug, PartialEq)]
 pub enum Tail {
     /// The next logs after the cursor, in seq order.
-    Next(Vec<Arc<Log>>),
+    Next(Vec<Arc<SharedLog>>),
     /// The cursor is the last log this process committed.
     AtEnd,
     /// The tail does not reach the cursor: read storage.
@@ -129,7 +130,7 @@ impl Hub {
                     // A gap (another replica committed in between): start afresh.
                     tail.clear();
                 }
-                tail.push_back(Arc::new(Log::committed((*log).clone(), seq)));
+                tail.push_back(Arc::new(SharedLog::new(Log::committed((*log).clone(), seq))));
                 if tail.len() > TAIL_LOGS {
                     tail.pop_front();
                 }

@@ -4,9 +4,13 @@
 
 mod across;
 mod commit_tail;
+mod events;
 mod follower;
 mod hub;
+mod shared_log;
 
-pub use across::{AcrossEvent, AcrossEvents, AcrossFollow, AcrossStart};
+pub use across::{AcrossEvent, AcrossFollow, AcrossStart};
+pub use events::EventStream;
 pub use follower::{FollowError, FollowEvent, Followers, FollowersConfig};
 pub use hub::{Hub, Subscription, Tail};
+pub use shared_log::SharedLog;
