@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::live::Hub;
+use crate::live::{Committed, Hub};
 use crate::model::{NewLog, Receipt};
 use crate::store::{LogStore, StoreError};
 
@@ -93,7 +93,9 @@ impl Ingest {
         let (queue, receiver) = mpsc::unbounded_channel();
         let stats = Arc::new(IngestStats::default());
         let closing = CancellationToken::new();
-        let committer = GroupCommitter { store, hub, stats: stats.clone() };
+        let (publish, published) = mpsc::unbounded_channel();
+        tokio::spawn(publish_forever(hub, published));
+        let committer = GroupCommitter { store, publish, stats: stats.clone() };
         let task = tokio::spawn(committer.commit_forever(receiver, closing.clone()));
         let capacity = Arc::new(Semaphore::new(queue_logs));
         (Ingest { queue, capacity, queue_logs, stats }, Committer { task, closing })
@@ -131,8 +133,20 @@ impl Ingest {
 /// What the committer task holds.
 struct GroupCommitter {
     store: Arc<dyn LogStore>,
-    hub: Arc<Hub>,
+    /// Stored logs for the hub, in commit order (see `publish_forever`).
+    publish: mpsc::UnboundedSender<Committed>,
     stats: Arc<IngestStats>,
+}
+
+/// Tells the hub of each group's stored logs, in commit order, on a task
+/// of its own: telling it wakes every follower of the group's runs,
+/// thousands perhaps, and the committer answers writers and commits the
+/// next group meanwhile rather than queueing behind them. Ends when the
+/// committer does.
+async fn publish_forever(hub: Arc<Hub>, mut published: mpsc::UnboundedReceiver<Committed>) {
+    while let Some(logs) = published.recv().await {
+        hub.committed(logs);
+    }
 }
 
 impl GroupCommitter {
@@ -163,58 +177,73 @@ impl GroupCommitter {
     /// batch may be to blame: each batch is then retried alone, so that only
     /// its own caller gets the error.
     async fn commit(&self, group: Vec<Pending>) {
-        let batches: Vec<&[NewLog]> = group.iter().map(|pending| pending.logs.as_slice()).collect();
+        // The queue's room is given back once the group is answered.
+        let (logs, answers): (Vec<Vec<NewLog>>, Vec<_>) =
+            group.into_iter().map(|pending| (pending.logs, (pending.reply, pending._capacity))).unzip();
+        let replies = answers.into_iter().map(|(reply, _capacity)| reply);
+        let batches: Vec<&[NewLog]> = logs.iter().map(Vec::as_slice).collect();
         let started = std::time::Instant::now();
         let outcome = self.store.append_batches(&batches).await;
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
         match outcome {
             Ok(results) => {
-                self.committed(&batches, &results);
-                for (pending, result) in group.into_iter().zip(results) {
-                    let _ = pending.reply.send(result);
+                let seqs = self.stored(&results);
+                for (reply, result) in replies.zip(results) {
+                    let _ = reply.send(result);
                 }
+                self.publish(logs, seqs);
             }
-            Err(error) if group.len() == 1 => {
-                if let Some(pending) = group.into_iter().next() {
-                    let _ = pending.reply.send(Err(error));
+            Err(error) if batches.len() == 1 => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(error));
                 }
             }
             Err(StoreError::Unavailable(reason)) => {
-                for pending in group {
-                    let _ = pending.reply.send(Err(StoreError::Unavailable(reason.clone())));
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
                 }
             }
             Err(_) => {
-                for pending in group {
-                    let result = self.append_alone(&pending.logs).await;
-                    let _ = pending.reply.send(result);
+                for (batch, reply) in logs.into_iter().zip(replies) {
+                    let result = self.append_alone(batch).await;
+                    let _ = reply.send(result);
                 }
             }
         }
     }
 
-    async fn append_alone(&self, logs: &[NewLog]) -> Result<Vec<Receipt>, StoreError> {
-        let results = self.store.append_batches(&[logs]).await?;
-        self.committed(&[logs], &results);
-        results.into_iter().next().unwrap_or(Err(StoreError::Internal("the store answered no batch")))
+    async fn append_alone(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, StoreError> {
+        let mut results = self.store.append_batches(&[&logs]).await?;
+        let seqs = self.stored(&results);
+        self.publish(vec![logs], seqs);
+        results.pop().unwrap_or(Err(StoreError::Internal("the store answered no batch")))
     }
 
-    /// Counts what `batches` stored, and tells the hub of it: the logs
-    /// stored now, not those already stored under their ids.
-    fn committed(&self, batches: &[&[NewLog]], results: &[Result<Vec<Receipt>, StoreError>]) {
+    /// Counts what was stored, and answers the seq of each log the hub is
+    /// to be told of, batch by batch: the logs stored now, not those
+    /// already stored under their ids (None).
+    fn stored(&self, results: &[Result<Vec<Receipt>, StoreError>]) -> Vec<Vec<Option<i64>>> {
         record(&self.stats, results);
-        // In the order the group's logs took their seqs: each sequence's
-        // ascending, as the hub's tails are.
-        let (logs, seqs): (Vec<&NewLog>, Vec<i64>) = batches
+        results
             .iter()
-            .zip(results)
-            .filter_map(|(logs, result)| Some(logs.iter().zip(result.as_ref().ok()?)))
-            .flatten()
-            .filter(|(_, receipt)| !receipt.duplicate)
-            .map(|(log, receipt)| (log, receipt.seq))
-            .unzip();
-        self.hub.committed(&logs, &seqs);
+            .map(|result| match result {
+                Ok(receipts) => receipts.iter().map(|receipt| (!receipt.duplicate).then_some(receipt.seq)).collect(),
+                Err(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Hands the hub `batches`' logs that `seqs` names, in the order they
+    /// took their seqs: each sequence's ascending, as the hub's tails are.
+    fn publish(&self, batches: Vec<Vec<NewLog>>, seqs: Vec<Vec<Option<i64>>>) {
+        let stored: Committed = batches
+            .into_iter()
+            .zip(seqs)
+            .flat_map(|(logs, seqs)| logs.into_iter().zip(seqs).filter_map(|(log, seq)| Some((log, seq?))))
+            .collect();
+        // The publisher outlives the committer.
+        let _ = self.publish.send(stored);
     }
 }
 

@@ -22,6 +22,7 @@ use super::SharedLog;
 use super::commit_tail::{CommitTail, Matches};
 use super::events::{EventSender, EventStream, channel};
 use super::follower::{FollowError, deliver, until_stopped};
+use super::pacing::Pacer;
 use crate::model::{LogFilter, LogType, Position, RetentionPolicy};
 use crate::store::{Horizon, LogStore};
 
@@ -100,6 +101,7 @@ impl Drop for Counted {
 pub(super) struct AcrossStarter<'a> {
     pub store: &'a Arc<dyn LogStore>,
     pub reads: &'a Arc<Semaphore>,
+    pub pacer: &'a Pacer,
     pub count: &'a Arc<AcrossCount>,
     pub limit: usize,
     pub heartbeat_interval: Duration,
@@ -127,6 +129,7 @@ impl AcrossStarter<'_> {
         let follower = AcrossFollower {
             store: self.store.clone(),
             reads: self.reads.clone(),
+            pacer: self.pacer.clone(),
             heartbeat_interval: self.heartbeat_interval,
             filter: follow.filter,
             position,
@@ -164,6 +167,7 @@ fn expired(
 struct AcrossFollower {
     store: Arc<dyn LogStore>,
     reads: Arc<Semaphore>,
+    pacer: Pacer,
     heartbeat_interval: Duration,
     filter: LogFilter,
     /// Every matching log before this position has been delivered.
@@ -219,6 +223,7 @@ impl AcrossFollower {
                     matching.push(AcrossEvent::Log { log, position });
                 }
             }
+            self.pacer.take(matching.len()).await;
             if slot.send(matching) {
                 quiet_since = Instant::now();
             }

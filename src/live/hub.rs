@@ -21,9 +21,12 @@ use super::SharedLog;
 use crate::model::{Log, NewLog, SYSTEM_SEQUENCE};
 use crate::store::ChangesElsewhere;
 
-/// Logs kept per followed sequence: enough for followers that lag a little
-/// to catch up from memory; those further behind read storage.
-const TAIL_LOGS: usize = 65_536;
+/// What the shared tails of this process hold, at most, shared evenly by
+/// the followed sequences, each up to `SEQUENCE_TAIL_BYTES`: followers that
+/// lag (a crowd behind a burst) catch up from memory, without reading
+/// storage, as far as this allows; those further behind read storage.
+const TAILS_BYTES: usize = 256 * 1024 * 1024;
+const SEQUENCE_TAIL_BYTES: usize = 16 * 1024 * 1024;
 
 /// What changed in a sequence, as counters a follower compares with what it
 /// saw last.
@@ -40,7 +43,15 @@ pub struct Signal {
 #[derive(Debug)]
 struct Sequence {
     signal: watch::Sender<Signal>,
-    tail: RwLock<VecDeque<Arc<SharedLog>>>,
+    tail: RwLock<TailLogs>,
+}
+
+/// A sequence's most recent committed logs, contiguous in seq order.
+#[derive(Debug, Default)]
+struct TailLogs {
+    logs: VecDeque<Arc<SharedLog>>,
+    /// What they hold in memory, roughly (`held_bytes`).
+    bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +74,9 @@ pub struct Subscription {
     /// The signal as of the last wake-up handled.
     seen: Signal,
 }
+
+/// Logs this process committed, each with its seq.
+pub type Committed = Vec<(NewLog, i64)>;
 
 /// What the shared tail says about the logs after a cursor.
 #[derive(Debug, PartialEq)]
@@ -101,38 +115,49 @@ impl Hub {
         Subscription { hub: self.clone(), sequence_id, sequence, receiver: Some(receiver), seen }
     }
 
-    /// Publishes logs this process committed (`seqs[i]` is the seq of
-    /// `logs[i]`) to the followers of their sequences. Call in commit order.
-    pub fn committed(&self, logs: &[&NewLog], seqs: &[i64]) {
+    /// Publishes logs this process committed, each with its seq, to the
+    /// followers of their sequences. Call in commit order.
+    pub fn committed(&self, logs: Committed) {
         self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
-        let followed: Vec<(Uuid, Arc<Sequence>)> = {
+        // Each followed sequence of the group with its logs; the rest are
+        // dropped.
+        let mut followed: Vec<(Arc<Sequence>, Committed)> = Vec::new();
+        let share;
+        {
             let sequences = self.sequences();
             if sequences.is_empty() {
                 return;
             }
-            let mut followed: Vec<(Uuid, Arc<Sequence>)> = Vec::new();
-            for log in logs {
+            share = (TAILS_BYTES / sequences.len()).min(SEQUENCE_TAIL_BYTES);
+            let mut ids: Vec<Uuid> = Vec::new();
+            for (log, seq) in logs {
                 let id = log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE);
-                if let Some(sequence) = sequences.get(&id)
-                    && !followed.iter().any(|(known, _)| *known == id)
-                {
-                    followed.push((id, sequence.clone()));
+                match ids.iter().position(|known| *known == id) {
+                    Some(index) => followed[index].1.push((log, seq)),
+                    None => {
+                        if let Some(sequence) = sequences.get(&id) {
+                            ids.push(id);
+                            followed.push((sequence.clone(), vec![(log, seq)]));
+                        }
+                    }
                 }
             }
-            followed
-        };
-        for (id, sequence) in followed {
-            let committed =
-                logs.iter().zip(seqs).filter(|(log, _)| log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE) == id);
+        }
+        for (sequence, committed) in followed {
             let mut tail = sequence.tail.write().unwrap_or_else(PoisonError::into_inner);
-            for (log, &seq) in committed {
-                if tail.back().is_some_and(|last| last.seq + 1 != seq) {
+            for (log, seq) in committed {
+                if tail.logs.back().is_some_and(|last| last.seq + 1 != seq) {
                     // A gap (another replica committed in between): start afresh.
-                    tail.clear();
+                    *tail = TailLogs::default();
                 }
-                tail.push_back(Arc::new(SharedLog::new(Log::committed((*log).clone(), seq))));
-                if tail.len() > TAIL_LOGS {
-                    tail.pop_front();
+                let log = Log::committed(log, seq);
+                tail.bytes += held_bytes(&log);
+                tail.logs.push_back(Arc::new(SharedLog::new(log)));
+                // The newest log stays, whatever its size.
+                while tail.bytes > share && tail.logs.len() > 1 {
+                    if let Some(oldest) = tail.logs.pop_front() {
+                        tail.bytes -= held_bytes(&oldest);
+                    }
                 }
             }
             drop(tail);
@@ -177,6 +202,27 @@ impl Hub {
     }
 }
 
+/// The memory a log in a tail holds, roughly: its text twice (the log,
+/// and the wire form its first follower makes), and its fixed parts.
+fn held_bytes(log: &Log) -> usize {
+    let text = log.source.len() + log.message.len() + metadata_bytes(&log.metadata);
+    2 * text + std::mem::size_of::<SharedLog>() + 128
+}
+
+fn metadata_bytes(metadata: &serde_json::Map<String, serde_json::Value>) -> usize {
+    metadata.iter().map(|(key, value)| key.len() + value_bytes(value)).sum()
+}
+
+fn value_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.len() + 16,
+        Value::Array(values) => values.iter().map(value_bytes).sum::<usize>() + 16,
+        Value::Object(map) => metadata_bytes(map) + 16,
+        Value::Null | Value::Bool(_) | Value::Number(_) => 16,
+    }
+}
+
 impl ChangesElsewhere for Hub {
     fn changed(&self, sequences: Vec<Uuid>) {
         self.storage_changed(sequences);
@@ -210,7 +256,7 @@ impl Subscription {
 
     /// The shared tail's logs after `cursor`, at most `limit` of them.
     pub fn tail_after(&self, cursor: i64, limit: usize) -> Tail {
-        let tail = self.sequence.tail.read().unwrap_or_else(PoisonError::into_inner);
+        let tail = &self.sequence.tail.read().unwrap_or_else(PoisonError::into_inner).logs;
         let (Some(first), Some(last)) = (tail.front(), tail.back()) else { return Tail::Unknown };
         if cursor == last.seq {
             return Tail::AtEnd;
@@ -263,9 +309,7 @@ mod tests {
         let run = Uuid::now_v7();
         let mut subscription = hub.subscribe(run);
         assert_eq!(subscription.tail_after(0, 10), Tail::Unknown);
-        let logs = [new_log(run), new_log(run), new_log(run)];
-        let refs: Vec<&NewLog> = logs.iter().collect();
-        hub.committed(&refs, &[1, 2, 3]);
+        hub.committed(vec![(new_log(run), 1), (new_log(run), 2), (new_log(run), 3)]);
         let storage = tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken");
         assert!(!storage, "the tail shows local commits");
         assert_eq!(seqs(subscription.tail_after(0, 10)), [1, 2, 3]);
@@ -273,7 +317,7 @@ mod tests {
         assert_eq!(subscription.tail_after(3, 10), Tail::AtEnd);
         assert_eq!(subscription.tail_after(7, 10), Tail::Unknown);
 
-        hub.committed(&refs[..1], &[9]);
+        hub.committed(vec![(new_log(run), 9)]);
         assert_eq!(subscription.tail_after(3, 10), Tail::Unknown, "a gap sends followers to storage");
         assert_eq!(seqs(subscription.tail_after(8, 10)), [9]);
 
@@ -284,14 +328,31 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken"));
     }
 
+    #[test]
+    fn a_tail_keeps_its_share_of_memory() {
+        let hub = Hub::new();
+        let run = Uuid::now_v7();
+        let subscription = hub.subscribe(run);
+        let big = |seq| {
+            let mut log = new_log(run);
+            log.message = "x".repeat(1024 * 1024);
+            (log, seq)
+        };
+        hub.committed((1..=20).map(big).collect());
+        let kept = seqs(subscription.tail_after(13, 20));
+        assert_eq!(kept, (14..=20).collect::<Vec<_>>(), "the newest logs within 16 MiB (2 MiB and more each)");
+        assert_eq!(subscription.tail_after(12, 20), Tail::Unknown, "older ones went: storage serves them");
+        let held = subscription.sequence.tail.read().unwrap().bytes;
+        assert!(held <= SEQUENCE_TAIL_BYTES, "{held} bytes held");
+    }
+
     #[tokio::test]
     async fn unfollowed_sequences_cost_nothing_and_the_last_follower_releases_its_sequence() {
         let hub = Hub::new();
         let (run, other) = (Uuid::now_v7(), Uuid::now_v7());
         let first = hub.subscribe(run);
         let second = hub.subscribe(run);
-        let logs = [new_log(other)];
-        hub.committed(&[&logs[0]], &[1]);
+        hub.committed(vec![(new_log(other), 1)]);
         assert_eq!(first.tail_after(0, 10), Tail::Unknown, "another run's commit is not in this tail");
         assert_eq!((hub.followers(), hub.followed_sequences()), (2, 1));
         drop(first);

@@ -7,10 +7,11 @@ mod commit_tail;
 mod events;
 mod follower;
 mod hub;
+mod pacing;
 mod shared_log;
 
 pub use across::{AcrossEvent, AcrossFollow, AcrossStart};
 pub use events::EventStream;
 pub use follower::{FollowError, FollowEvent, Followers, FollowersConfig};
-pub use hub::{Hub, Subscription, Tail};
+pub use hub::{Committed, Hub, Subscription, Tail};
 pub use shared_log::SharedLog;
