@@ -93,9 +93,7 @@ impl Ingest {
         let (queue, receiver) = mpsc::unbounded_channel();
         let stats = Arc::new(IngestStats::default());
         let closing = CancellationToken::new();
-        let (publish, published) = mpsc::unbounded_channel();
-        tokio::spawn(publish_forever(hub, published));
-        let committer = GroupCommitter { store, publish, stats: stats.clone() };
+        let committer = GroupCommitter { store, hub, stats: stats.clone() };
         let task = tokio::spawn(committer.commit_forever(receiver, closing.clone()));
         let capacity = Arc::new(Semaphore::new(queue_logs));
         (Ingest { queue, capacity, queue_logs, stats }, Committer { task, closing })
@@ -133,20 +131,8 @@ impl Ingest {
 /// What the committer task holds.
 struct GroupCommitter {
     store: Arc<dyn LogStore>,
-    /// Stored logs for the hub, in commit order (see `publish_forever`).
-    publish: mpsc::UnboundedSender<Committed>,
+    hub: Arc<Hub>,
     stats: Arc<IngestStats>,
-}
-
-/// Tells the hub of each group's stored logs, in commit order, on a task
-/// of its own: telling it wakes every follower of the group's runs,
-/// thousands perhaps, and the committer answers writers and commits the
-/// next group meanwhile rather than queueing behind them. Ends when the
-/// committer does.
-async fn publish_forever(hub: Arc<Hub>, mut published: mpsc::UnboundedReceiver<Committed>) {
-    while let Some(logs) = published.recv().await {
-        hub.committed(logs);
-    }
 }
 
 impl GroupCommitter {
@@ -189,6 +175,9 @@ impl GroupCommitter {
         match outcome {
             Ok(results) => {
                 let seqs = self.stored(&results);
+                // Writers first: telling the hub wakes every follower of the
+                // group's runs, thousands perhaps, and a writer woken after
+                // them would wait behind them all.
                 for (reply, result) in replies.zip(results) {
                     let _ = reply.send(result);
                 }
@@ -234,16 +223,16 @@ impl GroupCommitter {
             .collect()
     }
 
-    /// Hands the hub `batches`' logs that `seqs` names, in the order they
-    /// took their seqs: each sequence's ascending, as the hub's tails are.
+    /// Tells the hub of `batches`' logs that `seqs` names, in the order
+    /// they took their seqs: each sequence's ascending, as the hub's tails
+    /// are.
     fn publish(&self, batches: Vec<Vec<NewLog>>, seqs: Vec<Vec<Option<i64>>>) {
         let stored: Committed = batches
             .into_iter()
             .zip(seqs)
             .flat_map(|(logs, seqs)| logs.into_iter().zip(seqs).filter_map(|(log, seq)| Some((log, seq?))))
             .collect();
-        // The publisher outlives the committer.
-        let _ = self.publish.send(stored);
+        self.hub.committed(stored);
     }
 }
 
