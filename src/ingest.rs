@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::live::{Committed, Hub};
+use crate::live::Hub;
 use crate::model::{NewLog, Receipt};
 use crate::store::{LogStore, StoreError};
 
@@ -227,11 +227,10 @@ impl GroupCommitter {
     /// they took their seqs: each sequence's ascending, as the hub's tails
     /// are.
     fn publish(&self, batches: Vec<Vec<NewLog>>, seqs: Vec<Vec<Option<i64>>>) {
-        let stored: Committed = batches
+        let stored = batches
             .into_iter()
             .zip(seqs)
-            .flat_map(|(logs, seqs)| logs.into_iter().zip(seqs).filter_map(|(log, seq)| Some((log, seq?))))
-            .collect();
+            .flat_map(|(logs, seqs)| logs.into_iter().zip(seqs).filter_map(|(log, seq)| Some((log, seq?))));
         self.hub.committed(stored);
     }
 }

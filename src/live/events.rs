@@ -47,11 +47,6 @@ impl<E> EventSender<E> {
         self.0.reserve().await.ok().map(Slot)
     }
 
-    /// Sends one event, as `send` does.
-    pub(super) async fn send_one(&self, event: E) -> bool {
-        self.0.send(Ok(vec![event])).await.is_ok()
-    }
-
     /// Sends the error that ends the follow.
     pub(super) async fn fail(&self, error: FollowError) {
         let _ = self.0.send(Err(Box::new(error))).await;

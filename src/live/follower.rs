@@ -316,7 +316,7 @@ impl Follower {
                             job_run_id: run.id,
                         });
                     }
-                    sender.send_one(FollowEvent::Completed(Box::new(run))).await;
+                    sender.send(vec![FollowEvent::Completed(Box::new(run))]).await;
                     return Ok(());
                 }
             }

@@ -76,7 +76,7 @@ pub struct Subscription {
 }
 
 /// Logs this process committed, each with its seq.
-pub type Committed = Vec<(NewLog, i64)>;
+type Committed = Vec<(NewLog, i64)>;
 
 /// What the shared tail says about the logs after a cursor.
 #[derive(Debug, PartialEq)]
@@ -116,12 +116,13 @@ impl Hub {
     }
 
     /// Publishes logs this process committed, each with its seq, to the
-    /// followers of their sequences. Call in commit order.
-    pub fn committed(&self, logs: Committed) {
+    /// followers of their sequences. Call in commit order. While no one
+    /// follows, the logs are not even looked at.
+    pub fn committed(&self, logs: impl IntoIterator<Item = (NewLog, i64)>) {
         self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
         // Each followed sequence of the group with its logs; the rest are
         // dropped.
-        let mut followed: Vec<(Arc<Sequence>, Committed)> = Vec::new();
+        let mut followed: Vec<(Uuid, Arc<Sequence>, Committed)> = Vec::new();
         let share;
         {
             let sequences = self.sequences();
@@ -129,21 +130,19 @@ impl Hub {
                 return;
             }
             share = (TAILS_BYTES / sequences.len()).min(SEQUENCE_TAIL_BYTES);
-            let mut ids: Vec<Uuid> = Vec::new();
             for (log, seq) in logs {
                 let id = log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE);
-                match ids.iter().position(|known| *known == id) {
-                    Some(index) => followed[index].1.push((log, seq)),
+                match followed.iter_mut().find(|(known, _, _)| *known == id) {
+                    Some((_, _, logs)) => logs.push((log, seq)),
                     None => {
                         if let Some(sequence) = sequences.get(&id) {
-                            ids.push(id);
-                            followed.push((sequence.clone(), vec![(log, seq)]));
+                            followed.push((id, sequence.clone(), vec![(log, seq)]));
                         }
                     }
                 }
             }
         }
-        for (sequence, committed) in followed {
+        for (_, sequence, committed) in followed {
             let mut tail = sequence.tail.write().unwrap_or_else(PoisonError::into_inner);
             for (log, seq) in committed {
                 if tail.logs.back().is_some_and(|last| last.seq + 1 != seq) {
@@ -338,7 +337,7 @@ mod tests {
             log.message = "x".repeat(1024 * 1024);
             (log, seq)
         };
-        hub.committed((1..=20).map(big).collect());
+        hub.committed((1..=20).map(big));
         let kept = seqs(subscription.tail_after(13, 20));
         assert_eq!(kept, (14..=20).collect::<Vec<_>>(), "the newest logs within 16 MiB (2 MiB and more each)");
         assert_eq!(subscription.tail_after(12, 20), Tail::Unknown, "older ones went: storage serves them");

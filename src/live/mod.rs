@@ -13,5 +13,5 @@ mod shared_log;
 pub use across::{AcrossEvent, AcrossFollow, AcrossStart};
 pub use events::EventStream;
 pub use follower::{FollowError, FollowEvent, Followers, FollowersConfig};
-pub use hub::{Committed, Hub, Subscription, Tail};
+pub use hub::{Hub, Subscription, Tail};
 pub use shared_log::SharedLog;
