@@ -150,6 +150,11 @@ impl Retention {
             self.stats.oldest[log_type as usize]
                 .store(oldest.map_or(NO_LOGS, |time| time.timestamp_micros()), Ordering::Relaxed);
         }
+        // A follow from before every stored log starts at the last mark
+        // before them all: earlier marks serve no one.
+        if let Some(before) = self.settings.policy.all_gone_before(now) {
+            self.store.prune_commit_marks(before).await?;
+        }
         self.stats.passes.fetch_add(1, Ordering::Relaxed);
         Ok(expired)
     }

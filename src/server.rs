@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::auth::{JobRunTokens, TokensFile};
 use crate::ingest::Ingest;
-use crate::live::{Followers, FollowersConfig, Hub};
+use crate::live::{Followers, FollowersConfig, Hub, mark_commit_order};
 use crate::model::Limits;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
@@ -195,6 +195,7 @@ pub async fn serve(
         settings.health_check_timeout,
         stopping.clone(),
     ));
+    tokio::spawn(mark_commit_order(store.clone(), stopping.clone()));
     if let Some(job_run_tokens) = settings.access.job_run_tokens.clone() {
         tokio::spawn(refresh_revocations(
             store.clone(),

@@ -429,7 +429,7 @@ fn stream_to_proto(stream: Stream) -> pb::LogStream {
     }
 }
 
-fn time_from_proto(violations: &mut Violations, field: &str, time: Timestamp) -> Option<DateTime<Utc>> {
+pub(super) fn time_from_proto(violations: &mut Violations, field: &str, time: Timestamp) -> Option<DateTime<Utc>> {
     let decoded = u32::try_from(time.nanos)
         .ok()
         .filter(|nanos| *nanos < 1_000_000_000)

@@ -9,7 +9,9 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::access::principal;
-use super::convert::{filter_draft, follow_draft, job_run_to_proto, log_to_proto, log_type_to_proto, time_to_proto};
+use super::convert::{
+    filter_draft, follow_draft, job_run_to_proto, log_to_proto, log_type_to_proto, time_from_proto, time_to_proto,
+};
 use super::encoded::Encoded;
 use super::error::ApiError;
 use super::follow_cursor;
@@ -49,6 +51,8 @@ impl LogStreamer {
         let start = match request.start {
             None | Some(Start::FromNow(_)) => AcrossStart::FromNow,
             Some(Start::FromStart(_)) => AcrossStart::FromStart,
+            Some(Start::FromTime(time)) => time_from_proto(&mut violations, "from_time", time)
+                .map_or(AcrossStart::FromNow, AcrossStart::FromTime),
             Some(Start::AfterCursor(cursor)) => match follow_cursor::decode(&cursor, &database) {
                 Ok((position, reached_at)) => AcrossStart::After { position, reached_at },
                 Err(reason) => {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,12 +34,18 @@ const TAIL_BATCH: usize = 64;
 /// How soon a follower reads again after a read that commits still running
 /// held back.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
+/// How far replicas' clocks may disagree: a follow from a time starts at a
+/// mark taken this long before it, since the mark may come from another
+/// replica than the logs' receipt times.
+const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(5);
 
 /// Where a follow across runs starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcrossStart {
     /// After this position (a cursor), reached at `reached_at`.
     After { position: Position, reached_at: DateTime<Utc> },
+    /// With the logs received from this time on.
+    FromTime(DateTime<Utc>),
     /// With the logs committed from now on.
     FromNow,
     /// With the first stored log.
@@ -121,6 +127,12 @@ impl AcrossStarter<'_> {
         let (position, earlier) = match follow.start {
             AcrossStart::After { position, .. } => (position, None),
             AcrossStart::FromStart => (Position::START, None),
+            // Before every mark: the marks began after the logs from then
+            // were stored, so read them all.
+            AcrossStart::FromTime(time) => {
+                let mark_time = time.checked_sub_signed(CLOCK_SKEW).unwrap_or(DateTime::<Utc>::MIN_UTC);
+                (self.store.commit_mark(mark_time).await?.unwrap_or(Position::START), None)
+            }
             AcrossStart::FromNow => {
                 let horizon = self.store.commit_horizon().await?;
                 (horizon.position, Some(horizon))
@@ -134,6 +146,10 @@ impl AcrossStarter<'_> {
             filter: follow.filter,
             position,
             earlier,
+            received_from: match follow.start {
+                AcrossStart::FromTime(time) => Some(time),
+                _ => None,
+            },
             commits: self.commits,
             tail_changes: self.tail.changes(),
             tail: self.tail.clone(),
@@ -153,7 +169,10 @@ fn expired(
     retention: &RetentionPolicy,
     now: DateTime<Utc>,
 ) -> Vec<AcrossEvent> {
-    let AcrossStart::After { reached_at, .. } = start else { return Vec::new() };
+    let reached_at = match start {
+        AcrossStart::After { reached_at, .. } | AcrossStart::FromTime(reached_at) => reached_at,
+        AcrossStart::FromNow | AcrossStart::FromStart => return Vec::new(),
+    };
     retention
         .cutoffs(now)
         .into_iter()
@@ -175,6 +194,10 @@ struct AcrossFollower {
     /// Following from now: the horizon then, whose commits that had
     /// already ended are skipped.
     earlier: Option<Horizon>,
+    /// Following from a time: the logs received before it, read since the
+    /// mark before it, are skipped. To the microsecond, as storage keeps
+    /// times.
+    received_from: Option<DateTime<Utc>>,
     /// Moves at every commit this process makes or hears of.
     commits: watch::Receiver<u64>,
     /// The shared tail, read when it reaches back to the position and
@@ -219,7 +242,9 @@ impl AcrossFollower {
             let mut matching = Vec::with_capacity(pass.logs.len());
             for (position, log) in pass.logs {
                 self.position = position;
-                if !self.earlier.as_ref().is_some_and(|earlier| earlier.committed_before(position)) {
+                let before_start = self.earlier.as_ref().is_some_and(|earlier| earlier.committed_before(position))
+                    || self.received_from.is_some_and(|from| log.received_at.timestamp_micros() < from.timestamp_micros());
+                if !before_start {
                     matching.push(AcrossEvent::Log { log, position });
                 }
             }

@@ -3,6 +3,7 @@
 //! entry point), which yields domain events, never wire messages.
 
 mod across;
+mod commit_marks;
 mod commit_tail;
 mod events;
 mod follower;
@@ -11,6 +12,7 @@ mod pacing;
 mod shared_log;
 
 pub use across::{AcrossEvent, AcrossFollow, AcrossStart};
+pub use commit_marks::mark_commit_order;
 pub use events::EventStream;
 pub use follower::{FollowError, FollowEvent, Followers, FollowersConfig};
 pub use hub::{Hub, Subscription, Tail};

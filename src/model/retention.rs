@@ -29,6 +29,14 @@ impl RetentionPolicy {
         self.limits().map(|(log_type, limit)| (log_type, now - limit)).collect()
     }
 
+    /// When every type is limited: the received time before which every
+    /// log has gone at `now`.
+    pub fn all_gone_before(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let limits: Vec<TimeDelta> = self.limits().map(|(_, limit)| limit).collect();
+        let longest = limits.iter().max().filter(|_| limits.len() == 3)?;
+        Some(now - *longest)
+    }
+
     /// `log_type`'s age limit, if it has one.
     pub fn limit(&self, log_type: LogType) -> Option<TimeDelta> {
         match log_type {
@@ -59,5 +67,8 @@ mod tests {
         );
         assert!(!policy.keeps_everything());
         assert!(RetentionPolicy::default().keeps_everything());
+        assert_eq!(policy.all_gone_before(now), None, "job logs are kept forever");
+        let all = RetentionPolicy { job: Some(TimeDelta::days(7)), ..policy };
+        assert_eq!(all.all_gone_before(now), Some(now - TimeDelta::days(30)), "the longest limit");
     }
 }

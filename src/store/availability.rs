@@ -96,6 +96,18 @@ impl LogStore for Observed {
         self.availability.observe(self.inner.commit_horizon().instrument(operation("commit_horizon")).await)
     }
 
+    async fn mark_commit_order(&self) -> Result<(), StoreError> {
+        self.availability.observe(self.inner.mark_commit_order().instrument(operation("mark_commit_order")).await)
+    }
+
+    async fn commit_mark(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
+        self.availability.observe(self.inner.commit_mark(at).instrument(operation("commit_mark")).await)
+    }
+
+    async fn prune_commit_marks(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.availability.observe(self.inner.prune_commit_marks(before).instrument(operation("prune_commit_marks")).await)
+    }
+
     async fn database_identity(&self) -> Result<String, StoreError> {
         self.availability.observe(self.inner.database_identity().instrument(operation("database_identity")).await)
     }

@@ -172,6 +172,20 @@ pub trait LogStore: Send + Sync + 'static {
     /// starts.
     async fn commit_horizon(&self) -> Result<Horizon, StoreError>;
 
+    /// Records where the commit order stands now: a mark that every log
+    /// received from now on lies at or after (read before the time is
+    /// taken, so that a commit between the two errs early).
+    async fn mark_commit_order(&self) -> Result<(), StoreError>;
+
+    /// The position of the last mark taken at or before `at`: every log
+    /// received from `at` on lies at or after it. `None` if none is that
+    /// old.
+    async fn commit_mark(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError>;
+
+    /// Deletes the marks that the last mark at or before `before` makes
+    /// needless; answers how many went.
+    async fn prune_commit_marks(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// A name of this database, the same for every replica and stable
     /// across restarts, that follow cursors carry.
     async fn database_identity(&self) -> Result<String, StoreError>;

@@ -4,7 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use logwell::model::{LogFilter, RetentionPolicy};
 use logwell::proto::v1::follow_logs_request::Start;
+use logwell::retention::{Retention, RetentionSettings};
 use logwell::proto::v1::follow_logs_response::Event;
 use logwell::proto::v1::log_stream_service_client::LogStreamServiceClient;
 use logwell::proto::v1::{self as pb};
@@ -20,6 +24,8 @@ conformance!(
     a_filtered_follow_across_runs_resumes_exactly_at_its_cursor,
     heartbeats_carry_a_cursor_past_skipped_logs,
     a_cursor_older_than_retention_is_told_so,
+    a_follow_from_a_time_starts_with_the_logs_received_then,
+    a_commit_mark_lies_before_every_log_received_after_it_and_retention_prunes_them,
     bad_follows_across_runs_name_the_field,
     followers_across_runs_are_bounded_and_leave_nothing_behind,
     thousands_of_follows_across_runs_opened_and_cancelled_leave_nothing_behind,
@@ -140,6 +146,88 @@ async fn a_filtered_follow_across_runs_resumes_exactly_at_its_cursor(backend: Ba
     next_heartbeat(&mut after_heartbeat).await;
 }
 
+fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+}
+
+async fn a_follow_from_a_time_starts_with_the_logs_received_then(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let write = async |message: &str| {
+        let log = Some(job_entry(run, message));
+        server.job().write_job_log(pb::WriteJobLogRequest { log }).await.expect("write");
+    };
+    write("before").await;
+    let from = chrono::Utc::now();
+    write("after").await;
+    let log = Some(entry("system after"));
+    server.system().write_system_log(pb::WriteSystemLogRequest { log }).await.expect("system");
+
+    // The logs received since the time, then live ones.
+    let everything = pb::LogFilter::default();
+    let mut stream = client_stream(&server, follow(everything.clone(), Start::FromTime(timestamp(from)))).await;
+    let (received, _) = read_logs(&mut stream, 2).await;
+    let messages: Vec<&str> = received.iter().map(|received| received.log.message.as_str()).collect();
+    assert_eq!(messages, ["after", "system after"]);
+    write("live").await;
+    let (live, _) = read_logs(&mut stream, 1).await;
+    assert_eq!(live[0].log.message, "live");
+    next_heartbeat(&mut stream).await;
+
+    // From before the first mark (taken when the database was made): from
+    // the first log, each once.
+    let long_ago = chrono::DateTime::from_timestamp(946_684_800, 0).expect("2000-01-01");
+    let mut all = client_stream(&server, follow(everything.clone(), Start::FromTime(timestamp(long_ago)))).await;
+    let (received, _) = read_logs(&mut all, 4).await;
+    let messages: Vec<&str> = received.iter().map(|received| received.log.message.as_str()).collect();
+    assert_eq!(messages, ["before", "after", "system after", "live"]);
+    next_heartbeat(&mut all).await;
+
+    // The follow starts at the last mark before the time: one planted
+    // here, past every log and older than the time, makes it skip them.
+    let planted = (from - chrono::TimeDelta::minutes(1)).timestamp_micros();
+    let mark = match backend {
+        Backend::Sqlite => format!("INSERT INTO commit_marks (at, position) VALUES ({planted}, 1000000000000)"),
+        Backend::Postgres => format!(
+            "INSERT INTO commit_marks (at, position) VALUES (to_timestamp({planted} / 1e6), 1000000000000)"
+        ),
+    };
+    server.database.execute_raw(&mark).await.expect("plant a mark");
+    let mut skipping = client_stream(&server, follow(everything, Start::FromTime(timestamp(from)))).await;
+    next_heartbeat(&mut skipping).await;
+}
+
+async fn a_commit_mark_lies_before_every_log_received_after_it_and_retention_prunes_them(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let store = &server.store;
+    let run = Uuid::now_v7();
+    let write = async |message: &str| {
+        let log = Some(job_entry(run, message));
+        server.job().write_job_log(pb::WriteJobLogRequest { log }).await.expect("write");
+    };
+    write("before the mark").await;
+    let unmarked = chrono::Utc::now();
+    store.mark_commit_order().await.expect("mark");
+    let marked = chrono::Utc::now();
+    write("after the mark").await;
+    let mark = store.commit_mark(marked).await.expect("read the mark").expect("a mark");
+    let page = store.read_committed(&LogFilter::default(), mark, 10).await.expect("read");
+    let messages: Vec<&str> = page.logs.iter().map(|(_, log)| log.message.as_str()).collect();
+    assert_eq!(messages, ["after the mark"], "the mark is past the log before it, before the one after");
+
+    // A pass that finds every type past its limit keeps only the last
+    // mark before the limit (this one, or the server's own if it marked
+    // since): a follow from earlier starts there.
+    let limit = Some(chrono::TimeDelta::hours(1));
+    let policy = RetentionPolicy { system: limit, job: limit, task: limit };
+    let settings = RetentionSettings { policy, interval: Duration::from_secs(3600), batch_logs: 100 };
+    let later = marked + chrono::TimeDelta::hours(2);
+    Retention::new(store.clone(), settings, Arc::default()).pass(later).await.expect("pass");
+    let kept = store.commit_mark(later).await.expect("read").expect("the last mark stays");
+    assert!(kept >= mark);
+    assert_eq!(store.commit_mark(unmarked).await.expect("read"), None, "the earlier marks went");
+}
+
 async fn heartbeats_carry_a_cursor_past_skipped_logs(backend: Backend) {
     let server = TestServer::start(backend).await;
     let run = Uuid::now_v7();
@@ -212,6 +300,8 @@ async fn bad_follows_across_runs_name_the_field(backend: Backend) {
     assert_invalid(refusal(&server, follow(bad_run, Start::FromNow(true))).await, &["filter.job_run_ids[0]"]);
     let damaged = follow(pb::LogFilter::default(), Start::AfterCursor("AAAA-not-a-cursor".into()));
     assert_invalid(refusal(&server, damaged).await, &["after_cursor"]);
+    let no_time = prost_types::Timestamp { seconds: 0, nanos: -1 };
+    assert_invalid(refusal(&server, follow(pb::LogFilter::default(), Start::FromTime(no_time))).await, &["from_time"]);
 
     // A cursor of this database, edited: refused as damaged.
     server.system().write_system_log(pb::WriteSystemLogRequest { log: Some(entry("one")) }).await.expect("write");

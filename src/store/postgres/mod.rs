@@ -666,6 +666,37 @@ impl LogStore for PostgresStore {
         Ok(Horizon { position: Position::before(oldest_running), next, running })
     }
 
+    async fn mark_commit_order(&self) -> Result<(), StoreError> {
+        // The oldest running transaction first, the clock after: a log
+        // received later is written by a transaction that began later.
+        let horizon = self.commit_horizon().await?;
+        sqlx::query("INSERT INTO commit_marks (at, position) VALUES ($1, $2)")
+            .bind(Utc::now())
+            .bind(horizon.position.commit)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn commit_mark(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM commit_marks WHERE at <= $1 ORDER BY at DESC LIMIT 1")
+                .bind(at)
+                .fetch_optional(&self.reads)
+                .await?;
+        Ok(position.map(Position::before))
+    }
+
+    async fn prune_commit_marks(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM commit_marks WHERE at < (SELECT max(at) FROM commit_marks WHERE at <= $1)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn database_identity(&self) -> Result<String, StoreError> {
         Ok(sqlx::query_scalar("SELECT id::text FROM database_identity").fetch_one(&self.reads).await?)
     }

@@ -75,6 +75,10 @@ const TAKE_COMMIT_POSITIONS: &str = "UPDATE commit_order SET next = next + ?1 RE
 /// Every log committed so far has a commit position below this.
 const COMMIT_HORIZON: &str = "SELECT next FROM commit_order";
 
+/// Deletes the marks before the last one at or before a time.
+const PRUNE_COMMIT_MARKS: &str =
+    "DELETE FROM commit_marks WHERE at < (SELECT max(at) FROM commit_marks WHERE at <= ?1)";
+
 /// Completes a run unless it already is; returns a row only if it changed.
 const COMPLETE_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, completed_at, outcome, summary, active_at) \
      VALUES (?1, 1, ?2, ?3, ?4, ?5) \
@@ -633,6 +637,43 @@ impl LogStore for SqliteStore {
     async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
         let next: i64 = sqlx::query_scalar(COMMIT_HORIZON).fetch_one(&self.reader).await?;
         Ok(Horizon { position: Position::before(next), next, running: Vec::new() })
+    }
+
+    async fn mark_commit_order(&self) -> Result<(), StoreError> {
+        // On the one writer: nothing commits between reading the counter
+        // and the clock.
+        self.writer
+            .transaction(async |transaction| {
+                let next: i64 = sqlx::query_scalar(COMMIT_HORIZON).fetch_one(&mut *transaction).await?;
+                sqlx::query("INSERT INTO commit_marks (at, position) VALUES (?, ?)")
+                    .bind(Utc::now().timestamp_micros())
+                    .bind(next)
+                    .execute(&mut *transaction)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn commit_mark(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM commit_marks WHERE at <= ? ORDER BY at DESC LIMIT 1")
+                .bind(at.timestamp_micros())
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(position.map(Position::before))
+    }
+
+    async fn prune_commit_marks(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.writer
+            .transaction(async |transaction| {
+                Ok(sqlx::query(PRUNE_COMMIT_MARKS)
+                    .bind(before.timestamp_micros())
+                    .execute(&mut *transaction)
+                    .await?
+                    .rows_affected())
+            })
+            .await
     }
 
     async fn database_identity(&self) -> Result<String, StoreError> {
