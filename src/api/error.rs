@@ -64,6 +64,11 @@ impl From<FollowError> for ApiError {
             FollowError::Store(error) => ApiError::Store(error),
             FollowError::TooManyFollowers { followers, limit } => ApiError::TooManyFollowers { followers, limit },
             too_many @ FollowError::TooManyAcross { .. } => ApiError::Exhausted(too_many.to_string()),
+            undecided @ FollowError::Undecided { field, .. } => {
+                let mut violations = Violations::default();
+                violations.add(format!("filter.{field}"), undecided.to_string());
+                ApiError::InvalidArgument(violations)
+            }
             beyond @ FollowError::BeyondCompletedRun { .. } => ApiError::OutOfRange(beyond.to_string()),
             FollowError::ShuttingDown => ApiError::ShuttingDown {
                 then: "follow again, on another server, with after_seq set to the last seq you received",

@@ -51,8 +51,9 @@ impl LogStreamer {
         let start = match request.start {
             None | Some(Start::FromNow(_)) => AcrossStart::FromNow,
             Some(Start::FromStart(_)) => AcrossStart::FromStart,
-            Some(Start::FromTime(time)) => time_from_proto(&mut violations, "from_time", time)
-                .map_or(AcrossStart::FromNow, AcrossStart::FromTime),
+            Some(Start::FromTime(time)) => {
+                time_from_proto(&mut violations, "from_time", time).map_or(AcrossStart::FromNow, AcrossStart::FromTime)
+            }
             Some(Start::AfterCursor(cursor)) => match follow_cursor::decode(&cursor, &database) {
                 Ok((position, reached_at)) => AcrossStart::After { position, reached_at },
                 Err(reason) => {

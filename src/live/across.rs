@@ -119,6 +119,11 @@ pub(super) struct AcrossStarter<'a> {
 
 impl AcrossStarter<'_> {
     pub(super) async fn start(self, follow: AcrossFollow) -> Result<EventStream<AcrossEvent>, FollowError> {
+        // Each follower matches the shared tail in memory: a filter only
+        // the database can decide would read storage at every commit.
+        if let Some((field, reason)) = follow.filter.undecided_in_memory(self.store.case_folding()) {
+            return Err(FollowError::Undecided { field, reason });
+        }
         let counted = self.count.admit(self.limit)?;
         self.tail.want();
         let notices = expired(&follow.filter, follow.start, &self.retention, Utc::now());
@@ -243,7 +248,9 @@ impl AcrossFollower {
             for (position, log) in pass.logs {
                 self.position = position;
                 let before_start = self.earlier.as_ref().is_some_and(|earlier| earlier.committed_before(position))
-                    || self.received_from.is_some_and(|from| log.received_at.timestamp_micros() < from.timestamp_micros());
+                    || self
+                        .received_from
+                        .is_some_and(|from| log.received_at.timestamp_micros() < from.timestamp_micros());
                 if !before_start {
                     matching.push(AcrossEvent::Log { log, position });
                 }
@@ -282,16 +289,15 @@ impl AcrossFollower {
     /// The next logs: from the shared tail if it can tell, else from
     /// storage with the filter applied there.
     async fn pass(&self) -> Result<Pass, FollowError> {
-        if self.filter.decided_in_memory()
-            && let Matches::Found { logs, through } = self.tail.matches_after(self.position, &self.filter, TAIL_BATCH)
-        {
+        // Followers start only with filters decided in memory.
+        if let Matches::Found { logs, through } = self.tail.matches_after(self.position, &self.filter, TAIL_BATCH) {
             let full = logs.len() == TAIL_BATCH;
             return Ok(Pass { logs, through, full, held_back: false, from_tail: true });
         }
         // The semaphore is never closed: a permit always comes.
         let _permit = self.reads.acquire().await.ok();
         let page = self.store.read_committed(&self.filter, self.position, READ_BATCH).await?;
-        let full = page.logs.len() == READ_BATCH;
+        let full = page.more;
         let logs = page.logs.into_iter().map(|(position, log)| (position, Arc::new(SharedLog::new(log)))).collect();
         Ok(Pass { logs, through: page.read_through, full, held_back: page.held_back, from_tail: false })
     }

@@ -68,6 +68,9 @@ pub enum FollowError {
          narrow the follow to a job run (StreamLogs) or try another server"
     )]
     TooManyAcross { limit: usize },
+    /// A filter of a follow across runs that only the database can decide.
+    #[error("a follow across runs matches each log in memory as it commits, and {reason}")]
+    Undecided { field: &'static str, reason: &'static str },
     #[error("after_seq {after_seq} is beyond the last seq {last_seq} of job run {job_run_id}, which is complete")]
     BeyondCompletedRun { after_seq: i64, last_seq: i64, job_run_id: uuid::Uuid },
     /// The server is shutting down: the follower follows again elsewhere.

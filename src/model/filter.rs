@@ -43,6 +43,15 @@ pub struct LogFilter {
     pub after_seq: Option<i64>,
 }
 
+/// How a store folds letters in a text search that ignores case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseFolding {
+    /// ASCII letters only: SQLite, and PostgreSQL with the C collation.
+    Ascii,
+    /// Beyond ASCII, as a PostgreSQL database's collation does.
+    Collation,
+}
+
 /// Text to find in messages, taken literally (no wildcards).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextSearch {
@@ -73,11 +82,28 @@ pub enum MetadataTest {
 }
 
 impl LogFilter {
-    /// Whether `matches` decides this filter exactly as both stores' SQL
-    /// does: not for text searches and metadata conditions, where the
-    /// database's collation folds case beyond ASCII and its JSON compares.
-    pub fn decided_in_memory(&self) -> bool {
-        self.text.is_none() && self.metadata.is_empty() && self.after_seq.is_none()
+    /// Why `matches` cannot decide this filter exactly as a store that
+    /// folds case by `folding` does, naming the field: metadata values
+    /// searched as text (each database renders numbers and nested values
+    /// its own way), and case folded beyond ASCII by a collation. `None`:
+    /// it decides it.
+    pub fn undecided_in_memory(&self, folding: CaseFolding) -> Option<(&'static str, &'static str)> {
+        let search = self.text.as_ref()?;
+        if search.include_metadata {
+            return Some((
+                "include_metadata",
+                "metadata values are searched as the database renders them as text, which only it can do: \
+                 follow without include_metadata, or search with ListLogs",
+            ));
+        }
+        if search.ignore_case && folding == CaseFolding::Collation {
+            return Some((
+                "ignore_case",
+                "this PostgreSQL database folds letters beyond ASCII by its collation, which only it can \
+                 apply: follow with the case as written, or search with ListLogs",
+            ));
+        }
+        None
     }
 
     /// Every log of one job run, or of the system sequence.
@@ -215,12 +241,29 @@ impl MetadataCondition {
     }
 }
 
-/// JSON equality of scalars, numbers by value (`42` equals `42.0`).
+/// JSON equality of scalars, numbers by value (`42` equals `42.0`), as
+/// both databases compare them: integers exactly, even past 2^53.
 fn same_scalar(stored: &Value, wanted: &Value) -> bool {
     match (stored, wanted) {
-        (Value::Number(stored), Value::Number(wanted)) => stored.as_f64() == wanted.as_f64(),
+        (Value::Number(stored), Value::Number(wanted)) => match (integer(stored), integer(wanted)) {
+            (Some(stored), Some(wanted)) => stored == wanted,
+            _ => stored.as_f64() == wanted.as_f64(),
+        },
         (stored, wanted) => stored == wanted,
     }
+}
+
+/// A number's exact integer value, if it has one.
+fn integer(number: &serde_json::Number) -> Option<i128> {
+    if let Some(value) = number.as_i64() {
+        return Some(value.into());
+    }
+    if let Some(value) = number.as_u64() {
+        return Some(value.into());
+    }
+    // Below 2^64 in size, a float with no fraction is an integer exactly.
+    let float = number.as_f64()?;
+    (float.fract() == 0.0 && float.abs() < 18_446_744_073_709_551_616.0).then_some(float as i128)
 }
 
 fn single<T: Copy>(set: &[T]) -> Option<T> {
@@ -530,5 +573,13 @@ mod tests {
         assert!(holds("gone", MetadataTest::Exists(true)));
         assert!(!holds("absent", MetadataTest::Exists(true)));
         assert!(holds("absent", MetadataTest::Exists(false)));
+        // Integers compare exactly, as the databases compare them, even
+        // where a float cannot tell them apart.
+        let big = json!({"id": 9_007_199_254_740_993_u64});
+        let big = big.as_object().expect("object");
+        let id = |wanted| MetadataCondition { key: "id".into(), test: MetadataTest::Equals(wanted) }.matches(big);
+        assert!(id(json!(9_007_199_254_740_993_u64)));
+        assert!(!id(json!(9_007_199_254_740_992_u64)));
+        assert!(!id(json!(9_007_199_254_740_992.0)));
     }
 }

@@ -19,8 +19,8 @@ mod validation;
 pub use context::{Anchor, ContextDraft, ContextRequest, DEFAULT_CONTEXT};
 pub use count::{Buckets, CountDraft, CountRequest, DEFAULT_TOP, Grouping, MAX_BUCKETS, MAX_GROUPINGS, MAX_TOP};
 pub use filter::{
-    FilterDraft, LogFilter, MAX_METADATA_CONDITIONS, MAX_METADATA_KEY_BYTES, MAX_ONE_OF_VALUES, MAX_SET_MEMBERS,
-    MetadataCondition, MetadataConditionDraft, MetadataTest, TextSearch,
+    CaseFolding, FilterDraft, LogFilter, MAX_METADATA_CONDITIONS, MAX_METADATA_KEY_BYTES, MAX_ONE_OF_VALUES,
+    MAX_SET_MEMBERS, MetadataCondition, MetadataConditionDraft, MetadataTest, TextSearch,
 };
 pub use follow::{Follow, FollowDraft, Followed, MAX_LAST, SYSTEM_SEQUENCE, Start};
 pub use job_run::{

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::{BatchResult, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, LogStore, StoreError};
 use crate::model::{
-    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity, RunQuery,
+    CaseFolding, Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity,
+    RunQuery,
 };
 
 /// The last word on the database: `None` until something has been tried.
@@ -96,6 +97,10 @@ impl LogStore for Observed {
         self.availability.observe(self.inner.commit_horizon().instrument(operation("commit_horizon")).await)
     }
 
+    fn case_folding(&self) -> CaseFolding {
+        self.inner.case_folding()
+    }
+
     async fn mark_commit_order(&self) -> Result<(), StoreError> {
         self.availability.observe(self.inner.mark_commit_order().instrument(operation("mark_commit_order")).await)
     }
@@ -105,7 +110,8 @@ impl LogStore for Observed {
     }
 
     async fn prune_commit_marks(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.availability.observe(self.inner.prune_commit_marks(before).instrument(operation("prune_commit_marks")).await)
+        self.availability
+            .observe(self.inner.prune_commit_marks(before).instrument(operation("prune_commit_marks")).await)
     }
 
     async fn database_identity(&self) -> Result<String, StoreError> {

@@ -113,6 +113,15 @@ impl<'a, D: Dialect> Builder<'a, D> {
         self.conditions.push(format!("{column_and_operator} {placeholder}"));
     }
 
+    /// In commit order, after `after` and up to `through`.
+    fn commit_range(&mut self, after: Position, through: Position) {
+        for (operator, position) in [(">", after), ("<=", through)] {
+            let commit = self.bind(Param::Int(position.commit));
+            let index = self.bind(Param::Int(position.index.into()));
+            self.conditions.push(format!("({}, {}) {operator} ({commit}, {index})", D::COMMIT, D::COMMIT_INDEX));
+        }
+    }
+
     /// `column` equals one of `values`; no condition if there are none.
     pub fn any_of(&mut self, column: &str, values: impl IntoIterator<Item = Param>) {
         let placeholders: Vec<String> = values.into_iter().map(|value| self.bind(value)).collect();
@@ -258,26 +267,41 @@ pub(super) fn list_statement<D: Dialect>(query: &LogQuery, scope: ReadScope) -> 
 }
 
 /// `SELECT …, commit FROM logs WHERE … ORDER BY commit, id LIMIT …`: the
-/// logs matching `filter` after `after` in commit order, of commits below
-/// `horizon` (all of which have ended).
+/// logs matching `filter` after `after` and up to `through` in commit
+/// order (at most the horizon, below which every commit has ended).
 pub(super) fn committed_statement<D: Dialect>(
     filter: &LogFilter,
     after: Position,
-    horizon: i64,
+    through: Position,
     limit: usize,
     scope: ReadScope,
 ) -> Statement {
     let mut builder = Builder::<D>::new(scope);
     builder.filter(filter);
-    let (commit, index) = (builder.bind(Param::Int(after.commit)), builder.bind(Param::Int(after.index.into())));
-    builder.conditions.push(format!("({}, {}) > ({commit}, {index})", D::COMMIT, D::COMMIT_INDEX));
-    builder.condition(&format!("{} <", D::COMMIT), Param::Int(horizon));
+    builder.commit_range(after, through);
     let sql = format!(
         "SELECT {LOG_COLUMNS}, {} AS log_commit, {} AS log_commit_index FROM logs{} ORDER BY {} LIMIT {limit}",
         D::COMMIT,
         D::COMMIT_INDEX,
         builder.where_clause(),
         D::COMMIT_ORDER,
+    );
+    Statement { sql, params: builder.params }
+}
+
+/// `SELECT log_commit, log_commit_index`: the position of the `window`-th
+/// log after `after` in commit order, below `horizon`, if there is one
+/// (the last of a window of `committed_statement`, from the index alone).
+pub(super) fn window_end_statement<D: Dialect>(after: Position, horizon: Position, window: usize) -> Statement {
+    let mut builder = Builder::<D>::new(ReadScope::default());
+    builder.commit_range(after, horizon);
+    let sql = format!(
+        "SELECT {} AS log_commit, {} AS log_commit_index FROM logs{} ORDER BY {} LIMIT 1 OFFSET {}",
+        D::COMMIT,
+        D::COMMIT_INDEX,
+        builder.where_clause(),
+        D::COMMIT_ORDER,
+        window.saturating_sub(1),
     );
     Statement { sql, params: builder.params }
 }

@@ -19,8 +19,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::model::{
-    Completion, Grouping, JobRun, LevelCounts, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Position, Receipt,
-    RunIdentity, RunQuery, SYSTEM_SEQUENCE,
+    CaseFolding, Completion, Grouping, JobRun, LevelCounts, Log, LogFilter, LogQuery, LogType, NewLog, Owner, Position,
+    Receipt, RunIdentity, RunQuery, SYSTEM_SEQUENCE,
 };
 
 pub use availability::{Availability, Observed};
@@ -104,6 +104,9 @@ pub struct CommittedPage {
     /// Every matching log before this position is in `logs` or was before
     /// the position read after.
     pub read_through: Position,
+    /// More is stored below the horizon: the page is full, or its read
+    /// stopped at the end of its window.
+    pub more: bool,
     /// Transactions were running when the read began: when they commit,
     /// their logs land at or past `read_through`, and a transaction of
     /// another program on the database commits without any wake-up. A
@@ -171,6 +174,9 @@ pub trait LogStore: Send + Sync + 'static {
     /// A position after every log committed so far: where a follow from now
     /// starts.
     async fn commit_horizon(&self) -> Result<Horizon, StoreError>;
+
+    /// How text searches that ignore case fold letters.
+    fn case_folding(&self) -> CaseFolding;
 
     /// Records where the commit order stands now: a mark that every log
     /// received from now on lies at or after (read before the time is
@@ -298,22 +304,29 @@ pub trait LogStore: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// Logs one read in commit order passes at most, matching or not: a narrow
+/// filter catching up from far back reads history a window at a time,
+/// each read short, rather than in one scan to the end.
+const COMMITTED_WINDOW: usize = 16_384;
+
 /// The page of `logs` (at `positions`) that a read of at most `limit` after
-/// `after`, below `horizon`, found: complete through its last log if full,
-/// else through the horizon.
+/// `after` and up to `through` (at most the horizon) found: complete
+/// through its last log if full, else through `through`.
 fn committed_page(
     logs: Vec<Log>,
     positions: Vec<Position>,
     after: Position,
     limit: usize,
+    through: Position,
     horizon: Horizon,
 ) -> CommittedPage {
     let logs: Vec<(Position, Log)> = positions.into_iter().zip(logs).collect();
+    let full = logs.len() == limit;
     let read_through = match logs.last() {
-        Some((last, _)) if logs.len() == limit => *last,
-        _ => horizon.position.max(after),
+        Some((last, _)) if full => *last,
+        _ => through.max(after),
     };
-    CommittedPage { logs, read_through, held_back: horizon.held_back() }
+    CommittedPage { logs, read_through, more: full || through < horizon.position, held_back: horizon.held_back() }
 }
 
 /// The page after `logs` (the page `query` read), or `None` once a page

@@ -28,7 +28,7 @@ conformance!(
 );
 
 /// A protobuf Value from JSON.
-fn value(json: serde_json::Value) -> Value {
+pub fn value(json: serde_json::Value) -> Value {
     let kind = match json {
         serde_json::Value::Null => Kind::NullValue(0),
         serde_json::Value::Bool(flag) => Kind::BoolValue(flag),
@@ -44,17 +44,17 @@ fn value(json: serde_json::Value) -> Value {
     Value { kind: Some(kind) }
 }
 
-fn with_metadata(mut log: pb::LogEntry, metadata: serde_json::Value) -> pb::LogEntry {
+pub fn with_metadata(mut log: pb::LogEntry, metadata: serde_json::Value) -> pb::LogEntry {
     let Kind::StructValue(object) = value(metadata).kind.expect("kind") else { panic!("metadata is an object") };
     log.metadata = Some(object);
     log
 }
 
-fn equals(key: &str, wanted: serde_json::Value) -> pb::MetadataCondition {
+pub fn equals(key: &str, wanted: serde_json::Value) -> pb::MetadataCondition {
     pb::MetadataCondition { key: key.into(), condition: Some(pb::metadata_condition::Condition::Equals(value(wanted))) }
 }
 
-fn one_of(key: &str, wanted: Vec<serde_json::Value>) -> pb::MetadataCondition {
+pub fn one_of(key: &str, wanted: Vec<serde_json::Value>) -> pb::MetadataCondition {
     let values = wanted.into_iter().map(value).collect();
     pb::MetadataCondition {
         key: key.into(),
@@ -62,7 +62,7 @@ fn one_of(key: &str, wanted: Vec<serde_json::Value>) -> pb::MetadataCondition {
     }
 }
 
-fn exists(key: &str, present: bool) -> pb::MetadataCondition {
+pub fn exists(key: &str, present: bool) -> pb::MetadataCondition {
     pb::MetadataCondition { key: key.into(), condition: Some(pb::metadata_condition::Condition::Exists(present)) }
 }
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use logwell::model::{LogFilter, RetentionPolicy};
 use logwell::proto::v1::follow_logs_request::Start;
-use logwell::retention::{Retention, RetentionSettings};
 use logwell::proto::v1::follow_logs_response::Event;
 use logwell::proto::v1::log_stream_service_client::LogStreamServiceClient;
 use logwell::proto::v1::{self as pb};
+use logwell::retention::{Retention, RetentionSettings};
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -25,6 +25,7 @@ conformance!(
     heartbeats_carry_a_cursor_past_skipped_logs,
     a_cursor_older_than_retention_is_told_so,
     a_follow_from_a_time_starts_with_the_logs_received_then,
+    the_shared_tail_decides_filters_as_the_database_does,
     a_commit_mark_lies_before_every_log_received_after_it_and_retention_prunes_them,
     bad_follows_across_runs_name_the_field,
     followers_across_runs_are_bounded_and_leave_nothing_behind,
@@ -188,9 +189,9 @@ async fn a_follow_from_a_time_starts_with_the_logs_received_then(backend: Backen
     let planted = (from - chrono::TimeDelta::minutes(1)).timestamp_micros();
     let mark = match backend {
         Backend::Sqlite => format!("INSERT INTO commit_marks (at, position) VALUES ({planted}, 1000000000000)"),
-        Backend::Postgres => format!(
-            "INSERT INTO commit_marks (at, position) VALUES (to_timestamp({planted} / 1e6), 1000000000000)"
-        ),
+        Backend::Postgres => {
+            format!("INSERT INTO commit_marks (at, position) VALUES (to_timestamp({planted} / 1e6), 1000000000000)")
+        }
     };
     server.database.execute_raw(&mark).await.expect("plant a mark");
     let mut skipping = client_stream(&server, follow(everything, Start::FromTime(timestamp(from)))).await;
@@ -226,6 +227,80 @@ async fn a_commit_mark_lies_before_every_log_received_after_it_and_retention_pru
     let kept = store.commit_mark(later).await.expect("read").expect("the last mark stays");
     assert!(kept >= mark);
     assert_eq!(store.commit_mark(unmarked).await.expect("read"), None, "the earlier marks went");
+}
+
+/// Followers across runs match the shared tail in memory: for texts and
+/// metadata conditions that only typed, exact comparison tells apart, they
+/// get exactly what ListLogs (the database) returns; live, and from the
+/// start (read from storage).
+async fn the_shared_tail_decides_filters_as_the_database_does(backend: Backend) {
+    use crate::filters::{equals, exists, one_of, with_metadata};
+    use serde_json::json;
+    let server = TestServer::start(backend).await;
+    let run = Uuid::now_v7();
+    let texts = |text: &str, ignore_case: bool| pb::LogFilter { text: text.into(), ignore_case, ..Default::default() };
+    let conditions = |metadata: Vec<pb::MetadataCondition>| pb::LogFilter { metadata, ..Default::default() };
+    let mut filters = vec![
+        texts("rger", false),
+        texts("ÄR", false),
+        texts("Straße", false),
+        conditions(vec![equals("v", json!(42))]),
+        conditions(vec![equals("v", json!(42.5))]),
+        conditions(vec![equals("v", json!("42"))]),
+        conditions(vec![equals("v", json!(true))]),
+        conditions(vec![equals("v", json!(1))]),
+        conditions(vec![one_of("v", vec![json!(false), json!(0)])]),
+        conditions(vec![exists("v", true)]),
+        conditions(vec![exists("v", false)]),
+        conditions(vec![equals("v", json!("Ä"))]),
+        conditions(vec![equals("dotted.key", json!("x"))]),
+        conditions(vec![exists("v", true), equals("w", json!(42))]),
+    ];
+    // Where the database folds letters as logwell can (ASCII only).
+    if server.store.case_folding() == logwell::model::CaseFolding::Ascii {
+        filters.extend([texts("error", true), texts("k", true), texts("ärger", true), texts("STRASSE", true)]);
+    }
+    let in_run = |filter: &pb::LogFilter| pb::LogFilter { job_run_ids: vec![run.to_string()], ..filter.clone() };
+    let mut live = Vec::new();
+    for filter in &filters {
+        let mut stream = client_stream(&server, follow(in_run(filter), Start::FromNow(true))).await;
+        next_heartbeat(&mut stream).await;
+        live.push(stream);
+    }
+
+    let corpus = [
+        ("Straße", json!({"v": 42, "w": 42})),
+        ("STRASSE", json!({"v": 42.5})),
+        ("ÄRGER", json!({"v": "42", "w": 42.0})),
+        ("ärger", json!({"v": true})),
+        ("Kelvin \u{212A}", json!({"v": false})),
+        ("an error", json!({"v": 1})),
+        ("an Error", json!({"v": 0})),
+        ("ERROR", json!({"v": null})),
+        ("a list", json!({"v": [42]})),
+        ("an object", json!({"v": {"a": 42}})),
+        ("Ä in metadata", json!({"v": "Ä"})),
+        ("ä in metadata", json!({"v": "ä"})),
+        ("a dotted key", json!({"dotted.key": "x"})),
+        ("nothing", json!({})),
+    ];
+    let logs =
+        corpus.iter().map(|(message, metadata)| with_metadata(job_entry(run, message), metadata.clone())).collect();
+    server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+
+    for (filter, stream) in filters.iter().zip(&mut live) {
+        let request = pb::ListLogsRequest { filter: Some(in_run(filter)), page_size: 100, ..Default::default() };
+        let listed = server.query().list_logs(request).await.expect("list").into_inner().logs;
+        let messages = |logs: &[Received]| logs.iter().map(|received| received.log.message.clone()).collect::<Vec<_>>();
+        let expected: Vec<String> = listed.iter().map(|log| log.message.clone()).collect();
+        let (followed, _) = read_logs(stream, listed.len()).await;
+        assert_eq!(messages(&followed), expected, "live, {filter:?}");
+        next_heartbeat(stream).await;
+        let mut from_start = client_stream(&server, follow(in_run(filter), Start::FromStart(true))).await;
+        let (stored, _) = read_logs(&mut from_start, listed.len()).await;
+        assert_eq!(messages(&stored), expected, "from the start, {filter:?}");
+        next_heartbeat(&mut from_start).await;
+    }
 }
 
 async fn heartbeats_carry_a_cursor_past_skipped_logs(backend: Backend) {
@@ -300,6 +375,17 @@ async fn bad_follows_across_runs_name_the_field(backend: Backend) {
     assert_invalid(refusal(&server, follow(bad_run, Start::FromNow(true))).await, &["filter.job_run_ids[0]"]);
     let damaged = follow(pb::LogFilter::default(), Start::AfterCursor("AAAA-not-a-cursor".into()));
     assert_invalid(refusal(&server, damaged).await, &["after_cursor"]);
+    // Filters only the database can decide: refused, not read from storage
+    // at every commit.
+    let in_metadata = pb::LogFilter { text: "gpu".into(), include_metadata: true, ..Default::default() };
+    let status = refusal(&server, follow(in_metadata, Start::FromNow(true))).await;
+    assert_invalid(status, &["filter.include_metadata"]);
+    let any_case = pb::LogFilter { text: "gpu".into(), ignore_case: true, ..Default::default() };
+    let status = refusal(&server, follow(any_case, Start::FromNow(true))).await;
+    match server.store.case_folding() {
+        logwell::model::CaseFolding::Ascii => status.expect("ASCII folding is decided in memory"),
+        logwell::model::CaseFolding::Collation => assert_invalid(status, &["filter.ignore_case"]),
+    }
     let no_time = prost_types::Timestamp { seconds: 0, nanos: -1 };
     assert_invalid(refusal(&server, follow(pb::LogFilter::default(), Start::FromTime(no_time))).await, &["from_time"]);
 
@@ -402,14 +488,32 @@ async fn a_follower_behind_the_shared_tail_misses_nothing(backend: Backend) {
     let mut stream = client_stream(&server, follow(pb::LogFilter::default(), Start::FromNow(true))).await;
     next_heartbeat(&mut stream).await;
     let run = Uuid::now_v7();
+    // A few errors, about the end of the first window a catching-up read
+    // passes (16,384 logs).
+    let errors = [0, 16_382, 16_383, 16_384, 16_385, 19_999];
     for batch in 0..20 {
-        let logs = (0..1_000).map(|index| job_entry(run, &format!("log {}", batch * 1_000 + index))).collect();
+        let logs = (0..1_000)
+            .map(|index| {
+                let number = batch * 1_000 + index;
+                let level = if errors.contains(&number) { pb::LogLevel::Error } else { pb::LogLevel::Info };
+                at(level, job_entry(run, &format!("log {number}")))
+            })
+            .collect();
         server.job().write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
     }
     let (received, _) = read_logs(&mut stream, 20_000).await;
     let seqs: Vec<i64> = received.iter().map(|received| received.log.seq).collect();
     assert_eq!(seqs, (1..=20_000).collect::<Vec<i64>>(), "every log once, in order");
     next_heartbeat(&mut stream).await;
+
+    // A narrow follow from the start reads storage a window at a time: the
+    // errors, each once, across the windows' ends.
+    let only_errors = pb::LogFilter { levels: vec![pb::LogLevel::Error.into()], ..Default::default() };
+    let mut narrow = client_stream(&server, follow(only_errors, Start::FromStart(true))).await;
+    let (received, _) = read_logs(&mut narrow, errors.len()).await;
+    let seqs: Vec<i64> = received.iter().map(|received| received.log.seq).collect();
+    assert_eq!(seqs, errors.map(|number| number as i64 + 1));
+    next_heartbeat(&mut narrow).await;
 }
 
 /// A follower's filter in the stress test, and the same rule in memory.

@@ -22,12 +22,13 @@ use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, ChangesElsewhere, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, JobRunRow,
-    LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
+    BatchResult, COMMITTED_WINDOW, ChangesElsewhere, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate,
+    Horizon, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns,
+    run_sql, sequence,
 };
 use crate::model::{
-    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity, RunQuery,
-    SYSTEM_SEQUENCE, activity_at,
+    CaseFolding, Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity,
+    RunQuery, SYSTEM_SEQUENCE, activity_at,
 };
 
 /// sqlx's migrator holds a PostgreSQL advisory lock while it runs, so
@@ -137,6 +138,7 @@ pub(super) struct PostgresStore {
     upkeep: tokio::task::AbortHandle,
     partitions_created: Arc<AtomicU64>,
     read_timeout: std::time::Duration,
+    case_folding: CaseFolding,
 }
 
 impl PostgresStore {
@@ -171,6 +173,10 @@ impl PostgresStore {
         if !options.metadata_index_keys.is_empty() {
             tracing::warn!("--metadata-index-keys has no effect on PostgreSQL: its GIN index serves every key");
         }
+        // ILIKE folds as lower() does under the database's collation: the
+        // C collation folds ASCII letters only.
+        let folds_beyond_ascii: bool = sqlx::query_scalar("SELECT lower('Ä') <> 'Ä'").fetch_one(&pool).await?;
+        let case_folding = if folds_beyond_ascii { CaseFolding::Collation } else { CaseFolding::Ascii };
         let partitions_created = Arc::new(AtomicU64::new(0));
         // Before any write: logs of a day without partitions would wait in
         // logs_default until its partitions are made.
@@ -190,6 +196,7 @@ impl PostgresStore {
             upkeep,
             partitions_created,
             read_timeout: options.read_timeout,
+            case_folding,
         })
     }
 
@@ -640,15 +647,20 @@ impl LogStore for PostgresStore {
         // page, read on a later snapshot, sees all that committed.
         let horizon = self.commit_horizon().await?;
         let Some(days) = self.run_days(filter).await? else {
-            return Ok(super::committed_page(Vec::new(), Vec::new(), after, limit, horizon));
+            let through = horizon.position;
+            return Ok(super::committed_page(Vec::new(), Vec::new(), after, limit, through, horizon));
         };
-        let statement = list_sql::committed_statement::<PostgresDialect>(
-            filter,
-            after,
-            horizon.position.commit,
-            limit,
-            scope(&days),
-        );
+        let through = match filter == &LogFilter::default() {
+            // The limit bounds the read.
+            true => horizon.position,
+            false => {
+                let end = list_sql::window_end_statement::<PostgresDialect>(after, horizon.position, COMMITTED_WINDOW);
+                let end = bind(sqlx::query(&end.sql), end.params);
+                let rows = self.read_planned_on(&self.commit_reads, PLAN_ONCE, end).await?;
+                positions(&rows)?.first().copied().unwrap_or(horizon.position)
+            }
+        };
+        let statement = list_sql::committed_statement::<PostgresDialect>(filter, after, through, limit, scope(&days));
         let select = bind(sqlx::query(&statement.sql), statement.params);
         // Planned once per connection unless values decide the plan: no
         // day is named, and planning every partition each time costs more
@@ -657,13 +669,17 @@ impl LogStore for PostgresStore {
         // is made once on each rather than on every reader's.
         let planning = if plans_per_values(filter) { PLAN_PER_VALUES } else { PLAN_ONCE };
         let rows = self.read_planned_on(&self.commit_reads, planning, select).await?;
-        Ok(super::committed_page(logs(&rows)?, positions(&rows)?, after, limit, horizon))
+        Ok(super::committed_page(logs(&rows)?, positions(&rows)?, after, limit, through, horizon))
     }
 
     async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
         let (oldest_running, next, running): (i64, i64, Vec<i64>) =
             sqlx::query_as(COMMIT_HORIZON).fetch_one(&self.reads).await?;
         Ok(Horizon { position: Position::before(oldest_running), next, running })
+    }
+
+    fn case_folding(&self) -> CaseFolding {
+        self.case_folding
     }
 
     async fn mark_commit_order(&self) -> Result<(), StoreError> {
@@ -688,13 +704,11 @@ impl LogStore for PostgresStore {
     }
 
     async fn prune_commit_marks(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "DELETE FROM commit_marks WHERE at < (SELECT max(at) FROM commit_marks WHERE at <= $1)",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        Ok(sqlx::query("DELETE FROM commit_marks WHERE at < (SELECT max(at) FROM commit_marks WHERE at <= $1)")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     async fn database_identity(&self) -> Result<String, StoreError> {

@@ -17,12 +17,12 @@ use uuid::Uuid;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, JobRunRow, LogStore, NO_LOGS,
-    SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
+    BatchResult, COMMITTED_WINDOW, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, JobRunRow,
+    LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
 };
 use crate::model::{
-    Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity, RunQuery,
-    SYSTEM_SEQUENCE, activity_at,
+    CaseFolding, Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity,
+    RunQuery, SYSTEM_SEQUENCE, activity_at,
 };
 
 mod checkpoint;
@@ -623,20 +623,29 @@ impl LogStore for SqliteStore {
         // The horizon first: every position below it has committed, so the
         // page, read on a later snapshot, sees all of them.
         let horizon = self.commit_horizon().await?;
-        let statement = list_sql::committed_statement::<SqliteDialect>(
-            filter,
-            after,
-            horizon.position.commit,
-            limit,
-            self.read_scope(),
-        );
+        let through = match filter == &LogFilter::default() {
+            // The limit bounds the read.
+            true => horizon.position,
+            false => {
+                let end = list_sql::window_end_statement::<SqliteDialect>(after, horizon.position, COMMITTED_WINDOW);
+                let rows = self.read(bind(sqlx::query(&end.sql), end.params)).await?;
+                positions(&rows)?.first().copied().unwrap_or(horizon.position)
+            }
+        };
+        let statement =
+            list_sql::committed_statement::<SqliteDialect>(filter, after, through, limit, self.read_scope());
         let rows = self.read(bind(sqlx::query(&statement.sql), statement.params)).await?;
-        Ok(super::committed_page(logs(&rows)?, positions(&rows)?, after, limit, horizon))
+        Ok(super::committed_page(logs(&rows)?, positions(&rows)?, after, limit, through, horizon))
     }
 
     async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
         let next: i64 = sqlx::query_scalar(COMMIT_HORIZON).fetch_one(&self.reader).await?;
         Ok(Horizon { position: Position::before(next), next, running: Vec::new() })
+    }
+
+    fn case_folding(&self) -> CaseFolding {
+        // lower() folds ASCII letters only without the ICU extension.
+        CaseFolding::Ascii
     }
 
     async fn mark_commit_order(&self) -> Result<(), StoreError> {
