@@ -5,11 +5,10 @@
 //! (and shortly again while running transactions hold the horizon back),
 //! unfiltered; followers match the logs in memory. So ten followers of
 //! `level >= warn` cost one read per commit, not ten, and a narrow follow
-//! costs the matching, not a database scan. The tail holds a bounded window;
-//! a follower behind it, or one whose filter memory cannot decide (text,
-//! metadata), reads storage itself. While no one follows across runs, the
-//! task waits and reads nothing; when followers return, it starts afresh
-//! from now.
+//! costs the matching, not a database scan. The tail holds a window bounded
+//! in logs and in memory; a follower behind it reads storage itself. While
+//! no one follows across runs, the task waits and reads nothing; when
+//! followers return, it starts afresh from now.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -18,11 +17,15 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::SharedLog;
+use super::shared_log::held_bytes;
 use crate::model::{LogFilter, Position};
 use crate::store::LogStore;
 
-/// Logs the tail keeps: enough for followers that lag a little.
+/// Logs the tail keeps, at most: enough for followers that lag a little.
 const TAIL_LOGS: usize = 16_384;
+/// Memory the tail's logs hold, at most (`held_bytes`): 16,384 logs of
+/// 64 KiB would otherwise hold 2 GiB.
+const TAIL_BYTES: usize = 64 * 1024 * 1024;
 /// Rows one read takes, at most.
 const READ_LOGS: usize = 2_048;
 /// How soon the tail reads again after a read held back by running
@@ -36,6 +39,8 @@ const BACKSTOP: Duration = Duration::from_secs(1);
 struct Window {
     /// Logs with positions in (`start`, `read_through`], in order.
     logs: VecDeque<(Position, Arc<SharedLog>)>,
+    /// What they hold in memory, roughly (`held_bytes`).
+    bytes: usize,
     start: Position,
     read_through: Position,
     /// The last read failed: followers read storage themselves, and meet
@@ -71,6 +76,7 @@ impl CommitTail {
     pub(super) fn new() -> Arc<CommitTail> {
         let window = Window {
             logs: VecDeque::new(),
+            bytes: 0,
             start: Position::START,
             read_through: Position::START,
             failed: false,
@@ -174,25 +180,28 @@ impl CommitTail {
             horizon.map(|horizon| {
                 let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
                 window.logs.clear();
+                window.bytes = 0;
                 (window.start, window.read_through) = (horizon.position, horizon.position);
                 (window.stale, window.failed) = (false, false);
                 ReadOutcome::CaughtUp { held_back: horizon.held_back() }
             })
         } else {
             store.read_committed(everything, after, READ_LOGS).await.map(|page| {
-                let full = page.logs.len() == READ_LOGS;
                 let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
-                window
-                    .logs
-                    .extend(page.logs.into_iter().map(|(position, log)| (position, Arc::new(SharedLog::new(log)))));
-                while window.logs.len() > TAIL_LOGS {
-                    if let Some((dropped, _)) = window.logs.pop_front() {
+                for (position, log) in page.logs {
+                    window.bytes += held_bytes(&log);
+                    window.logs.push_back((position, Arc::new(SharedLog::new(log))));
+                }
+                // The newest log stays, whatever its size.
+                while (window.logs.len() > TAIL_LOGS || window.bytes > TAIL_BYTES) && window.logs.len() > 1 {
+                    if let Some((dropped, log)) = window.logs.pop_front() {
+                        window.bytes -= held_bytes(&log);
                         window.start = dropped;
                     }
                 }
                 window.read_through = window.read_through.max(page.read_through);
                 window.failed = false;
-                if full { ReadOutcome::More } else { ReadOutcome::CaughtUp { held_back: page.held_back } }
+                if page.more { ReadOutcome::More } else { ReadOutcome::CaughtUp { held_back: page.held_back } }
             })
         };
         let outcome = outcome.map_err(|error| {

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::SharedLog;
+use super::shared_log::held_bytes;
 use crate::model::{Log, NewLog, SYSTEM_SEQUENCE};
 use crate::store::ChangesElsewhere;
 
@@ -198,27 +199,6 @@ impl Hub {
     /// Sequences with at least one follower now.
     pub fn followed_sequences(&self) -> usize {
         self.sequences().len()
-    }
-}
-
-/// The memory a log in a tail holds, roughly: its text twice (the log,
-/// and the wire form its first follower makes), and its fixed parts.
-fn held_bytes(log: &Log) -> usize {
-    let text = log.source.len() + log.message.len() + metadata_bytes(&log.metadata);
-    2 * text + std::mem::size_of::<SharedLog>() + 128
-}
-
-fn metadata_bytes(metadata: &serde_json::Map<String, serde_json::Value>) -> usize {
-    metadata.iter().map(|(key, value)| key.len() + value_bytes(value)).sum()
-}
-
-fn value_bytes(value: &serde_json::Value) -> usize {
-    use serde_json::Value;
-    match value {
-        Value::String(text) => text.len() + 16,
-        Value::Array(values) => values.iter().map(value_bytes).sum::<usize>() + 16,
-        Value::Object(map) => metadata_bytes(map) + 16,
-        Value::Null | Value::Bool(_) | Value::Number(_) => 16,
     }
 }
 

@@ -46,6 +46,27 @@ impl PartialEq for SharedLog {
     }
 }
 
+/// The memory a log in a shared tail holds, roughly: its text twice (the
+/// log, and the wire form its first follower makes), and its fixed parts.
+pub(super) fn held_bytes(log: &Log) -> usize {
+    let text = log.source.len() + log.message.len() + metadata_bytes(&log.metadata);
+    2 * text + std::mem::size_of::<SharedLog>() + 128
+}
+
+fn metadata_bytes(metadata: &serde_json::Map<String, serde_json::Value>) -> usize {
+    metadata.iter().map(|(key, value)| key.len() + value_bytes(value)).sum()
+}
+
+fn value_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.len() + 16,
+        Value::Array(values) => values.iter().map(value_bytes).sum::<usize>() + 16,
+        Value::Object(map) => metadata_bytes(map) + 16,
+        Value::Null | Value::Bool(_) | Value::Number(_) => 16,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use logwell::model::{LogFilter, RetentionPolicy};
 use logwell::proto::v1::follow_logs_request::Start;
 use logwell::proto::v1::follow_logs_response::Event;
+use logwell::proto::v1::job_log_service_client::JobLogServiceClient;
 use logwell::proto::v1::log_stream_service_client::LogStreamServiceClient;
 use logwell::proto::v1::{self as pb};
 use logwell::retention::{Retention, RetentionSettings};
@@ -514,6 +515,66 @@ async fn a_follower_behind_the_shared_tail_misses_nothing(backend: Backend) {
     let seqs: Vec<i64> = received.iter().map(|received| received.log.seq).collect();
     assert_eq!(seqs, errors.map(|number| number as i64 + 1));
     next_heartbeat(&mut narrow).await;
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process's status");
+    let kib = status.lines().find_map(|line| line.strip_prefix("VmRSS:")).expect("VmRSS");
+    kib.split_whitespace().next().and_then(|kib| kib.parse::<u64>().ok()).expect("a size") * 1024
+}
+
+/// A follower across runs that stops reading while writers write 160 MB
+/// in ten runs: the server's memory stops growing once the shared tail is
+/// full (what the follower holds is bounded: a batch read, one queued, and
+/// the connection's buffers), and when it reads again, it gets every log
+/// once, in each run's order. A server process of its own, for its memory.
+#[tokio::test]
+async fn a_stalled_follower_across_runs_holds_bounded_memory_and_misses_nothing() {
+    const RUNS: usize = 10;
+    const LOGS_PER_WRITE: usize = 400;
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let url = format!("sqlite:{}", folder.path().join("stalled.db").display());
+    let (server, address, _log) =
+        crate::helpers::start_serving_with(&url, &["--stream-heartbeat-interval", "200ms"], &[]).await;
+    let pid = server.id().expect("running");
+    let channel = async || Channel::from_shared(address.clone()).expect("address").connect().await.expect("connect");
+    let mut follower = LogStreamServiceClient::new(channel().await)
+        .follow_logs(follow(pb::LogFilter::default(), Start::FromNow(true)))
+        .await
+        .expect("follow")
+        .into_inner();
+    next_heartbeat(&mut follower).await;
+
+    let runs: Vec<Uuid> = (0..RUNS).map(|_| Uuid::now_v7()).collect();
+    let mut writer = JobLogServiceClient::new(channel().await);
+    let padding = "x".repeat(4_000);
+    let mut written = 0;
+    let mut write = async |writes: usize| {
+        for _ in 0..writes {
+            let run = runs[written % RUNS];
+            let logs = (0..LOGS_PER_WRITE).map(|index| job_entry(run, &format!("{index} {padding}"))).collect();
+            writer.write_job_logs(pb::WriteJobLogsRequest { logs }).await.expect("write");
+            written += 1;
+        }
+    };
+    write(25).await;
+    let filled = resident_bytes(pid);
+    write(75).await;
+    let grown = resident_bytes(pid).saturating_sub(filled);
+    assert!(grown < 32 * 1024 * 1024, "{} MiB more after 120 MB more written", grown / (1024 * 1024));
+
+    let total = 100 * LOGS_PER_WRITE;
+    let (received, _) = read_logs(&mut follower, total).await;
+    let mut seqs: HashMap<String, Vec<i64>> = HashMap::new();
+    for received in &received {
+        seqs.entry(received.log.job_run_id.clone()).or_default().push(received.log.seq);
+    }
+    assert_eq!(seqs.len(), RUNS);
+    for (run, seqs) in seqs {
+        assert_eq!(seqs, (1..=(total / RUNS) as i64).collect::<Vec<_>>(), "run {run}: every log once, in order");
+    }
+    next_heartbeat(&mut follower).await;
 }
 
 /// A follower's filter in the stress test, and the same rule in memory.
