@@ -304,6 +304,18 @@ async fn fanout(server: &Server, args: &Args) {
             percentile(&round_trips, 1.0)
         );
     }
+    // Whether slow acks come at once (a stall) or throughout (a long queue).
+    let start = writes.first().map(|(_, sent, _)| *sent).expect("writes");
+    let slow: std::collections::BTreeSet<u128> = writes
+        .iter()
+        .filter(|(_, sent, acked)| acked.duration_since(*sent) > Duration::from_millis(20))
+        .map(|(_, sent, _)| sent.duration_since(start).as_millis() / 250)
+        .collect();
+    println!(
+        "  acks over 20 ms came in {} of the {} quarter-seconds of writing",
+        slow.len(),
+        written.as_millis().div_ceil(250)
+    );
     println!(
         "  server memory: idle {:.1} MiB (baseline), followers connected {:.1} MiB, peak {:.1} MiB (target < 1024)",
         mib(idle),

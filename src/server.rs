@@ -101,6 +101,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("cannot register the RPC metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot start the committer's thread: {0}")]
+    Committer(#[from] std::io::Error),
 }
 
 /// How long, after the grace period (or the last request, if sooner), the
@@ -138,7 +140,7 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
     };
     let stopping = CancellationToken::new();
-    let (ingest, committer) = Ingest::start(store.clone(), hub.clone(), settings.write_queue_logs);
+    let (ingest, committer) = Ingest::start(store.clone(), hub.clone(), settings.write_queue_logs)?;
     let ingest = Arc::new(ingest);
     let writer = LogWriter::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
     let reader = LogReader::new(store.clone(), stopping.clone());

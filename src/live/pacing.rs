@@ -79,7 +79,10 @@ impl Pacer {
 /// Deliveries for the next tick, after one that woke `lag` late.
 fn next_per_tick(per_tick: usize, lag: Duration) -> usize {
     if lag > LAG_TOO_LONG {
-        (per_tick * 2 / 3).max(LEAST_PER_TICK)
+        // By how late: a tick 100 ms late found a queue 21 ticks long,
+        // and the next gets a 21st of the deliveries.
+        let ticks_waited = (TICK + lag).as_secs_f64() / TICK.as_secs_f64();
+        ((per_tick as f64 / ticks_waited) as usize).max(LEAST_PER_TICK)
     } else if lag <= LAG_SHORT {
         (per_tick + per_tick / 8).min(MOST_PER_TICK)
     } else {
@@ -93,6 +96,8 @@ mod tests {
 
     #[test]
     fn late_ticks_cut_deliveries_and_punctual_ones_restore_them() {
+        assert_eq!(next_per_tick(21_000, Duration::from_millis(100)), 1_000, "in proportion to the lag");
+        assert_eq!(next_per_tick(4_000, Duration::from_millis(5)), 2_000);
         let mut per_tick = FIRST_PER_TICK;
         for _ in 0..100 {
             per_tick = next_per_tick(per_tick, Duration::from_millis(20));
