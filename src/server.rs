@@ -17,7 +17,7 @@ use crate::api::{
     Tokens, rename_oversize,
 };
 use crate::auth::{JobRunTokens, TokensFile};
-use crate::ingest::Ingest;
+use crate::ingest::{Admission, Ingest};
 use crate::live::{Followers, FollowersConfig, Hub, mark_commit_order};
 use crate::model::Limits;
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -142,7 +142,7 @@ pub async fn serve(
     let stopping = CancellationToken::new();
     let (ingest, committer) = Ingest::start(store.clone(), hub.clone(), settings.write_queue_logs)?;
     let ingest = Arc::new(ingest);
-    let writer = LogWriter::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
+    let writer = LogWriter::new(Admission::new(ingest.clone(), settings.limits, settings.rate_limit.clone()));
     let reader = LogReader::new(store.clone(), stopping.clone());
     let followers = FollowersConfig {
         heartbeat_interval: settings.stream_heartbeat_interval,

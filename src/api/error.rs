@@ -2,7 +2,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::{AuthError, Denied};
-use crate::ingest::IngestError;
+use crate::ingest::{AdmissionError, IngestError, RateLimited};
 use crate::live::FollowError;
 use crate::model::Violations;
 use crate::store::StoreError;
@@ -33,11 +33,8 @@ pub enum ApiError {
     Exhausted(String),
     #[error("the request is {bytes} bytes; --max-request-bytes allows at most {limit}")]
     RequestTooLarge { bytes: usize, limit: usize },
-    #[error(
-        "{caller} is over its write rate of {logs_per_second} logs/s (--rate-limit-logs-per-second); \
-         nothing was stored; retry in {:.2} s", retry_after.as_secs_f64()
-    )]
-    RateLimited { caller: String, logs_per_second: u32, retry_after: std::time::Duration },
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -48,6 +45,17 @@ pub enum ApiError {
     /// logwell broke one of its own promises: a bug, not the client's fault.
     #[error("{0}")]
     Internal(&'static str),
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(error: AdmissionError) -> Self {
+        match error {
+            AdmissionError::Invalid(violations) => ApiError::InvalidArgument(violations),
+            AdmissionError::Denied(denied) => denied.into(),
+            AdmissionError::RateLimited(limited) => ApiError::RateLimited(limited),
+            AdmissionError::Ingest(error) => ApiError::Ingest(error),
+        }
+    }
 }
 
 impl From<Denied> for ApiError {
@@ -103,7 +111,7 @@ impl From<ApiError> for Status {
             ApiError::TooManyFollowers { .. } | ApiError::RequestTooLarge { .. } | ApiError::Exhausted(_) => {
                 Status::resource_exhausted(error.to_string())
             }
-            ApiError::RateLimited { retry_after, .. } => {
+            ApiError::RateLimited(RateLimited { retry_after, .. }) => {
                 let mut details = ErrorDetails::new();
                 details.set_retry_info(Some(retry_after));
                 Status::with_error_details(Code::ResourceExhausted, error.to_string(), details)

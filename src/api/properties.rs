@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::codec::undecodable;
 use super::convert::{log_to_proto, query_draft};
 use super::page_token;
-use super::write::validate_entry;
+use super::write::submitted;
+use crate::ingest::validate_log;
 use crate::model::{Cursor, Limits, Log, LogType, MAX_TIME, MIN_TIME, Ordering, SortOrder, Violations};
 use crate::proto::v1 as pb;
 
@@ -154,7 +155,7 @@ proptest! {
         (log_type, entry) in (0..3usize).prop_flat_map(|index| (Just(TYPES[index]), entry(TYPES[index]))),
         limits in limits(),
     ) {
-        let Ok(log) = validate_entry(entry.clone(), log_type, "log", &limits) else { return Ok(()) };
+        let Ok(log) = validate_log(submitted(entry.clone()), log_type, "log", &limits) else { return Ok(()) };
         prop_assert_eq!(log.owner.log_type(), log_type);
         prop_assert!(!log.message.is_empty() && log.message.len() <= limits.message_bytes);
         prop_assert!(!log.message.contains('\0'));
@@ -166,7 +167,7 @@ proptest! {
         }
         // What is stored comes back as it went in, and validates again unchanged.
         let stored = log_to_proto(Log::committed(log.clone(), 1));
-        let again = validate_entry(entry_of(&stored), log_type, "log", &limits);
+        let again = validate_log(submitted(entry_of(&stored)), log_type, "log", &limits);
         let again = again.map_err(|violations| TestCaseError::fail(format!("stored log refused: {violations}")))?;
         prop_assert_eq!(again.id, log.id);
         prop_assert_eq!(again.owner, log.owner);
@@ -181,7 +182,7 @@ proptest! {
     fn arbitrary_bytes_never_panic_the_write_path(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(request) = pb::WriteJobLogsRequest::decode(bytes.as_slice()) {
             for entry in request.logs {
-                let _ = validate_entry(entry, LogType::Job, "logs[0]", &Limits::default());
+                let _ = validate_log(submitted(entry), LogType::Job, "logs[0]", &Limits::default());
             }
         }
         if let Err(error) = pb::WriteJobLogsRequest::decode(bytes.as_slice()) {

@@ -1,0 +1,156 @@
+//! Admission: the one path a write takes from any entry point (the write
+//! services, IngestLogs, OpenTelemetry) to the queue. Entry points decode
+//! their messages into drafts; here a write's bounds, each log's rules, its
+//! id's uniqueness in the batch, the caller's right to write each log's
+//! run, the caller's write rate and room in the queue are decided, the same
+//! for all of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::commit::{Ingest, IngestError, WhenFull};
+use crate::auth::{Denied, Principal};
+use crate::model::{Limits, LogDraft, LogType, NewLog, Receipt, Violations};
+use crate::rate_limit::RateLimiter;
+
+/// One log as its entry point decoded it: the draft, and what decoding
+/// already found wrong, its fields named from the log.
+#[derive(Debug)]
+pub struct Submitted {
+    pub draft: LogDraft,
+    pub decoding: Violations,
+}
+
+/// How a write's logs are named in refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// One log: `log`.
+    One,
+    /// A batch: `logs[i]`.
+    Batch,
+}
+
+impl Naming {
+    fn of(self, index: usize) -> String {
+        match self {
+            Naming::One => "log".into(),
+            Naming::Batch => format!("logs[{index}]"),
+        }
+    }
+}
+
+/// A caller past its write rate.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{caller} is over its write rate of {logs_per_second} logs/s (--rate-limit-logs-per-second); \
+     nothing was stored; retry in {:.2} s", retry_after.as_secs_f64()
+)]
+pub struct RateLimited {
+    pub caller: String,
+    pub logs_per_second: u32,
+    pub retry_after: Duration,
+}
+
+/// Why a write was not admitted, or not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    /// The write breaks rules; each violation names its field.
+    #[error("invalid request: {0}")]
+    Invalid(Violations),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// Admits writes into the pipeline.
+#[derive(Clone)]
+pub struct Admission {
+    ingest: Arc<Ingest>,
+    limits: Limits,
+    rate: Option<Arc<RateLimiter>>,
+}
+
+impl Admission {
+    pub fn new(ingest: Arc<Ingest>, limits: Limits, rate: Option<Arc<RateLimiter>>) -> Admission {
+        Admission { ingest, limits, rate }
+    }
+
+    /// Admits `logs` of `log_type` from `principal` as one write, named by
+    /// `naming`: stored together once committed, or refused together.
+    /// What happens when the queue is full is the entry point's choice.
+    pub async fn write(
+        &self,
+        principal: &Principal,
+        log_type: LogType,
+        logs: Vec<Submitted>,
+        naming: Naming,
+        when_full: WhenFull,
+    ) -> Result<Vec<Receipt>, AdmissionError> {
+        let logs = self.validate(log_type, logs, naming)?;
+        for (index, log) in logs.iter().enumerate() {
+            principal.may_write(&log.owner, || format!("{}.job_run_id", naming.of(index)))?;
+        }
+        self.charge(principal, logs.len(), when_full).await?;
+        Ok(self.ingest.write(logs, when_full).await?)
+    }
+
+    /// Every log valid, a batch within its bounds, an id once per batch.
+    fn validate(&self, log_type: LogType, logs: Vec<Submitted>, naming: Naming) -> Result<Vec<NewLog>, AdmissionError> {
+        let mut violations = Violations::default();
+        if naming == Naming::Batch {
+            if logs.is_empty() {
+                violations.add("logs", "must hold at least one entry");
+            } else if logs.len() > self.limits.batch_logs {
+                let (count, limit) = (logs.len(), self.limits.batch_logs);
+                violations.add("logs", format!("holds {count} entries; at most {limit} are allowed"));
+            }
+            if !violations.is_empty() {
+                return Err(AdmissionError::Invalid(violations));
+            }
+        }
+        let mut valid = Vec::with_capacity(logs.len());
+        let mut first_with_id = HashMap::new();
+        for (index, log) in logs.into_iter().enumerate() {
+            match validate_log(log, log_type, &naming.of(index), &self.limits) {
+                Ok(log) => {
+                    if let Some(first) = log.client_id.then(|| first_with_id.insert(log.id, index)).flatten() {
+                        let repeat = format!("repeats logs[{first}].id; ids name one log");
+                        violations.add(format!("logs[{index}].id"), repeat);
+                    }
+                    valid.push(log);
+                }
+                Err(log_violations) => violations.merge(log_violations),
+            }
+        }
+        violations.into_result(valid).map_err(AdmissionError::Invalid)
+    }
+
+    /// Charges `logs` to the caller's write rate: refuses at once, or waits
+    /// (so that a stream's flow control slows its producer).
+    async fn charge(&self, principal: &Principal, logs: usize, when_full: WhenFull) -> Result<(), RateLimited> {
+        let Some(rate) = &self.rate else { return Ok(()) };
+        let caller = principal.caller();
+        loop {
+            match rate.take(&caller, logs, Instant::now()) {
+                Ok(()) => return Ok(()),
+                Err(retry_after) if when_full == WhenFull::Wait => tokio::time::sleep(retry_after).await,
+                Err(retry_after) => {
+                    return Err(RateLimited { caller, logs_per_second: rate.logs_per_second, retry_after });
+                }
+            }
+        }
+    }
+}
+
+/// Validates one submitted log of `log_type`, received now; violations are
+/// named under `field`.
+pub fn validate_log(log: Submitted, log_type: LogType, field: &str, limits: &Limits) -> Result<NewLog, Violations> {
+    let Submitted { draft, decoding } = log;
+    decoding.judge(draft.validate(log_type, Utc::now(), limits)).map_err(|violations| violations.under(field))
+}
