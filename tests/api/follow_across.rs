@@ -606,11 +606,21 @@ fn stress_filters(runs: &[Uuid]) -> Vec<Wanted> {
             },
             matches: |log, runs| runs[..2].iter().any(|run| run.to_string() == log.job_run_id),
         },
-        // Read from storage by each follower: memory does not decide texts.
         Wanted {
             name: "a text",
             filter: pb::LogFilter { text: "write 1".into(), ..Default::default() },
             matches: |log, _| log.message.contains("write 1"),
+        },
+        Wanted {
+            name: "a metadata value",
+            filter: pb::LogFilter {
+                metadata: vec![crate::filters::equals("write_parity", serde_json::json!(1))],
+                ..Default::default()
+            },
+            matches: |log, _| {
+                let parity = log.metadata.as_ref().and_then(|metadata| metadata.fields.get("write_parity"));
+                parity.and_then(|value| value.kind.clone()) == Some(prost_types::value::Kind::NumberValue(1.0))
+            },
         },
         Wanted {
             name: "one source",
@@ -707,8 +717,12 @@ pub async fn stress(writers: Vec<Channel>, followers: Vec<Channel>) {
                 let run = runs[(index + write) % runs.len()];
                 let level = levels[(index * 7 + write) % levels.len()];
                 let message = format!("writer {index} write {write}");
-                let source = |mut log: pb::LogEntry| {
-                    log.source = format!("writer-{index}");
+                let source = |log: pb::LogEntry| {
+                    let parity = serde_json::json!({"write_parity": write % 2});
+                    let log = crate::filters::with_metadata(
+                        pb::LogEntry { source: format!("writer-{index}"), ..log },
+                        parity,
+                    );
                     at(level, log)
                 };
                 match write % 3 {
