@@ -1,5 +1,6 @@
-//! Compiles the public contract with `protox`, so no system `protoc` is needed,
-//! and keeps the descriptor set (with comments) for server reflection.
+//! Compiles the public contract, and the OpenTelemetry protocol's logs that
+//! logwell also serves, with `protox`, so no system `protoc` is needed, and
+//! keeps the descriptor set (with comments) for server reflection.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ const PROTOS: &[&str] = &[
     STREAM_SERVICE,
     "proto/logwell/v1/log_ingest_service.proto",
     "proto/logwell/v1/token_service.proto",
+    "proto/opentelemetry/proto/collector/logs/v1/logs_service.proto",
 ];
 
 const STREAM_SERVICE: &str = "proto/logwell/v1/log_stream_service.proto";

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Runs the client examples of docs/clients/ against a freshly started `logwell serve`.
 
+The Python examples are two: a logwell client (example.py), and Python's
+standard logging shipped by OpenTelemetry over OTLP (otel_logging.py), whose
+first lines are the README's snippet.
+
 The examples are tests: each checks what the server answered and exits
 non-zero saying what was not as expected. This script installs what they
 need (pip requirements, generated Python stubs, npm packages), starts the
@@ -133,6 +137,16 @@ def run_example(name, command, cwd, env):
     return passed
 
 
+def readme_snippet_is_in_otel_example():
+    """The README's "ship Python logging" snippet is otel_logging.py's, line for line, so running that runs it."""
+    readme = open(os.path.join(REPO, "README.md")).read()
+    snippet = readme.split("<!-- ci:otel-python -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    example = {line.strip() for line in open(os.path.join(PYTHON_DIR, "otel_logging.py"))}
+    missing = [line for line in snippet.splitlines() if line.strip() and line.strip() not in example]
+    step(f"the README's OpenTelemetry snippet is in otel_logging.py: {'yes' if not missing else 'NO, missing ' + repr(missing)}")
+    return not missing
+
+
 def main():
     started = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="logwell-clients-")
@@ -147,6 +161,8 @@ def main():
     try:
         env = dict(os.environ, LOGWELL_SERVER=address)
         results["python"] = run_example("python", [sys.executable, "example.py", "--stubs", stubs], PYTHON_DIR, env)
+        otel = [sys.executable, "otel_logging.py", "--stubs", stubs]
+        results["python otel logging"] = readme_snippet_is_in_otel_example() and run_example("python otel logging", otel, PYTHON_DIR, env)
         results["node"] = run_example("node", ["node", "example.js"], NODE_DIR, env)
     finally:
         code = stop_server(server)

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod otlp;
 pub mod proto;
 pub mod query;
 pub mod rate_limit;

@@ -1,8 +1,40 @@
-//! The generated code of the public contract (`proto/logwell/v1`).
+//! The generated code of the public contract (`proto/logwell/v1`), and of
+//! the OpenTelemetry protocol's logs that logwell also serves.
 
 #[allow(clippy::doc_lazy_continuation, clippy::doc_overindented_list_items, clippy::large_enum_variant)]
 pub mod v1 {
     tonic::include_proto!("logwell.v1");
+}
+
+/// The OpenTelemetry protocol's logs (`proto/opentelemetry`), which the
+/// OTLP source serves; nested as their packages are, for the generated
+/// code's paths between them.
+#[allow(clippy::doc_lazy_continuation, clippy::doc_overindented_list_items)]
+pub mod opentelemetry {
+    pub mod proto {
+        pub mod common {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.common.v1");
+            }
+        }
+        pub mod resource {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.resource.v1");
+            }
+        }
+        pub mod logs {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.logs.v1");
+            }
+        }
+        pub mod collector {
+            pub mod logs {
+                pub mod v1 {
+                    tonic::include_proto!("opentelemetry.proto.collector.logs.v1");
+                }
+            }
+        }
+    }
 }
 
 /// LogStreamService's server, its streamed responses encoded ahead

@@ -20,7 +20,9 @@ use crate::auth::{JobRunTokens, TokensFile};
 use crate::ingest::{Admission, Ingest};
 use crate::live::{Followers, FollowersConfig, Hub, mark_commit_order};
 use crate::model::Limits;
+use crate::otlp::OtlpLogs;
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::proto::opentelemetry::proto::collector::logs::v1::logs_service_server::LogsServiceServer;
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
 use crate::proto::v1::job_run_service_server::JobRunServiceServer;
 use crate::proto::v1::log_ingest_service_server::LogIngestServiceServer;
@@ -142,7 +144,8 @@ pub async fn serve(
     let stopping = CancellationToken::new();
     let (ingest, committer) = Ingest::start(store.clone(), hub.clone(), settings.write_queue_logs)?;
     let ingest = Arc::new(ingest);
-    let writer = LogWriter::new(Admission::new(ingest.clone(), settings.limits, settings.rate_limit.clone()));
+    let admission = Admission::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
+    let writer = LogWriter::new(admission.clone());
     let reader = LogReader::new(store.clone(), stopping.clone());
     let followers = FollowersConfig {
         heartbeat_interval: settings.stream_heartbeat_interval,
@@ -181,6 +184,7 @@ pub async fn serve(
         .add_service(limited!(JobLogServiceServer::new(writer.clone())))
         .add_service(limited!(TaskLogServiceServer::new(writer.clone())))
         .add_service(limited!(LogIngestServiceServer::new(LogIngester::new(writer, stopping.clone()))))
+        .add_service(limited!(LogsServiceServer::new(OtlpLogs::new(admission))))
         .add_service(limited!(LogQueryServiceServer::new(reader)))
         .add_service(limited!(LogStreamServiceServer::new(streamer)))
         .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone(), hub.clone()))))

@@ -77,7 +77,8 @@ fn requirement(path: &str) -> Requirement {
             "logwell.v1.SystemLogService"
             | "logwell.v1.JobLogService"
             | "logwell.v1.TaskLogService"
-            | "logwell.v1.LogIngestService",
+            | "logwell.v1.LogIngestService"
+            | "opentelemetry.proto.collector.logs.v1.LogsService",
             _,
         ) => Requirement::Scope(Scope::Write),
         ("logwell.v1.LogQueryService" | "logwell.v1.LogStreamService", _) => Requirement::Scope(Scope::Read),
@@ -103,7 +104,7 @@ fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthError> {
 }
 
 /// The principal a handler serves, put there by the layer.
-pub(super) fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, ApiError> {
+pub(crate) fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, ApiError> {
     request
         .extensions()
         .get::<Principal>()
@@ -183,10 +184,10 @@ mod tests {
     fn every_rpc_names_its_scope() {
         let files = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap();
         let mut checked = 0;
-        for file in files.file.iter().filter(|file| file.package() == "logwell.v1") {
+        for file in files.file.iter() {
             for service in &file.service {
                 for method in &service.method {
-                    let path = format!("/logwell.v1.{}/{}", service.name(), method.name());
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
                     assert!(matches!(requirement(&path), Requirement::Scope(_)), "{path} has no scope");
                     checked += 1;
                 }

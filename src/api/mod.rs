@@ -19,6 +19,7 @@ mod stream;
 mod tokens;
 mod write;
 
+pub(crate) use access::principal;
 pub use access::{AccessLayer, AccessPolicy};
 pub use codec::StrictCodec;
 pub use encoded::Encoded;

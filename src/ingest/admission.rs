@@ -68,6 +68,15 @@ pub enum AdmissionError {
     Ingest(#[from] IngestError),
 }
 
+/// What `Admission::write_each` stored and refused.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The stored logs' receipts, in order.
+    pub receipts: Vec<Receipt>,
+    /// Each refused log's violations, named under its field.
+    pub refused: Vec<Violations>,
+}
+
 /// Admits writes into the pipeline.
 #[derive(Clone)]
 pub struct Admission {
@@ -98,6 +107,53 @@ impl Admission {
         }
         self.charge(principal, logs.len(), when_full).await?;
         Ok(self.ingest.write(logs, when_full).await?)
+    }
+
+    /// Admits each of `logs` (named by their fields, of their types) on its
+    /// own merits: one that breaks a rule, or repeats an earlier one's id,
+    /// is refused alone; the rest are stored together, once committed. The
+    /// write's size (its logs are under `whole`), the caller's right to
+    /// write each log's run, its rate and room in the queue are decided for
+    /// the write as a whole.
+    pub async fn write_each(
+        &self,
+        principal: &Principal,
+        whole: &str,
+        logs: Vec<(String, LogType, Submitted)>,
+        when_full: WhenFull,
+    ) -> Result<Admitted, AdmissionError> {
+        if logs.len() > self.limits.batch_logs {
+            let mut violations = Violations::default();
+            let (count, limit) = (logs.len(), self.limits.batch_logs);
+            violations.add(whole, format!("holds {count} records; at most {limit} (--max-batch-logs) in one write"));
+            return Err(AdmissionError::Invalid(violations));
+        }
+        let mut refused = Vec::new();
+        let mut valid = Vec::with_capacity(logs.len());
+        let mut first_with_id = HashMap::new();
+        for (field, log_type, log) in logs {
+            match validate_log(log, log_type, &field, &self.limits) {
+                Ok(log) => match log.client_id.then(|| first_with_id.insert(log.id, field.clone())).flatten() {
+                    Some(first) => {
+                        let mut violations = Violations::default();
+                        violations.add(format!("{field}.id"), format!("repeats {first}'s id; ids name one log"));
+                        refused.push(violations);
+                    }
+                    None => valid.push((field, log)),
+                },
+                Err(violations) => refused.push(violations),
+            }
+        }
+        for (field, log) in &valid {
+            principal.may_write(&log.owner, || format!("{field}.job_run_id"))?;
+        }
+        let logs: Vec<NewLog> = valid.into_iter().map(|(_, log)| log).collect();
+        if logs.is_empty() {
+            return Ok(Admitted { receipts: Vec::new(), refused });
+        }
+        self.charge(principal, logs.len(), when_full).await?;
+        let receipts = self.ingest.write(logs, when_full).await?;
+        Ok(Admitted { receipts, refused })
     }
 
     /// Every log valid, a batch within its bounds, an id once per batch.

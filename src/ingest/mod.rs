@@ -4,5 +4,5 @@
 mod admission;
 mod commit;
 
-pub use admission::{Admission, AdmissionError, Naming, RateLimited, Submitted, validate_log};
+pub use admission::{Admission, AdmissionError, Admitted, Naming, RateLimited, Submitted, validate_log};
 pub use commit::{Committer, Ingest, IngestError, IngestStats, WhenFull};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use logwell::api::AccessPolicy;
 use logwell::auth::{Authentication, JobRunTokens, TokenSet, token_hash};
+use logwell::proto::opentelemetry::proto::collector::logs::v1::logs_service_client::LogsServiceClient;
 use logwell::proto::v1 as pb;
 use logwell::server::ServerSettings;
 use tonic::Code;
@@ -144,6 +145,11 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
             let logs = vec![task_entry(run, task, "task")];
             code(server.task().write_task_logs(request(pb::WriteTaskLogsRequest { logs }, credential)).await)
         }
+        "Export" => {
+            let request_body = crate::otlp::export_of(run, "exported");
+            let mut client = LogsServiceClient::new(server.channel.clone());
+            code(client.export(request(request_body, credential)).await)
+        }
         "IngestLogs" => {
             let batch = pb::IngestLogsRequest {
                 batch_number: 1,
@@ -268,7 +274,7 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
 
 /// Every RPC of logwell's contract: the configured token that may call it,
 /// and what job-run tokens for the calls' run and for another run get.
-const RPCS: [(&str, Credential, Code, Code); 24] = [
+const RPCS: [(&str, Credential, Code, Code); 25] = [
     ("WriteSystemLog", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteSystemLogs", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteJobLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
@@ -276,6 +282,8 @@ const RPCS: [(&str, Credential, Code, Code); 24] = [
     ("WriteTaskLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
     ("WriteTaskLogs", Credential::Writer, Code::Ok, Code::PermissionDenied),
     ("IngestLogs", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    // OpenTelemetry's LogsService/Export, a record of the calls' run.
+    ("Export", Credential::Writer, Code::Ok, Code::PermissionDenied),
     ("ListLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     // Another run's token cannot tell a log outside its run from no log.
     ("GetLog", Credential::Reader, Code::Ok, Code::NotFound),
@@ -341,10 +349,10 @@ async fn every_rpc_answers_each_credential_with_the_exact_status() {
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     // Refused writes stored nothing: the run holds the first log and what the
     // write token and this run's token sent (WriteJobLog twice, WriteJobLogs,
-    // IngestLogs and two task logs, each).
+    // IngestLogs, Export and two task logs, each).
     let listing = pb::ListLogsRequest { job_run_id: run.to_string(), page_size: 100, ..Default::default() };
     let stored = server.query().list_logs(request(listing, &Credential::Reader)).await.expect("list").into_inner();
-    assert_eq!(stored.logs.len(), 13, "{:?}", stored.logs.iter().map(|log| &log.message).collect::<Vec<_>>());
+    assert_eq!(stored.logs.len(), 15, "{:?}", stored.logs.iter().map(|log| &log.message).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ mod job_runs;
 mod lifecycle;
 mod limits;
 mod observability;
+mod otlp;
 mod outage;
 mod partitions;
 mod queries;
