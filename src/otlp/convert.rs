@@ -31,8 +31,8 @@ use crate::proto::opentelemetry::proto::common::v1::{AnyValue, KeyValue, any_val
 use crate::proto::opentelemetry::proto::logs::v1::LogRecord;
 
 /// The OpenTelemetry semantic conventions' CI/CD run ids.
-pub const RUN_ID: &str = "cicd.pipeline.run.id";
-pub const TASK_RUN_ID: &str = "cicd.pipeline.task.run.id";
+const RUN_ID: &str = "cicd.pipeline.run.id";
+const TASK_RUN_ID: &str = "cicd.pipeline.task.run.id";
 /// The stream a record was written to (OpenTelemetry's log conventions).
 const IOSTREAM: &str = "log.iostream";
 /// A client's id for the record, honoured as the write services' ids are.

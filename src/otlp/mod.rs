@@ -5,5 +5,4 @@
 mod convert;
 mod grpc;
 
-pub use convert::{RUN_ID, TASK_RUN_ID};
 pub use grpc::OtlpLogs;
