@@ -101,12 +101,25 @@ impl Admission {
         naming: Naming,
         when_full: WhenFull,
     ) -> Result<Vec<Receipt>, AdmissionError> {
-        let logs = self.validate(log_type, logs, naming)?;
-        for (index, log) in logs.iter().enumerate() {
-            principal.may_write(&log.owner, || format!("{}.job_run_id", naming.of(index)))?;
+        if naming == Naming::Batch {
+            if logs.is_empty() {
+                let mut violations = Violations::default();
+                violations.add("logs", "must hold at least one entry");
+                return Err(AdmissionError::Invalid(violations));
+            }
+            self.check_size("logs", logs.len())?;
         }
-        self.charge(principal, logs.len(), when_full).await?;
-        Ok(self.ingest.write(logs, when_full).await?)
+        let named = logs.into_iter().enumerate().map(|(index, log)| (naming.of(index), log_type, log));
+        let mut violations = Violations::default();
+        let mut valid = Vec::new();
+        for checked in self.validate_each(named) {
+            match checked {
+                Ok(log) => valid.push(log),
+                Err(log_violations) => violations.merge(log_violations),
+            }
+        }
+        let valid = violations.into_result(valid).map_err(AdmissionError::Invalid)?;
+        self.store(principal, valid, when_full).await
     }
 
     /// Admits each of `logs` (named by their fields, of their types) on its
@@ -122,69 +135,62 @@ impl Admission {
         logs: Vec<(String, LogType, Submitted)>,
         when_full: WhenFull,
     ) -> Result<Admitted, AdmissionError> {
-        if logs.len() > self.limits.batch_logs {
-            let mut violations = Violations::default();
-            let (count, limit) = (logs.len(), self.limits.batch_logs);
-            violations.add(whole, format!("holds {count} records; at most {limit} (--max-batch-logs) in one write"));
-            return Err(AdmissionError::Invalid(violations));
-        }
-        let mut refused = Vec::new();
-        let mut valid = Vec::with_capacity(logs.len());
-        let mut first_with_id = HashMap::new();
-        for (field, log_type, log) in logs {
-            match validate_log(log, log_type, &field, &self.limits) {
-                Ok(log) => match log.client_id.then(|| first_with_id.insert(log.id, field.clone())).flatten() {
-                    Some(first) => {
-                        let mut violations = Violations::default();
-                        violations.add(format!("{field}.id"), format!("repeats {first}'s id; ids name one log"));
-                        refused.push(violations);
-                    }
-                    None => valid.push((field, log)),
-                },
-                Err(violations) => refused.push(violations),
-            }
-        }
-        for (field, log) in &valid {
-            principal.may_write(&log.owner, || format!("{field}.job_run_id"))?;
-        }
-        let logs: Vec<NewLog> = valid.into_iter().map(|(_, log)| log).collect();
-        if logs.is_empty() {
-            return Ok(Admitted { receipts: Vec::new(), refused });
-        }
-        self.charge(principal, logs.len(), when_full).await?;
-        let receipts = self.ingest.write(logs, when_full).await?;
+        self.check_size(whole, logs.len())?;
+        let (valid, refused): (Vec<_>, Vec<_>) = self.validate_each(logs).into_iter().partition(Result::is_ok);
+        let valid: Vec<(String, NewLog)> = valid.into_iter().filter_map(Result::ok).collect();
+        let refused = refused.into_iter().filter_map(Result::err).collect();
+        let receipts = if valid.is_empty() { Vec::new() } else { self.store(principal, valid, when_full).await? };
         Ok(Admitted { receipts, refused })
     }
 
-    /// Every log valid, a batch within its bounds, an id once per batch.
-    fn validate(&self, log_type: LogType, logs: Vec<Submitted>, naming: Naming) -> Result<Vec<NewLog>, AdmissionError> {
+    /// A write of `count` logs (under `whole`) holds no more than a batch
+    /// may.
+    fn check_size(&self, whole: &str, count: usize) -> Result<(), AdmissionError> {
         let mut violations = Violations::default();
-        if naming == Naming::Batch {
-            if logs.is_empty() {
-                violations.add("logs", "must hold at least one entry");
-            } else if logs.len() > self.limits.batch_logs {
-                let (count, limit) = (logs.len(), self.limits.batch_logs);
-                violations.add("logs", format!("holds {count} entries; at most {limit} are allowed"));
-            }
-            if !violations.is_empty() {
-                return Err(AdmissionError::Invalid(violations));
-            }
+        if count > self.limits.batch_logs {
+            let limit = self.limits.batch_logs;
+            violations.add(whole, format!("holds {count} entries; at most {limit} are allowed (--max-batch-logs)"));
         }
-        let mut valid = Vec::with_capacity(logs.len());
+        violations.into_result(()).map_err(AdmissionError::Invalid)
+    }
+
+    /// Each log validated under its field, in order; a log whose id an
+    /// earlier one in the write has is refused.
+    fn validate_each(
+        &self,
+        logs: impl IntoIterator<Item = (String, LogType, Submitted)>,
+    ) -> Vec<Result<(String, NewLog), Violations>> {
         let mut first_with_id = HashMap::new();
-        for (index, log) in logs.into_iter().enumerate() {
-            match validate_log(log, log_type, &naming.of(index), &self.limits) {
-                Ok(log) => {
-                    if let Some(first) = log.client_id.then(|| first_with_id.insert(log.id, index)).flatten() {
-                        let repeat = format!("repeats logs[{first}].id; ids name one log");
-                        violations.add(format!("logs[{index}].id"), repeat);
+        let mut checked = Vec::new();
+        for (field, log_type, log) in logs {
+            checked.push(validate_log(log, log_type, &field, &self.limits).and_then(|log| {
+                match log.client_id.then(|| first_with_id.insert(log.id, field.clone())).flatten() {
+                    Some(first) => {
+                        let mut violations = Violations::default();
+                        violations.add(format!("{field}.id"), format!("repeats {first}.id; ids name one log"));
+                        Err(violations)
                     }
-                    valid.push(log);
+                    None => Ok((field, log)),
                 }
-                Err(log_violations) => violations.merge(log_violations),
-            }
+            }));
         }
-        violations.into_result(valid).map_err(AdmissionError::Invalid)
+        checked
+    }
+
+    /// Stores valid logs for `principal`, if it may write each one's run and
+    /// its rate and the queue allow.
+    async fn store(
+        &self,
+        principal: &Principal,
+        logs: Vec<(String, NewLog)>,
+        when_full: WhenFull,
+    ) -> Result<Vec<Receipt>, AdmissionError> {
+        for (field, log) in &logs {
+            principal.may_write(&log.owner, || format!("{field}.job_run_id"))?;
+        }
+        let logs: Vec<NewLog> = logs.into_iter().map(|(_, log)| log).collect();
+        self.charge(principal, logs.len(), when_full).await?;
+        Ok(self.ingest.write(logs, when_full).await?)
     }
 
     /// Charges `logs` to the caller's write rate: refuses at once, or waits

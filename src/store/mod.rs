@@ -309,6 +309,12 @@ pub trait LogStore: Send + Sync + 'static {
 /// each read short, rather than in one scan to the end.
 const COMMITTED_WINDOW: usize = 16_384;
 
+/// Whether a read in commit order with `filter` needs a window: one with no
+/// filter returns every row it passes, so its limit bounds it already.
+fn needs_window(filter: &LogFilter) -> bool {
+    filter != &LogFilter::default()
+}
+
 /// The page of `logs` (at `positions`) that a read of at most `limit` after
 /// `after` and up to `through` (at most the horizon) found: complete
 /// through its last log if full, else through `through`.

@@ -650,15 +650,13 @@ impl LogStore for PostgresStore {
             let through = horizon.position;
             return Ok(super::committed_page(Vec::new(), Vec::new(), after, limit, through, horizon));
         };
-        let through = match filter == &LogFilter::default() {
-            // The limit bounds the read.
-            true => horizon.position,
-            false => {
-                let end = list_sql::window_end_statement::<PostgresDialect>(after, horizon.position, COMMITTED_WINDOW);
-                let end = bind(sqlx::query(&end.sql), end.params);
-                let rows = self.read_planned_on(&self.commit_reads, PLAN_ONCE, end).await?;
-                positions(&rows)?.first().copied().unwrap_or(horizon.position)
-            }
+        let through = if super::needs_window(filter) {
+            let end = list_sql::window_end_statement::<PostgresDialect>(after, horizon.position, COMMITTED_WINDOW);
+            let end = bind(sqlx::query(&end.sql), end.params);
+            let rows = self.read_planned_on(&self.commit_reads, PLAN_ONCE, end).await?;
+            positions(&rows)?.first().copied().unwrap_or(horizon.position)
+        } else {
+            horizon.position
         };
         let statement = list_sql::committed_statement::<PostgresDialect>(filter, after, through, limit, scope(&days));
         let select = bind(sqlx::query(&statement.sql), statement.params);

@@ -623,14 +623,12 @@ impl LogStore for SqliteStore {
         // The horizon first: every position below it has committed, so the
         // page, read on a later snapshot, sees all of them.
         let horizon = self.commit_horizon().await?;
-        let through = match filter == &LogFilter::default() {
-            // The limit bounds the read.
-            true => horizon.position,
-            false => {
-                let end = list_sql::window_end_statement::<SqliteDialect>(after, horizon.position, COMMITTED_WINDOW);
-                let rows = self.read(bind(sqlx::query(&end.sql), end.params)).await?;
-                positions(&rows)?.first().copied().unwrap_or(horizon.position)
-            }
+        let through = if super::needs_window(filter) {
+            let end = list_sql::window_end_statement::<SqliteDialect>(after, horizon.position, COMMITTED_WINDOW);
+            let rows = self.read(bind(sqlx::query(&end.sql), end.params)).await?;
+            positions(&rows)?.first().copied().unwrap_or(horizon.position)
+        } else {
+            horizon.position
         };
         let statement =
             list_sql::committed_statement::<SqliteDialect>(filter, after, through, limit, self.read_scope());
