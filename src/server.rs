@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -20,7 +22,7 @@ use crate::auth::{JobRunTokens, TokensFile};
 use crate::ingest::{Admission, Ingest};
 use crate::live::{Followers, FollowersConfig, Hub, mark_commit_order};
 use crate::model::Limits;
-use crate::otlp::OtlpLogs;
+use crate::otlp::{DescriptorsError, Exports, OtlpHttp, OtlpJson, OtlpLogs};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::opentelemetry::proto::collector::logs::v1::logs_service_server::LogsServiceServer;
 use crate::proto::v1::job_log_service_server::JobLogServiceServer;
@@ -93,6 +95,8 @@ pub struct Listeners {
     pub metrics: Option<TcpListener>,
     /// Health alone, in plaintext, if wanted (`--health-listen`).
     pub health: Option<TcpListener>,
+    /// OTLP over HTTP, if wanted (`--otlp-http-listen`).
+    pub otlp_http: Option<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +109,8 @@ pub enum ServeError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot start the committer's thread: {0}")]
     Committer(#[from] std::io::Error),
+    #[error(transparent)]
+    Descriptors(#[from] DescriptorsError),
 }
 
 /// How long, after the grace period (or the last request, if sooner), the
@@ -146,6 +152,7 @@ pub async fn serve(
     let ingest = Arc::new(ingest);
     let admission = Admission::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
     let writer = LogWriter::new(admission.clone());
+    let exports = Exports::new(admission);
     let reader = LogReader::new(store.clone(), stopping.clone());
     let followers = FollowersConfig {
         heartbeat_interval: settings.stream_heartbeat_interval,
@@ -184,7 +191,7 @@ pub async fn serve(
         .add_service(limited!(JobLogServiceServer::new(writer.clone())))
         .add_service(limited!(TaskLogServiceServer::new(writer.clone())))
         .add_service(limited!(LogIngestServiceServer::new(LogIngester::new(writer, stopping.clone()))))
-        .add_service(limited!(LogsServiceServer::new(OtlpLogs::new(admission))))
+        .add_service(limited!(LogsServiceServer::new(OtlpLogs::new(exports.clone()))))
         .add_service(limited!(LogQueryServiceServer::new(reader)))
         .add_service(limited!(LogStreamServiceServer::new(streamer)))
         .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone(), hub.clone()))))
@@ -242,6 +249,15 @@ pub async fn serve(
             }
         });
     }
+    let otlp_http = match listeners.otlp_http {
+        Some(listener) => {
+            let json = OtlpJson::new()?;
+            let otlp = OtlpHttp::new(exports, settings.access.clone(), json, settings.max_request_bytes);
+            let stopped = stopping.clone().cancelled_owned();
+            Some(tokio::spawn(serve_otlp_http(listener, settings.tls.clone(), otlp, stopped)))
+        }
+        None => None,
+    };
     if let Some(listener) = listeners.metrics {
         let stopped = stopping.clone().cancelled_owned();
         let sources = metrics::Sources {
@@ -287,6 +303,12 @@ pub async fn serve(
     // A transport failure ends serving without a signal: stop the rest too.
     stopping.cancel();
     let closing = async {
+        // Its exports in flight are answered before the queue closes.
+        if let Some(serving) = otlp_http
+            && let Err(error) = serving.await
+        {
+            tracing::error!(%error, "the OTLP/HTTP listener's task failed");
+        }
         committer.finish().await;
         if let Err(error) = health_task.await {
             tracing::error!(%error, "health task failed");
@@ -298,6 +320,28 @@ pub async fn serve(
         Err(_) => tracing::warn!(bound = ?CLOSING_BOUND, "the database did not close in time; stopping anyway"),
     }
     result
+}
+
+/// Serves OTLP/HTTP on `listener`, over TLS if the gRPC port has it, until
+/// `stopped`; then finishes the exports in flight.
+async fn serve_otlp_http(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadableTls>>,
+    otlp: OtlpHttp,
+    stopped: WaitForCancellationFutureOwned,
+) {
+    let mut server = Server::builder().accept_http1(true);
+    let router = server.add_routes(Routes::from(otlp.router()));
+    let served = match tls {
+        Some(tls) => router.serve_with_incoming_shutdown(tls::incoming(listener, tls), stopped).await,
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        }
+    };
+    if let Err(error) = served {
+        tracing::error!(%error, "the OTLP/HTTP listener failed");
+    }
 }
 
 /// Reads revocations made on other replicas into this server's set, until

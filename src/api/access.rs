@@ -47,11 +47,27 @@ impl AccessPolicy {
             Requirement::Health | Requirement::Reflection | Requirement::Token => None,
             Requirement::Scope(scope) => Some(scope),
         };
-        let principal = self.authentication.authenticate(bearer(headers)?, self.job_run_tokens.as_deref())?;
-        if let Some(scope) = needed {
-            principal.require(scope, path.trim_start_matches('/'))?;
+        match needed {
+            Some(scope) => self.authorise(scope, path.trim_start_matches('/'), headers).map(Some),
+            None => self.authenticate(headers).map(Some),
         }
-        Ok(Some(principal))
+    }
+
+    /// The principal calling `what`, which needs `scope`: for entry points
+    /// other than gRPC calls too (OTLP/HTTP).
+    pub(crate) fn authorise(
+        &self,
+        scope: Scope,
+        what: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<Principal, AuthError> {
+        let principal = self.authenticate(headers)?;
+        principal.require(scope, what)?;
+        Ok(principal)
+    }
+
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        self.authentication.authenticate(bearer(headers)?, self.job_run_tokens.as_deref())
     }
 }
 

@@ -150,6 +150,18 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
             let mut client = LogsServiceClient::new(server.channel.clone());
             code(client.export(request(request_body, credential)).await)
         }
+        "POST /v1/logs" => {
+            let body = prost::Message::encode_to_vec(&crate::otlp::export_of(run, "exported over HTTP"));
+            let authorization = credential.header();
+            let mut headers = vec![("content-type", "application/x-protobuf")];
+            headers.extend(authorization.as_deref().map(|header| ("authorization", header)));
+            match crate::otlp_http::post(server, "/v1/logs", &headers, body).await.status.as_u16() {
+                200 => Code::Ok,
+                401 => Code::Unauthenticated,
+                403 => Code::PermissionDenied,
+                other => panic!("OTLP/HTTP answered {other}"),
+            }
+        }
         "IngestLogs" => {
             let batch = pb::IngestLogsRequest {
                 batch_number: 1,
@@ -274,7 +286,7 @@ async fn call(server: &TestServer, rpc: &str, credential: &Credential, run: Uuid
 
 /// Every RPC of logwell's contract: the configured token that may call it,
 /// and what job-run tokens for the calls' run and for another run get.
-const RPCS: [(&str, Credential, Code, Code); 25] = [
+const RPCS: [(&str, Credential, Code, Code); 26] = [
     ("WriteSystemLog", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteSystemLogs", Credential::Writer, Code::PermissionDenied, Code::PermissionDenied),
     ("WriteJobLog", Credential::Writer, Code::Ok, Code::PermissionDenied),
@@ -284,6 +296,7 @@ const RPCS: [(&str, Credential, Code, Code); 25] = [
     ("IngestLogs", Credential::Writer, Code::Ok, Code::PermissionDenied),
     // OpenTelemetry's LogsService/Export, a record of the calls' run.
     ("Export", Credential::Writer, Code::Ok, Code::PermissionDenied),
+    ("POST /v1/logs", Credential::Writer, Code::Ok, Code::PermissionDenied),
     ("ListLogs", Credential::Reader, Code::Ok, Code::PermissionDenied),
     // Another run's token cannot tell a log outside its run from no log.
     ("GetLog", Credential::Reader, Code::Ok, Code::NotFound),
@@ -349,10 +362,10 @@ async fn every_rpc_answers_each_credential_with_the_exact_status() {
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     // Refused writes stored nothing: the run holds the first log and what the
     // write token and this run's token sent (WriteJobLog twice, WriteJobLogs,
-    // IngestLogs, Export and two task logs, each).
+    // IngestLogs, Export, POST /v1/logs and two task logs, each).
     let listing = pb::ListLogsRequest { job_run_id: run.to_string(), page_size: 100, ..Default::default() };
     let stored = server.query().list_logs(request(listing, &Credential::Reader)).await.expect("list").into_inner();
-    assert_eq!(stored.logs.len(), 15, "{:?}", stored.logs.iter().map(|log| &log.message).collect::<Vec<_>>());
+    assert_eq!(stored.logs.len(), 17, "{:?}", stored.logs.iter().map(|log| &log.message).collect::<Vec<_>>());
 }
 
 #[tokio::test]

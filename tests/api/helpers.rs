@@ -217,6 +217,8 @@ pub struct TestServer {
     pub metrics_address: SocketAddr,
     /// Where it serves gRPC.
     pub address: SocketAddr,
+    /// Where it serves OTLP over HTTP.
+    pub otlp_http_address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     _watchdog: Watchdog,
 }
@@ -263,8 +265,10 @@ impl TestServer {
         let address = grpc.local_addr().expect("address");
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_address = metrics.local_addr().expect("address");
+        let otlp_http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let otlp_http_address = otlp_http.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let listeners = Listeners { grpc, metrics: Some(metrics), health: None };
+        let listeners = Listeners { grpc, metrics: Some(metrics), health: None, otlp_http: Some(otlp_http) };
         tokio::spawn(logwell::server::serve(listeners, store.clone(), hub, settings, async {
             let _ = stopped.await;
         }));
@@ -277,6 +281,7 @@ impl TestServer {
             database,
             metrics_address,
             address,
+            otlp_http_address,
             stop: Some(stop),
             _watchdog: Watchdog::start(),
         }
@@ -493,4 +498,21 @@ pub async fn start_serving_with(
     .await
     .expect("logwell started in time");
     (child, format!("http://{address}"), lines)
+}
+
+/// An HTTP client (for OTLP/HTTP) that trusts `ca_pem`, if given, for
+/// https; on rustls with the server's ring provider.
+pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in ca_pem.map(|pem| CertificateDer::pem_slice_iter(pem.as_bytes())).into_iter().flatten() {
+        roots.add(certificate.expect("a PEM certificate")).expect("a root");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder().use_preconfigured_tls(tls).build().expect("an HTTP client")
 }

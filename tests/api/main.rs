@@ -29,6 +29,7 @@ mod lifecycle;
 mod limits;
 mod observability;
 mod otlp;
+mod otlp_http;
 mod outage;
 mod partitions;
 mod queries;

@@ -15,7 +15,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use uuid::Uuid;
 
 use crate::helpers::{
-    Backend, TestDatabase, TestServer, eventually, job_entry, send_signal, start_serving_with, test_settings,
+    Backend, TestDatabase, TestServer, eventually, http_client, job_entry, send_signal, start_serving_with,
+    test_settings,
 };
 
 /// A CA, and what it signed.
@@ -126,6 +127,22 @@ async fn tls_serves_clients_that_trust_its_ca_and_no_others() {
     assert!(connect(&https(&server), &Authority::new("another CA"), None).await.is_err(), "an unknown CA");
     let plaintext = write(server.channel.clone()).await.expect_err("plaintext is not served");
     assert!(plaintext.message().contains("transport error"), "{plaintext:?}");
+}
+
+#[tokio::test]
+async fn otlp_http_is_served_over_the_same_tls() {
+    let (ca, files) = (Authority::new("logwell test CA"), Files::new());
+    files.install(&ca.issue(&["localhost"]), None);
+    let server = tls_server(&files, false).await;
+    let post = |client: reqwest::Client, scheme: &str| {
+        let body = prost::Message::encode_to_vec(&crate::otlp::export_of(Uuid::now_v7(), "OTLP/HTTP over TLS"));
+        let url = format!("{scheme}://localhost:{}/v1/logs", server.otlp_http_address.port());
+        async move { client.post(url).header("content-type", "application/x-protobuf").body(body).send().await }
+    };
+    let answer = post(http_client(Some(&ca.pem())), "https").await.expect("an HTTPS answer");
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    assert!(post(http_client(None), "https").await.is_err(), "a client that does not trust the CA");
+    assert!(post(http_client(None), "http").await.is_err(), "plaintext is not served");
 }
 
 #[tokio::test]
