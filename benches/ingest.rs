@@ -10,8 +10,10 @@
 //!     cargo bench --bench ingest -- --mode runs --runs 1000 --writers 200
 //!     cargo bench --bench ingest -- --backend postgres --mode single --connections 64
 //!     cargo bench --bench ingest -- --backend postgres --mode batch --client-ids none,v7,v4
+//!     cargo bench --bench ingest -- --mode otlp --seconds 5
 
 mod many_runs;
+mod otlp;
 mod raw;
 mod support;
 
@@ -86,6 +88,9 @@ enum Mode {
     Single,
     /// IngestLogs streams of `batch`-log batches, `batch_connections` streams, 16 in flight each.
     Stream,
+    /// OTLP exports of 512 records over gRPC and HTTP beside IngestLogs
+    /// batches of 512; one-record exports beside one-log writes.
+    Otlp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,13 +121,27 @@ pub(crate) fn message(bytes: usize, index: usize) -> String {
 /// Each write's size in logs and its round trip.
 type Acks = Arc<Mutex<Vec<(usize, Duration)>>>;
 
+/// Batches an IngestLogs stream keeps in flight.
+const INGEST_IN_FLIGHT: usize = 16;
+
 /// What `drive` measured: logs acknowledged, the time taken, each write's
 /// size and round trip, and the server's CPU seconds and peak memory.
 type Measured = (usize, Duration, Vec<(usize, Duration)>, (f64, u64));
 
 /// Prints a mode's figures and its ratio to the raw baseline; answers its
 /// rate in logs a second.
-fn report(name: &str, (logs, elapsed, acks, server): Measured, args: &Args, baseline: f64) -> f64 {
+fn report(name: &str, measured: Measured, args: &Args, baseline: f64) -> f64 {
+    report_against(name, measured, args, Some(("the raw baseline", baseline)))
+}
+
+/// Prints a mode's figures and, if given, its ratio to a baseline (its name
+/// and rate); answers the mode's rate in logs a second.
+fn report_against(
+    name: &str,
+    (logs, elapsed, acks, server): Measured,
+    args: &Args,
+    against: Option<(&str, f64)>,
+) -> f64 {
     let rate = logs as f64 / elapsed.as_secs_f64();
     let mut latencies: Vec<f64> = acks.iter().map(|(_, latency)| latency.as_secs_f64() * 1_000.0).collect();
     latencies.sort_by(f64::total_cmp);
@@ -138,7 +157,9 @@ fn report(name: &str, (logs, elapsed, acks, server): Measured, args: &Args, base
         100.0 * server.0 / elapsed.as_secs_f64(),
         server.1 as f64 / (1024.0 * 1024.0)
     );
-    println!("    ratio to the raw baseline: {:.2}", rate / baseline);
+    if let Some((baseline_name, baseline)) = against {
+        println!("    ratio to {baseline_name}: {:.2}", rate / baseline);
+    }
     rate
 }
 
@@ -186,6 +207,9 @@ async fn run_modes(server: &Server, args: &Args, baseline: f64) {
             println!("  client ids: {ids:?}");
         }
         run_modes_with(server, args, baseline, ids).await;
+    }
+    if args.wants(Mode::Otlp) {
+        otlp::otlp_mode(server, args).await;
     }
 }
 
@@ -311,48 +335,58 @@ async fn run_modes_with(server: &Server, args: &Args, baseline: f64, ids: Client
     }
     if wanted(Mode::Stream) {
         let (batch, bytes) = (args.batch, args.message_bytes);
-        let measured = drive(server, args.batch_connections, args.seconds, move |channel, deadline, acks| async move {
-            let run = Uuid::now_v7();
-            let (sender, receiver) = tokio::sync::mpsc::channel(16);
-            let mut answers = LogIngestServiceClient::new(channel)
-                .ingest_logs(tokio_stream::wrappers::ReceiverStream::new(receiver))
-                .await
-                .expect("ingest")
-                .into_inner();
-            let sent_at: Arc<Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
-            let producer = {
-                let sent_at = sent_at.clone();
-                tokio::spawn(async move {
-                    let mut number = 0u64;
-                    while Instant::now() < deadline {
-                        let request = pb::IngestLogsRequest {
-                            batch_number: number,
-                            r#type: pb::LogType::Job.into(),
-                            logs: entries(run, batch, bytes, ids),
-                        };
-                        sent_at.lock().expect("sent").insert(number, Instant::now());
-                        if sender.send(request).await.is_err() {
-                            break;
-                        }
-                        number += 1;
-                    }
-                })
-            };
-            while let Some(answer) = answers.message().await.expect("answers") {
-                assert!(answer.refusal.is_none(), "{:?}", answer.refusal);
-                let sent = sent_at.lock().expect("sent").remove(&answer.batch_number).expect("sent batch");
-                acks.lock().expect("acks").push((answer.receipts.len(), sent.elapsed()));
-            }
-            producer.await.expect("producer");
-        })
-        .await;
+        let measured = ingest_streams(server, args, move |run| entries(run, batch, bytes, ids)).await;
         report(
-            &format!("IngestLogs streams, batches of {batch}, {} streams", args.batch_connections),
+            &format!("IngestLogs streams, batches of {}, {} streams", args.batch, args.batch_connections),
             measured,
             args,
             baseline,
         );
     }
+}
+
+/// IngestLogs streams of the batches `batch` makes for a job run,
+/// `batch_connections` streams with 16 batches in flight each, one job run
+/// each.
+async fn ingest_streams<F>(server: &Server, args: &Args, batch: F) -> Measured
+where
+    F: Fn(Uuid) -> Vec<pb::LogEntry> + Copy + Send + 'static,
+{
+    drive(server, args.batch_connections, args.seconds, move |channel, deadline, acks| async move {
+        let run = Uuid::now_v7();
+        let (sender, receiver) = tokio::sync::mpsc::channel(INGEST_IN_FLIGHT);
+        let mut answers = LogIngestServiceClient::new(channel)
+            .ingest_logs(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await
+            .expect("ingest")
+            .into_inner();
+        let sent_at: Arc<Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
+        let producer = {
+            let sent_at = sent_at.clone();
+            tokio::spawn(async move {
+                let mut number = 0u64;
+                while Instant::now() < deadline {
+                    let request = pb::IngestLogsRequest {
+                        batch_number: number,
+                        r#type: pb::LogType::Job.into(),
+                        logs: batch(run),
+                    };
+                    sent_at.lock().expect("sent").insert(number, Instant::now());
+                    if sender.send(request).await.is_err() {
+                        break;
+                    }
+                    number += 1;
+                }
+            })
+        };
+        while let Some(answer) = answers.message().await.expect("answers") {
+            assert!(answer.refusal.is_none(), "{:?}", answer.refusal);
+            let sent = sent_at.lock().expect("sent").remove(&answer.batch_number).expect("sent batch");
+            acks.lock().expect("acks").push((answer.receipts.len(), sent.elapsed()));
+        }
+        producer.await.expect("producer");
+    })
+    .await
 }
 
 /// The rate of unary RPCs that do no storage work (health checks) from the

@@ -18,6 +18,11 @@ mod scrape;
 #[path = "../tests/api/postgres_cluster.rs"]
 mod postgres_cluster;
 
+#[path = "../tests/api/http_client.rs"]
+mod http_client;
+
+pub use http_client::http_client;
+
 /// Which backends a benchmark runs on (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backends {
@@ -32,6 +37,8 @@ pub struct Server {
     address: String,
     /// Where it serves Prometheus metrics.
     metrics: String,
+    /// Where it serves OTLP/HTTP: `http://127.0.0.1:PORT`.
+    otlp_http: String,
 }
 
 impl Server {
@@ -39,7 +46,7 @@ impl Server {
     pub async fn start(database_url: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_logwell"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-filter", "warn,logwell=info"])
-            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0", "--otlp-http-listen", "127.0.0.1:0"])
             .args(["--database-url", database_url])
             .args(extra)
             .stderr(Stdio::piped())
@@ -47,18 +54,18 @@ impl Server {
             .spawn()
             .expect("spawn logwell serve");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let (address, metrics) = loop {
+        let (address, metrics, otlp_http) = loop {
             let line = lines.next_line().await.expect("read stderr").expect("logwell exited before serving");
             let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             if record["fields"]["message"] == "logwell serving" {
                 let field = |name: &str| record["fields"][name].as_str().expect("address").to_string();
-                // Logged as an Option: `Some(127.0.0.1:PORT)`.
-                let metrics = field("metrics").trim_start_matches("Some(").trim_end_matches(')').to_string();
-                break (field("address"), metrics);
+                // Logged as Options: `Some(127.0.0.1:PORT)`.
+                let optional = |name: &str| field(name).trim_start_matches("Some(").trim_end_matches(')').to_string();
+                break (field("address"), optional("metrics"), optional("otlp_http"));
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { child, address: format!("http://{address}"), metrics }
+        Server { child, address: format!("http://{address}"), metrics, otlp_http: format!("http://{otlp_http}") }
     }
 
     /// The value of one of its metrics now.
@@ -69,6 +76,11 @@ impl Server {
     /// Where it serves gRPC: `http://127.0.0.1:PORT`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Where it takes OTLP/HTTP exports: `http://127.0.0.1:PORT/v1/logs`.
+    pub fn otlp_http_logs(&self) -> String {
+        format!("{}/v1/logs", self.otlp_http)
     }
 
     pub async fn channel(&self) -> Channel {

@@ -3,6 +3,7 @@
 //! runs against both backends.
 
 mod helpers;
+mod http_client;
 mod postgres_cluster;
 mod scrape;
 

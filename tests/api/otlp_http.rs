@@ -20,7 +20,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestDatabase, TestServer, http_client, test_settings};
+use crate::helpers::{Backend, TestDatabase, TestServer, test_settings};
+use crate::http_client::http_client;
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";

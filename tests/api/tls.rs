@@ -15,9 +15,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use uuid::Uuid;
 
 use crate::helpers::{
-    Backend, TestDatabase, TestServer, eventually, http_client, job_entry, send_signal, start_serving_with,
-    test_settings,
+    Backend, TestDatabase, TestServer, eventually, job_entry, send_signal, start_serving_with, test_settings,
 };
+use crate::http_client::http_client;
 
 /// A CA, and what it signed.
 struct Authority {
