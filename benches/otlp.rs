@@ -16,7 +16,8 @@ use prost::Message;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::support::{Server, http_client};
+use crate::support::Server;
+use crate::support::http_client::http_client;
 use crate::{Args, ClientIds, INGEST_IN_FLIGHT, Measured, drive, entries, ingest_streams, message, report_against};
 
 /// Records an OpenTelemetry SDK's batch processor exports at once, at most.

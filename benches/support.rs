@@ -19,9 +19,7 @@ mod scrape;
 mod postgres_cluster;
 
 #[path = "../tests/api/http_client.rs"]
-mod http_client;
-
-pub use http_client::http_client;
+pub mod http_client;
 
 /// Which backends a benchmark runs on (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
