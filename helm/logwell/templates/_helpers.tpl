@@ -117,6 +117,9 @@ containers:
       {{- if .Values.metrics.enabled }}
       - --metrics-listen=0.0.0.0:{{ .Values.metrics.port }}
       {{- end }}
+      {{- if .Values.otlpHttp.enabled }}
+      - --otlp-http-listen=0.0.0.0:{{ .Values.otlpHttp.port }}
+      {{- end }}
       {{- if .Values.tls.enabled }}
       - --tls-cert-file=/etc/logwell/tls/tls.crt
       - --tls-key-file=/etc/logwell/tls/tls.key
@@ -145,6 +148,10 @@ containers:
       {{- if .Values.metrics.enabled }}
       - name: metrics
         containerPort: {{ .Values.metrics.port }}
+      {{- end }}
+      {{- if .Values.otlpHttp.enabled }}
+      - name: otlp-http
+        containerPort: {{ .Values.otlpHttp.port }}
       {{- end }}
       {{- if .Values.tls.enabled }}
       - name: health
