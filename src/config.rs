@@ -19,6 +19,7 @@ use crate::retention::RetentionSettings;
 use crate::server::ServerSettings;
 use crate::store::ConnectOptions;
 use crate::tls::{ReloadableTls, TlsError, TlsFiles};
+use crate::web::{BrowserOrigins, NotAnOrigin};
 
 /// Where logwell stores when no database is named: a file in ./data,
 /// created with its folder.
@@ -96,6 +97,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
+    Origin(#[from] NotAnOrigin),
+    #[error(transparent)]
     Tokens(#[from] TokenError),
     #[error("{flag} must be at least 1")]
     Zero { flag: &'static str },
@@ -142,6 +145,9 @@ pub struct ServeArgs {
     /// Address of a plaintext listener that serves only grpc.health.v1.Health, without tokens: for probes that cannot speak TLS (Kubernetes' grpc probes); off unless set.
     #[arg(long, env = "LOGWELL_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Origins of web pages (scheme://host[:port], comma-separated) allowed to call logwell from a browser over gRPC-Web, beside its own viewer; none by default. Requests from any other page get 403.
+    #[arg(long, env = "LOGWELL_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
     /// Address for OTLP over HTTP (POST /v1/logs, protobuf or JSON), for OpenTelemetry senders that cannot use gRPC; TLS and tokens as on the gRPC port; off unless set (OTLP's own port is 4318).
     #[arg(long, env = "LOGWELL_OTLP_HTTP_LISTEN")]
     pub otlp_http_listen: Option<SocketAddr>,
@@ -367,6 +373,11 @@ impl DatabaseArgs {
 impl ServeArgs {
     pub fn server_settings(&self) -> Result<ServerSettings, ConfigError> {
         let (tokens, tokens_file) = self.tokens()?;
+        let access = self.access_policy(tokens)?;
+        let tls = self.tls()?;
+        // A page naming logwell by a DNS name is logwell's own only if an
+        // attacker's rebound name could not pass: tokens, or a certificate.
+        let trust_host_names = matches!(access.authentication, Authentication::Tokens(_)) || tls.is_some();
         Ok(ServerSettings {
             health_check_interval: self.health_check_interval,
             health_check_timeout: self.health_check_timeout()?,
@@ -377,7 +388,8 @@ impl ServeArgs {
             max_concurrent_streams: self.max_concurrent_streams,
             concurrent_stream_reads: usize::try_from(self.database.database_max_connections).unwrap_or(1),
             write_queue_logs: self.write_queue_logs,
-            access: self.access_policy(tokens)?,
+            browser_origins: BrowserOrigins::new(&self.cors_allowed_origins, trust_host_names)?,
+            access,
             tokens_file,
             tokens_reload_interval: self.tokens_reload_interval,
             revocation_refresh_interval: self.revocation_refresh_interval,
@@ -386,7 +398,7 @@ impl ServeArgs {
             max_followers_per_job_run: positive("--max-followers-per-job-run", self.max_followers_per_job_run)?,
             max_cross_run_followers: positive("--max-cross-run-followers", self.max_cross_run_followers)?,
             rate_limit: self.rate_limit()?,
-            tls: self.tls()?,
+            tls,
             tls_reload_interval: self.tls_reload_interval,
             retention: self.database.retention.settings()?,
         })

@@ -13,6 +13,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tonic_web::GrpcWebLayer;
 
 use crate::api::{
     AccessLayer, AccessPolicy, JobRuns, LogIngester, LogReader, LogStreamer, LogWriter, ObserveLayer, RpcMetrics,
@@ -37,6 +38,7 @@ use crate::rate_limit::RateLimiter;
 use crate::retention::{Retention, RetentionSettings, RetentionStats};
 use crate::store::{Availability, LogStore, Observed};
 use crate::tls::{self, ReloadableTls};
+use crate::web::{BrowserOrigins, OriginLayer, ViewerLayer};
 use crate::{health, metrics, reload};
 
 /// How the server behaves, apart from where it listens and stores.
@@ -65,6 +67,8 @@ pub struct ServerSettings {
     pub write_queue_logs: usize,
     /// Who may call what.
     pub access: AccessPolicy,
+    /// Which web pages may call, over gRPC-Web.
+    pub browser_origins: BrowserOrigins,
     /// How often revocations made on other replicas are read.
     pub revocation_refresh_interval: Duration,
     /// Bounds on logs and batches.
@@ -176,14 +180,8 @@ pub async fn serve(
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ])?);
-    let router = Server::builder()
-        .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
-        .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout))
-        .max_concurrent_streams(Some(settings.max_concurrent_streams))
-        // Outermost: the span and the clock start before anything else.
-        .layer(ObserveLayer::new(rpc_metrics.clone()))
-        .layer(AccessLayer::new(settings.access.clone()))
-        .layer(tower::util::MapResponseLayer::new(rename_oversize))
+    let mut services = Routes::builder();
+    services
         .add_service(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -199,6 +197,25 @@ pub async fn serve(
             store.clone(),
             settings.access.job_run_tokens.clone()
         ))));
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout))
+        .max_concurrent_streams(Some(settings.max_concurrent_streams))
+        // Browsers speak gRPC-Web over HTTP/1.1 as well as HTTP/2.
+        .accept_http1(true)
+        // Outermost: a page not allowed gets nothing, not even a span.
+        .layer(OriginLayer::new(settings.browser_origins.clone()))
+        .layer(settings.browser_origins.cors())
+        // The viewer's files, before gRPC-Web, which answers nothing else.
+        .layer(ViewerLayer::new())
+        // gRPC-Web is translated before the rest sees the call, so that it
+        // is observed, authorised and limited as any gRPC call.
+        .layer(GrpcWebLayer::new())
+        // The span and the clock start before anything else.
+        .layer(ObserveLayer::new(rpc_metrics.clone()))
+        .layer(AccessLayer::new(settings.access.clone()))
+        .layer(tower::util::MapResponseLayer::new(rename_oversize))
+        .add_routes(services.routes());
 
     let health_task = tokio::spawn(health::follow_database(
         store.clone(),

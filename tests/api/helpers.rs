@@ -178,6 +178,7 @@ pub fn test_settings() -> ServerSettings {
         concurrent_stream_reads: 5,
         write_queue_logs: 100_000,
         access: logwell::api::AccessPolicy::open(),
+        browser_origins: logwell::web::BrowserOrigins::default(),
         revocation_refresh_interval: Duration::from_millis(100),
         limits: logwell::model::Limits::default(),
         max_request_bytes: 16 * 1024 * 1024,

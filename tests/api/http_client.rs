@@ -5,6 +5,11 @@ use std::sync::Arc;
 /// An HTTP client (for OTLP/HTTP) that trusts `ca_pem`, if given, for
 /// https; on rustls with the server's ring provider.
 pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
+    http_client_builder(ca_pem).build().expect("an HTTP client")
+}
+
+/// `http_client`'s builder, for clients that need more settings.
+pub fn http_client_builder(ca_pem: Option<&str>) -> reqwest::ClientBuilder {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -16,5 +21,5 @@ pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(tls).build().expect("an HTTP client")
+    reqwest::Client::builder().use_preconfigured_tls(tls)
 }

@@ -22,6 +22,7 @@ mod counts;
 mod export;
 mod filters;
 mod follow_across;
+
 mod health;
 mod hostile;
 mod ingest;
@@ -44,4 +45,5 @@ mod streams;
 mod text_index;
 mod tls;
 mod upgrade;
+mod web;
 mod writes;
