@@ -2,6 +2,7 @@
 //! real SQLite file and a real PostgreSQL server. Every `conformance!` test
 //! runs against both backends.
 
+mod browser;
 mod helpers;
 mod http_client;
 mod postgres_cluster;
@@ -45,5 +46,6 @@ mod streams;
 mod text_index;
 mod tls;
 mod upgrade;
+mod viewer;
 mod web;
 mod writes;

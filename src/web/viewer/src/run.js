@@ -248,7 +248,7 @@ class RunPage {
       streams: stream ? [stream] : [],
       taskRunIds: task ? [task] : [],
       text: search,
-      ignoreCase: true,
+      ignoreCase: search !== "",
     };
     // The view ends at the last seq shown (a paused view, or logs since).
     const through = this.shownThrough;
