@@ -2,7 +2,7 @@
 //! WebDriver (chromedriver, through fantoccini). Debian's `chromium` and
 //! `chromium-driver` are installed with apt-get when missing and the tests
 //! run as root, as on a fresh machine; otherwise the test says what to
-//! install.
+//! install. Shared by the tests and the viewer's benchmark.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,8 +13,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
-
-use crate::helpers::free_port;
 
 /// How long the page may take to show what a test waits for.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -65,7 +63,10 @@ fn find() -> Option<(PathBuf, PathBuf)> {
 impl Browser {
     pub async fn start() -> Browser {
         let (chromium, chromedriver) = installed().await;
-        let port = free_port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|free| free.local_addr())
+            .expect("a free port for chromedriver")
+            .port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

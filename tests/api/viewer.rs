@@ -1,7 +1,7 @@
 //! The viewer in a real browser (headless Chromium over WebDriver): a run
 //! followed live and in order, filtered, followed through a server restart
-//! with every line once, completed, and downloaded as what ListLogs
-//! returns; messages of HTML and script shown as text, never run; a token
+//! with every line once, searched, paused and resumed, completed, and
+//! downloaded as what ListLogs returns; messages of HTML and script shown as text, never run; a token
 //! asked for and used; a job-run token kept to its run; a run id that is no
 //! UUID refused in the page.
 
@@ -30,6 +30,9 @@ const ROWS: &str = "return [...document.querySelectorAll('.viewport .row')]
 const NOTICE: &str = "const n = document.getElementById('notice'); return n.hidden ? '' : n.textContent;";
 const STATUS: &str = "return document.querySelector('.status')?.textContent ?? '';";
 const LEVEL: &str = ".controls label:nth-child(1) select";
+const SHOWN: &str = "return document.querySelector('.shown').textContent;";
+const SEARCH: &str = ".controls input[type=search]";
+const PAUSE: &str = ".controls > button";
 const SCRIPT_MESSAGE: &str = "<script>window.__ran = 'script'</script>";
 const IMAGE_MESSAGE: &str = "<img src=x onerror=\"window.__ran = 'img'\">";
 
@@ -106,8 +109,23 @@ async fn a_run_is_followed_live_exactly_through_a_restart_and_downloaded_as_stor
     }
     let all: Vec<String> = expected.iter().map(|message| message.to_string()).chain(later.iter().cloned()).collect();
     browser.until("every line once, in order, after the restart", ROWS, |rows| texts(rows) == all).await;
-    let shown = browser.run("return document.querySelector('.shown').textContent;").await;
+    let shown = browser.run(SHOWN).await;
     assert_eq!(shown, "30 of 30 lines shown");
+
+    // Search (ASCII case folded, as the server's), then pause and resume.
+    browser.type_into(SEARCH, "RESTART 2").await;
+    let matching: Vec<String> = later.iter().filter(|message| message.contains("restart 2")).cloned().collect();
+    browser.until("the lines that match", ROWS, |rows| texts(rows) == matching).await;
+    browser.type_into(SEARCH, "").await;
+    browser.run("const s = document.querySelector('.controls input[type=search]'); s.dispatchEvent(new Event('input')); return true;").await;
+    browser.until("every line again", ROWS, |rows| texts(rows) == all).await;
+    browser.click(PAUSE).await;
+    write(&channel, run, pb::LogLevel::Info, "while paused").await;
+    browser.until("the pause counting it", SHOWN, |shown| shown == "30 of 31 lines shown · paused, 1 new").await;
+    assert_eq!(texts(&browser.run(ROWS).await), all, "nothing drawn while paused");
+    browser.click(PAUSE).await;
+    let all: Vec<String> = all.into_iter().chain(["while paused".to_string()]).collect();
+    browser.until("the line, once resumed", ROWS, |rows| texts(rows) == all).await;
 
     // Completed: the outcome shows.
     let completion = pb::CompleteJobRunRequest {

@@ -13,6 +13,7 @@ const ROW_HEIGHT = 20;
 const RETRY_FIRST_MS = 250;
 const RETRY_MOST_MS = 5000;
 const EXPORT_CHUNK = 10000;
+const PAINT_EVERY_MS = 40;
 
 export function showRun(main, notify, runId) {
   if (runId !== null && !isUuid(runId)) {
@@ -43,7 +44,11 @@ class RunPage {
     this.abort = new AbortController();
 
     this.list = new VirtualList(ROW_HEIGHT, (row, index) => this.drawRow(row, index));
-    this.list.viewport.addEventListener("scroll", () => this.setAutoScroll(this.list.isAtBottom()), { passive: true });
+    // Auto-scroll stops when the reader scrolls up and starts again at the
+    // bottom. Lines arriving move the bottom away without a scroll event,
+    // and the page's own scrolls only go down: neither stops it.
+    this.lastTop = 0;
+    this.list.viewport.addEventListener("scroll", () => this.followReader(), { passive: true });
     this.list.viewport.setAttribute("aria-label", "log lines");
     this.status = h("span", { class: "status", role: "status" }, "connecting…");
     this.runState = h("span", { class: "run-state" });
@@ -103,6 +108,7 @@ class RunPage {
   /** Follows from the last seq received, reconnecting until the run completes or the page closes. */
   async follow() {
     let delay = RETRY_FIRST_MS;
+    let lastPaint = -Infinity;
     while (!this.stopped) {
       const request = this.runId ? { jobRunId: this.runId } : { system: true };
       request.start = { case: "afterSeq", value: this.lastSeq };
@@ -115,6 +121,12 @@ class RunPage {
           if (event.case === "log") this.receive(event.value);
           else if (event.case === "expired") this.notify(`Logs before seq ${event.value.firstRetainedSeq} have expired.`);
           else if (event.case === "completed") return this.complete(event.value.jobRun);
+          // A long history arrives faster than it is drawn: let the page
+          // paint between bursts, the first line at once.
+          if (performance.now() - lastPaint > PAINT_EVERY_MS) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            lastPaint = performance.now();
+          }
         }
       } catch (error) {
         if (this.stopped) return;
@@ -170,7 +182,14 @@ class RunPage {
     this.shownThrough = this.lastSeq;
     this.list.setCount(this.visible.length);
     this.renderShown();
-    if (this.autoScroll) requestAnimationFrame(() => this.list.scrollToBottom());
+    // In this frame: the lines are on screen when it paints.
+    if (this.autoScroll) this.list.scrollToBottom();
+    this.list.render();
+    // For DevTools and the viewer's benchmark: when the first line showed.
+    if (this.visible.length > 0 && !this.firstLineMarked) {
+      this.firstLineMarked = true;
+      requestAnimationFrame(() => performance.mark("logwell:first-line"));
+    }
   }
 
   matches(log) {
@@ -183,13 +202,23 @@ class RunPage {
     );
   }
 
+  followReader() {
+    const top = this.list.viewport.scrollTop;
+    if (top < this.lastTop - 1) this.setAutoScroll(false);
+    else if (this.list.isAtBottom()) this.setAutoScroll(true);
+    this.lastTop = top;
+  }
+
   setFilter(name, value) {
     this.filters[name] = value;
+    // Fewer lines pull the view up: that is not the reader scrolling.
+    this.lastTop = 0;
     this.visible = [];
     for (let index = 0; index < this.shownCount; index++) {
       if (this.matches(this.lines[index])) this.visible.push(index);
     }
     this.list.setCount(this.visible.length);
+    this.list.refresh();
     this.renderShown();
     if (this.autoScroll) requestAnimationFrame(() => this.list.scrollToBottom());
   }

@@ -22,11 +22,10 @@ export class VirtualList {
     new ResizeObserver(() => this.schedule()).observe(this.viewport);
   }
 
-  /** The number of rows; what is drawn follows. */
+  /** The number of rows (rows already drawn keep their content). */
   setCount(count) {
     this.count = count;
     this.spacer.style.height = `${count * this.rowHeight}px`;
-    this.redrawAll = true;
     this.schedule();
   }
 
