@@ -212,7 +212,7 @@ fn configuration_summary(args: &logwell::config::ServeArgs, settings: &logwell::
     format!(
         "configuration ok: gRPC on {} ({}); OTLP/HTTP {}; health listener {}; metrics {}; \
          authentication {authentication}; \
-         job-run tokens {}; database {}",
+         job-run tokens {}; browser pages: the viewer{}; database {}",
         args.listen,
         match (&settings.tls, &args.tls_client_ca_file) {
             (None, _) => "plaintext",
@@ -223,6 +223,7 @@ fn configuration_summary(args: &logwell::config::ServeArgs, settings: &logwell::
         optional(args.health_listen),
         optional(args.metrics_listen),
         if settings.access.job_run_tokens.is_some() { "on" } else { "off" },
+        args.cors_allowed_origins.iter().map(|origin| format!(", {origin}")).collect::<String>(),
         redacted(&args.database.database_url)
     )
 }

@@ -3,7 +3,8 @@
 //! with every line once, searched, paused and resumed, completed, and
 //! downloaded as what ListLogs returns; messages of HTML and script shown as text, never run; a token
 //! asked for and used; a job-run token kept to its run; a run id that is no
-//! UUID refused in the page.
+//! UUID refused in the page; auto-scroll that the reader's scrolling up
+//! stops; stream and task filters.
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ const ROWS: &str = "return [...document.querySelectorAll('.viewport .row')]
 const NOTICE: &str = "const n = document.getElementById('notice'); return n.hidden ? '' : n.textContent;";
 const STATUS: &str = "return document.querySelector('.status')?.textContent ?? '';";
 const LEVEL: &str = ".controls label:nth-child(1) select";
+const AUTO_SCROLL: &str = "return document.querySelector('.controls input[type=checkbox]').checked;";
 const SHOWN: &str = "return document.querySelector('.shown').textContent;";
 const SEARCH: &str = ".controls input[type=search]";
 const PAUSE: &str = ".controls > button";
@@ -266,5 +268,60 @@ async fn the_page_asks_for_a_token_keeps_a_job_run_token_to_its_run_and_refuses_
         )
         .await;
     assert!(said.as_str().unwrap_or_default().contains("is not a run id"), "{said}");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn auto_scroll_stops_when_the_reader_scrolls_up_and_stream_and_task_filters_narrow_the_lines() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (run, build, test) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let line = |task: Uuid, stream: pb::LogStream, message: String| pb::LogEntry {
+        job_run_id: run.to_string(),
+        task_run_id: task.to_string(),
+        stream: stream.into(),
+        message,
+        ..Default::default()
+    };
+    let logs: Vec<pb::LogEntry> = (0..200)
+        .map(|index| match index % 2 {
+            0 => line(build, pb::LogStream::Stdout, format!("build {index}")),
+            _ => line(test, pb::LogStream::Stderr, format!("test {index}")),
+        })
+        .collect();
+    server.task().write_task_logs(pb::WriteTaskLogsRequest { logs }).await.expect("write");
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/ui/#/runs/{run}", server.address)).await;
+    browser.until("the lines loaded", SHOWN, |shown| shown == "200 of 200 lines shown").await;
+    const AT_BOTTOM: &str =
+        "const v = document.querySelector('.viewport'); return v.scrollHeight - v.scrollTop - v.clientHeight < 40;";
+    browser.until("the view at the bottom", AT_BOTTOM, |bottom| bottom == true).await;
+
+    // The reader scrolls up: new lines no longer pull the view down.
+    browser.run("document.querySelector('.viewport').scrollTop = 0; return true;").await;
+    browser.until("auto-scroll off", AUTO_SCROLL, |on| on == false).await;
+    let more: Vec<pb::LogEntry> =
+        (200..210).map(|index| line(build, pb::LogStream::Stdout, format!("build {index}"))).collect();
+    server.task().write_task_logs(pb::WriteTaskLogsRequest { logs: more }).await.expect("write");
+    browser.until("the new lines counted", SHOWN, |shown| shown == "210 of 210 lines shown").await;
+    assert_eq!(
+        browser.run("return document.querySelector('.viewport').scrollTop;").await,
+        0,
+        "the view stayed where the reader put it"
+    );
+    browser.click(".controls input[type=checkbox]").await;
+    browser.until("back at the bottom", AT_BOTTOM, |bottom| bottom == true).await;
+
+    // Stream and task filters.
+    browser.choose(".controls label:nth-child(2) select", &(pb::LogStream::Stderr as i32).to_string()).await;
+    browser.until("stderr only", SHOWN, |shown| shown == "100 of 210 lines shown").await;
+    let streams = browser
+        .run("return [...document.querySelectorAll('.viewport .row .stream')].map((cell) => cell.textContent);")
+        .await;
+    assert!(texts(&streams).iter().all(|stream| stream == "stderr"), "{streams}");
+    browser.choose(".controls label:nth-child(2) select", "0").await;
+    browser.choose(".controls label:nth-child(3) select", &build.to_string()).await;
+    browser.until("the build task's lines only", SHOWN, |shown| shown == "110 of 210 lines shown").await;
+    let rows = texts(&browser.run(ROWS).await);
+    assert!(!rows.is_empty() && rows.iter().all(|message| message.starts_with("build ")), "{rows:?}");
     browser.close().await;
 }

@@ -74,6 +74,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: {{ .task | quote }}
 {{- end }}
 {{- end }}
+{{- with .Values.corsAllowedOrigins }}
+- name: LOGWELL_CORS_ALLOWED_ORIGINS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- with .Values.env }}
 {{ toYaml . }}
 {{- end }}
