@@ -4,7 +4,7 @@
 //! downloaded as what ListLogs returns; messages of HTML and script shown as text, never run; a token
 //! asked for and used; a job-run token kept to its run; a run id that is no
 //! UUID refused in the page; auto-scroll that the reader's scrolling up
-//! stops; stream and task filters.
+//! stops; stream and task filters; a page of another origin refused.
 
 use std::sync::Arc;
 
@@ -314,14 +314,42 @@ async fn auto_scroll_stops_when_the_reader_scrolls_up_and_stream_and_task_filter
     // Stream and task filters.
     browser.choose(".controls label:nth-child(2) select", &(pb::LogStream::Stderr as i32).to_string()).await;
     browser.until("stderr only", SHOWN, |shown| shown == "100 of 210 lines shown").await;
-    let streams = browser
-        .run("return [...document.querySelectorAll('.viewport .row .stream')].map((cell) => cell.textContent);")
+    const STREAMS: &str =
+        "return [...document.querySelectorAll('.viewport .row .stream')].map((cell) => cell.textContent);";
+    browser
+        .until("stderr rows drawn", STREAMS, |streams| {
+            let streams = texts(streams);
+            !streams.is_empty() && streams.iter().all(|stream| stream == "stderr")
+        })
         .await;
-    assert!(texts(&streams).iter().all(|stream| stream == "stderr"), "{streams}");
     browser.choose(".controls label:nth-child(2) select", "0").await;
     browser.choose(".controls label:nth-child(3) select", &build.to_string()).await;
     browser.until("the build task's lines only", SHOWN, |shown| shown == "110 of 210 lines shown").await;
-    let rows = texts(&browser.run(ROWS).await);
-    assert!(!rows.is_empty() && rows.iter().all(|message| message.starts_with("build ")), "{rows:?}");
+    browser
+        .until("the build task's rows drawn", ROWS, |rows| {
+            let rows = texts(rows);
+            !rows.is_empty() && rows.iter().all(|message| message.starts_with("build "))
+        })
+        .await;
+
+    // A page of another origin cannot call logwell: the browser's preflight
+    // is refused, and the write never happens.
+    browser.goto("data:text/html,<p>a stranger's page</p>").await;
+    let attempt = format!(
+        "const done = arguments[arguments.length - 1];
+        fetch('http://{}/logwell.v1.SystemLogService/WriteSystemLog', {{
+          method: 'POST',
+          headers: {{ 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' }},
+          body: new Uint8Array([0, 0, 0, 0, 0]),
+        }}).then((response) => done('answered ' + response.status), (error) => done('refused: ' + error.name));",
+        server.address
+    );
+    let outcome = browser.client.execute_async(&attempt, Vec::new()).await.expect("the attempt");
+    assert_eq!(outcome, "refused: TypeError", "the browser got nothing to read");
+    let system = pb::ListLogsRequest {
+        filter: Some(pb::LogFilter { types: vec![pb::LogType::System.into()], ..Default::default() }),
+        ..Default::default()
+    };
+    assert!(server.query().list_logs(system).await.expect("list").into_inner().logs.is_empty(), "nothing written");
     browser.close().await;
 }
