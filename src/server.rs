@@ -180,23 +180,6 @@ pub async fn serve(
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ])?);
-    let mut services = Routes::builder();
-    services
-        .add_service(health_service.clone())
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
-        .add_service(limited!(SystemLogServiceServer::new(writer.clone())))
-        .add_service(limited!(JobLogServiceServer::new(writer.clone())))
-        .add_service(limited!(TaskLogServiceServer::new(writer.clone())))
-        .add_service(limited!(LogIngestServiceServer::new(LogIngester::new(writer, stopping.clone()))))
-        .add_service(limited!(LogsServiceServer::new(OtlpLogs::new(exports.clone()))))
-        .add_service(limited!(LogQueryServiceServer::new(reader)))
-        .add_service(limited!(LogStreamServiceServer::new(streamer)))
-        .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone(), hub.clone()))))
-        .add_service(limited!(TokenServiceServer::new(Tokens::new(
-            store.clone(),
-            settings.access.job_run_tokens.clone()
-        ))));
     let router = Server::builder()
         .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout))
@@ -215,7 +198,21 @@ pub async fn serve(
         .layer(ObserveLayer::new(rpc_metrics.clone()))
         .layer(AccessLayer::new(settings.access.clone()))
         .layer(tower::util::MapResponseLayer::new(rename_oversize))
-        .add_routes(services.routes());
+        .add_service(health_service.clone())
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(limited!(SystemLogServiceServer::new(writer.clone())))
+        .add_service(limited!(JobLogServiceServer::new(writer.clone())))
+        .add_service(limited!(TaskLogServiceServer::new(writer.clone())))
+        .add_service(limited!(LogIngestServiceServer::new(LogIngester::new(writer, stopping.clone()))))
+        .add_service(limited!(LogsServiceServer::new(OtlpLogs::new(exports.clone()))))
+        .add_service(limited!(LogQueryServiceServer::new(reader)))
+        .add_service(limited!(LogStreamServiceServer::new(streamer)))
+        .add_service(limited!(JobRunServiceServer::new(JobRuns::new(store.clone(), hub.clone()))))
+        .add_service(limited!(TokenServiceServer::new(Tokens::new(
+            store.clone(),
+            settings.access.job_run_tokens.clone()
+        ))));
 
     let health_task = tokio::spawn(health::follow_database(
         store.clone(),

@@ -7,4 +7,4 @@ mod origins;
 mod pages;
 
 pub use origins::{BrowserOrigins, NotAnOrigin, OriginLayer};
-pub use pages::{VIEWER_PATH, ViewerLayer};
+pub use pages::ViewerLayer;

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
 /// Where the viewer is.
-pub const VIEWER_PATH: &str = "/ui/";
+const VIEWER_PATH: &str = "/ui/";
 
 /// The page may load only its own script and style and call only its own
 /// server: a message that smuggled markup in could not run script even if
