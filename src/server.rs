@@ -266,7 +266,8 @@ pub async fn serve(
     let otlp_http = match listeners.otlp_http {
         Some(listener) => {
             let json = OtlpJson::new()?;
-            let otlp = OtlpHttp::new(exports, settings.access.clone(), json, settings.max_request_bytes);
+            let metrics = rpc_metrics.clone();
+            let otlp = OtlpHttp::new(exports, settings.access.clone(), json, metrics, settings.max_request_bytes);
             let stopped = stopping.clone().cancelled_owned();
             Some(tokio::spawn(serve_otlp_http(listener, settings.tls.clone(), otlp, stopped)))
         }

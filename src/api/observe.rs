@@ -32,6 +32,9 @@ pub struct RpcMetrics {
     registry: Registry,
     requests: IntCounterVec,
     durations: HistogramVec,
+    /// OTLP/HTTP exports, by HTTP status, and their times.
+    otlp_http_requests: IntCounterVec,
+    otlp_http_durations: HistogramVec,
     /// `/service/method` of every RPC served.
     known: HashSet<String>,
 }
@@ -51,10 +54,36 @@ impl RpcMetrics {
             .buckets(BUCKETS.to_vec()),
             &["service", "method"],
         )?;
+        let otlp_http_requests = IntCounterVec::new(
+            Opts::new(
+                "logwell_otlp_http_requests_total",
+                "OTLP/HTTP exports (POST /v1/logs) answered, by HTTP status.",
+            ),
+            &["code"],
+        )?;
+        let otlp_http_durations = HistogramVec::new(
+            HistogramOpts::new(
+                "logwell_otlp_http_request_duration_seconds",
+                "Time from an OTLP/HTTP export's arrival to its answer.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &[],
+        )?;
         let registry = Registry::new();
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(durations.clone()))?;
-        Ok(RpcMetrics { registry, requests, durations, known: known_paths(descriptor_sets) })
+        for metric in [&requests, &otlp_http_requests] {
+            registry.register(Box::new(metric.clone()))?;
+        }
+        for metric in [&durations, &otlp_http_durations] {
+            registry.register(Box::new(metric.clone()))?;
+        }
+        let known = known_paths(descriptor_sets);
+        Ok(RpcMetrics { registry, requests, durations, otlp_http_requests, otlp_http_durations, known })
+    }
+
+    /// Counts and times an OTLP/HTTP export answered with `status`.
+    pub fn observe_otlp_http(&self, status: http::StatusCode, elapsed: std::time::Duration) {
+        self.otlp_http_requests.with_label_values(&[status.as_str()]).inc();
+        self.otlp_http_durations.with_label_values(&[] as &[&str]).observe(elapsed.as_secs_f64());
     }
 
     /// The metrics in Prometheus's text format.

@@ -29,7 +29,7 @@ use tonic_types::StatusExt;
 
 use super::Exports;
 use super::json::OtlpJson;
-use crate::api::{AccessPolicy, ApiError};
+use crate::api::{AccessPolicy, ApiError, RpcMetrics};
 use crate::auth::Scope;
 use crate::proto::opentelemetry::proto::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 
@@ -43,13 +43,20 @@ pub struct OtlpHttp {
     exports: Exports,
     access: AccessPolicy,
     json: OtlpJson,
+    metrics: Arc<RpcMetrics>,
     /// Bytes of a request body, at most, before and after decompression.
     max_request_bytes: usize,
 }
 
 impl OtlpHttp {
-    pub fn new(exports: Exports, access: AccessPolicy, json: OtlpJson, max_request_bytes: usize) -> OtlpHttp {
-        OtlpHttp { exports, access, json, max_request_bytes }
+    pub fn new(
+        exports: Exports,
+        access: AccessPolicy,
+        json: OtlpJson,
+        metrics: Arc<RpcMetrics>,
+        max_request_bytes: usize,
+    ) -> OtlpHttp {
+        OtlpHttp { exports, access, json, metrics, max_request_bytes }
     }
 
     /// `POST /v1/logs`; anything else is 404 (or 405 for another method).
@@ -104,6 +111,7 @@ impl From<ApiError> for Refusal {
 }
 
 async fn export(State(otlp): State<Arc<OtlpHttp>>, headers: HeaderMap, body: Body) -> Response {
+    let started = std::time::Instant::now();
     // Protobuf, unless the request said JSON: the answer to a request of
     // no known encoding has to be in some encoding.
     let encoding = Encoding::of(&headers);
@@ -128,10 +136,12 @@ async fn export(State(otlp): State<Arc<OtlpHttp>>, headers: HeaderMap, body: Bod
         };
         Ok::<_, Refusal>(otlp.exports.export(&principal, request).await?)
     };
-    match exported.await {
+    let response = match exported.await {
         Ok(response) => otlp.answer(answer, &response),
         Err(refusal) => otlp.refuse(answer, refusal),
-    }
+    };
+    otlp.metrics.observe_otlp_http(response.status(), started.elapsed());
+    response
 }
 
 impl OtlpHttp {

@@ -241,6 +241,14 @@ async fn refusals_are_http_statuses_with_a_status_body_in_the_request_encoding()
     let get = get.expect("an answer");
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(logs_of_run(&server, &run.to_string()).await.is_empty(), "nothing of a refused export stored");
+    // Operators see each answer by its status.
+    for (code, count) in [("400", 7.0), ("413", 2.0), ("415", 2.0)] {
+        assert_eq!(
+            server.metric(&format!("logwell_otlp_http_requests_total{{code=\"{code}\"}}")).await,
+            count,
+            "{code}"
+        );
+    }
 }
 
 /// A refused request: what it is, its headers and body; the HTTP status
