@@ -4,7 +4,8 @@
 //! downloaded as what ListLogs returns; messages of HTML and script shown as text, never run; a token
 //! asked for and used; a job-run token kept to its run; a run id that is no
 //! UUID refused in the page; auto-scroll that the reader's scrolling up
-//! stops; stream and task filters; a page of another origin refused.
+//! stops; stream and task filters; the system logs; a page of another
+//! origin refused.
 
 use std::sync::Arc;
 
@@ -31,8 +32,8 @@ const ROWS: &str = "return [...document.querySelectorAll('.viewport .row')]
 const NOTICE: &str = "const n = document.getElementById('notice'); return n.hidden ? '' : n.textContent;";
 const STATUS: &str = "return document.querySelector('.status')?.textContent ?? '';";
 const LEVEL: &str = ".controls label:nth-child(1) select";
-const AUTO_SCROLL: &str = "return document.querySelector('.controls input[type=checkbox]').checked;";
-const SHOWN: &str = "return document.querySelector('.shown').textContent;";
+const AUTO_SCROLL: &str = "return document.querySelector('.controls input[type=checkbox]')?.checked ?? null;";
+const SHOWN: &str = "return document.querySelector('.shown')?.textContent ?? '';";
 const SEARCH: &str = ".controls input[type=search]";
 const PAUSE: &str = ".controls > button";
 const SCRIPT_MESSAGE: &str = "<script>window.__ran = 'script'</script>";
@@ -292,8 +293,7 @@ async fn auto_scroll_stops_when_the_reader_scrolls_up_and_stream_and_task_filter
     let browser = Browser::start().await;
     browser.goto(&format!("http://{}/ui/#/runs/{run}", server.address)).await;
     browser.until("the lines loaded", SHOWN, |shown| shown == "200 of 200 lines shown").await;
-    const AT_BOTTOM: &str =
-        "const v = document.querySelector('.viewport'); return v.scrollHeight - v.scrollTop - v.clientHeight < 40;";
+    const AT_BOTTOM: &str = "const v = document.querySelector('.viewport'); return v !== null && v.scrollHeight - v.scrollTop - v.clientHeight < 40;";
     browser.until("the view at the bottom", AT_BOTTOM, |bottom| bottom == true).await;
 
     // The reader scrolls up: new lines no longer pull the view down.
@@ -332,6 +332,12 @@ async fn auto_scroll_stops_when_the_reader_scrolls_up_and_stream_and_task_filter
         })
         .await;
 
+    // The system logs follow as a run's do.
+    let system = pb::LogEntry { message: "service started".into(), source: "api".into(), ..Default::default() };
+    server.system().write_system_log(pb::WriteSystemLogRequest { log: Some(system) }).await.expect("write");
+    browser.goto(&format!("http://{}/ui/#/system", server.address)).await;
+    browser.until("the system log", ROWS, |rows| texts(rows) == ["service started"]).await;
+
     // A page of another origin cannot call logwell: the browser's preflight
     // is refused, and the write never happens.
     browser.goto("data:text/html,<p>a stranger's page</p>").await;
@@ -350,6 +356,7 @@ async fn auto_scroll_stops_when_the_reader_scrolls_up_and_stream_and_task_filter
         filter: Some(pb::LogFilter { types: vec![pb::LogType::System.into()], ..Default::default() }),
         ..Default::default()
     };
-    assert!(server.query().list_logs(system).await.expect("list").into_inner().logs.is_empty(), "nothing written");
+    let stored = server.query().list_logs(system).await.expect("list").into_inner().logs;
+    assert_eq!(stored.len(), 1, "nothing written but the service's log");
     browser.close().await;
 }
