@@ -62,6 +62,11 @@ fn find() -> Option<(PathBuf, PathBuf)> {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// A browser started with more command-line switches.
+    pub async fn start_with(switches: &[&str]) -> Browser {
         let (chromium, chromedriver) = installed().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|free| free.local_addr())
@@ -75,11 +80,14 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let downloads = tempfile::tempdir().expect("a downloads folder");
+        // No sandbox: tests may run as root, where Chromium's needs one of its own.
+        let mut arguments = vec!["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"];
+        arguments.push("--window-size=1280,1400");
+        arguments.extend_from_slice(switches);
         let capabilities = json!({
             "goog:chromeOptions": {
                 "binary": chromium,
-                // No sandbox: tests may run as root, where Chromium's needs one of its own.
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400"],
+                "args": arguments,
                 "prefs": {"download.default_directory": downloads.path(), "download.prompt_for_download": false},
             }
         });

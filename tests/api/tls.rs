@@ -14,6 +14,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use uuid::Uuid;
 
+use crate::browser::Browser;
 use crate::helpers::{
     Backend, TestDatabase, TestServer, eventually, job_entry, send_signal, start_serving_with, test_settings,
 };
@@ -143,6 +144,27 @@ async fn otlp_http_is_served_over_the_same_tls() {
     assert_eq!(answer.status(), reqwest::StatusCode::OK);
     assert!(post(http_client(None), "https").await.is_err(), "a client that does not trust the CA");
     assert!(post(http_client(None), "http").await.is_err(), "plaintext is not served");
+}
+
+#[tokio::test]
+async fn the_viewer_follows_a_run_over_tls_in_a_real_browser() {
+    let (ca, files) = (Authority::new("logwell test CA"), Files::new());
+    files.install(&ca.issue(&["localhost"]), None);
+    let server = tls_server(&files, false).await;
+    let channel = connect(&https(&server).replace("127.0.0.1", "localhost"), &ca, None).await.expect("TLS handshake");
+    let run = Uuid::now_v7();
+    let log = Some(job_entry(run, "over TLS, in a browser"));
+    JobLogServiceClient::new(channel).write_job_log(pb::WriteJobLogRequest { log }).await.expect("write");
+    // The test CA is not the browser's: it is told to accept the certificate.
+    let browser = Browser::start_with(&["--ignore-certificate-errors"]).await;
+    browser.goto(&format!("https://localhost:{}/ui/#/runs/{run}", server.address.port())).await;
+    let rows = "return [...document.querySelectorAll('.viewport .row .message')].map((cell) => cell.textContent);";
+    browser
+        .until("the line, over HTTP/2 and TLS", rows, |rows| rows == &serde_json::json!(["over TLS, in a browser"]))
+        .await;
+    let protocol = browser.run("return performance.getEntriesByType('navigation')[0].nextHopProtocol;").await;
+    assert_eq!(protocol, "h2", "the browser chose HTTP/2 by ALPN");
+    browser.close().await;
 }
 
 #[tokio::test]
