@@ -1,7 +1,8 @@
 //! The viewer in a real browser (headless Chromium over WebDriver): a run
 //! followed live and in order, filtered, followed through a server restart
-//! with every line once, searched, paused and resumed, completed, and
-//! downloaded as what ListLogs returns; messages of HTML and script shown as text, never run; a token
+//! with every line once, searched, paused and resumed, completed,
+//! downloaded as what ListLogs returns, a line's details opened from the
+//! keyboard; messages of HTML and script shown as text, never run; a token
 //! asked for and used; a job-run token kept to its run; a run id that is no
 //! UUID refused in the page; auto-scroll that the reader's scrolling up
 //! stops; stream and task filters; the system logs; a page of another
@@ -9,6 +10,8 @@
 
 use std::sync::Arc;
 
+use fantoccini::Locator;
+use fantoccini::key::Key;
 use logwell::api::AccessPolicy;
 use logwell::auth::{Authentication, JobRunTokens, TokenSet, token_hash};
 use logwell::proto::v1 as pb;
@@ -33,6 +36,7 @@ const NOTICE: &str = "const n = document.getElementById('notice'); return n.hidd
 const STATUS: &str = "return document.querySelector('.status')?.textContent ?? '';";
 const LEVEL: &str = ".controls label:nth-child(1) select";
 const AUTO_SCROLL: &str = "return document.querySelector('.controls input[type=checkbox]')?.checked ?? null;";
+const DETAILS: &str = "const d = document.querySelector('.details'); return d && !d.hidden ? d.textContent : '';";
 const SHOWN: &str = "return document.querySelector('.shown')?.textContent ?? '';";
 const SEARCH: &str = ".controls input[type=search]";
 const PAUSE: &str = ".controls > button";
@@ -163,6 +167,18 @@ async fn a_run_is_followed_live_exactly_through_a_restart_and_downloaded_as_stor
     let text = browser.downloaded(&format!("run-{run}.txt")).await;
     assert_eq!(text.lines().count(), stored.len());
     assert!(text.lines().nth(4).expect("the fifth line").contains("FATAL"), "{text}");
+
+    // The keyboard picks a line and opens its details.
+    let keys: String = [Key::Up, Key::Down, Key::Down, Key::Enter].into_iter().map(char::from).collect();
+    browser.client.find(Locator::Css(".viewport")).await.expect("the lines").send_keys(&keys).await.expect("keys");
+    let details = browser
+        .until("the third line's details", DETAILS, |text| text.as_str().is_some_and(|text| !text.is_empty()))
+        .await;
+    let details: Value = serde_json::from_str(details.as_str().unwrap_or_default()).expect("the details, as JSON");
+    assert_eq!((details["message"].as_str(), details["seq"].as_i64()), (Some(SCRIPT_MESSAGE), Some(3)));
+    let escape: String = [Key::Escape].into_iter().map(char::from).collect();
+    browser.client.find(Locator::Css(".viewport")).await.expect("the lines").send_keys(&escape).await.expect("keys");
+    browser.until("the details hidden", DETAILS, |text| text == "").await;
 
     // The run list shows it, failed, with its counts.
     browser.goto(&format!("{address}/ui/")).await;

@@ -49,7 +49,10 @@ class RunPage {
     // and the page's own scrolls only go down: neither stops it.
     this.lastTop = 0;
     this.list.viewport.addEventListener("scroll", () => this.followReader(), { passive: true });
-    this.list.viewport.setAttribute("aria-label", "log lines");
+    this.list.viewport.setAttribute("aria-label", "log lines: arrow keys pick a line, Enter shows its details, Escape hides them");
+    this.list.viewport.addEventListener("keydown", (event) => this.onKey(event));
+    // The line picked with the keyboard (an index into the view), if any.
+    this.current = null;
     this.status = h("span", { class: "status", role: "status" }, "connecting…");
     this.runState = h("span", { class: "run-state" });
     this.summary = h("div", { class: "summary", "aria-label": "lines by level" });
@@ -213,6 +216,7 @@ class RunPage {
     this.filters[name] = value;
     // Fewer lines pull the view up: that is not the reader scrolling.
     this.lastTop = 0;
+    this.current = null;
     this.visible = [];
     for (let index = 0; index < this.shownCount; index++) {
       if (this.matches(this.lines[index])) this.visible.push(index);
@@ -250,7 +254,7 @@ class RunPage {
     const log = this.lines[this.visible[index]];
     if (!log) return row.replaceChildren();
     const level = levelName(log.level);
-    row.className = `row lvl-${level}`;
+    row.className = `row lvl-${level}${index === this.current ? " current" : ""}`;
     row.onclick = () => this.showDetails(log);
     const cells = [
       h("span", { class: "time" }, timeOfDay(log.time)),
@@ -260,6 +264,24 @@ class RunPage {
     if (log.taskRunId) cells.push(h("span", { class: "task", title: log.taskRunId }, log.taskRunId.slice(0, 8)));
     cells.push(h("span", { class: "message" }, ansiNodes(log.message)));
     row.replaceChildren(...cells);
+  }
+
+  /** Arrow keys pick a line, Enter shows its details, Escape hides them. */
+  onKey(event) {
+    if (event.altKey || event.ctrlKey || event.metaKey || this.visible.length === 0) return;
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      const from = this.current ?? this.list.firstInView();
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      this.current = this.current === null ? from : Math.max(0, Math.min(this.visible.length - 1, from + step));
+      this.list.reveal(this.current);
+    } else if (event.key === "Enter" && this.current !== null) {
+      this.showDetails(this.lines[this.visible[this.current]]);
+    } else if (event.key === "Escape") {
+      this.details.hidden = true;
+    } else {
+      return;
+    }
+    event.preventDefault();
   }
 
   showDetails(log) {

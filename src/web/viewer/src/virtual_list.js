@@ -40,6 +40,20 @@ export class VirtualList {
     return scrollHeight - scrollTop - clientHeight < this.rowHeight * 2;
   }
 
+  /** Scrolls as little as needed for row `index` to be in view. */
+  reveal(index) {
+    const top = index * this.rowHeight;
+    const { scrollTop, clientHeight } = this.viewport;
+    if (top < scrollTop) this.viewport.scrollTop = top;
+    else if (top + this.rowHeight > scrollTop + clientHeight) this.viewport.scrollTop = top + this.rowHeight - clientHeight;
+    this.refresh();
+  }
+
+  /** The first row fully in view. */
+  firstInView() {
+    return Math.min(this.count - 1, Math.ceil(this.viewport.scrollTop / this.rowHeight));
+  }
+
   scrollToBottom() {
     this.viewport.scrollTop = this.viewport.scrollHeight;
   }
