@@ -96,6 +96,8 @@ impl Encoding {
 
 /// Why an export was not taken.
 enum Refusal {
+    /// The body cannot be read as an export (400).
+    Malformed(String),
     /// The body's encoding or compression is none logwell reads (415).
     Unsupported(String),
     /// The body is larger than `--max-request-bytes` (413).
@@ -126,13 +128,9 @@ async fn export(State(otlp): State<Arc<OtlpHttp>>, headers: HeaderMap, body: Bod
         let body = otlp.read(&headers, body).await?;
         let request = match encoding {
             Encoding::Protobuf => ExportLogsServiceRequest::decode(body).map_err(|error| {
-                Refusal::Status(Status::invalid_argument(format!(
-                    "the body is not a protobuf ExportLogsServiceRequest: {error}"
-                )))
+                Refusal::Malformed(format!("the body is not a protobuf ExportLogsServiceRequest: {error}"))
             })?,
-            Encoding::Json => {
-                otlp.json.request(&body).map_err(|reason| Refusal::Status(Status::invalid_argument(reason)))?
-            }
+            Encoding::Json => otlp.json.request(&body).map_err(Refusal::Malformed)?,
         };
         Ok::<_, Refusal>(otlp.exports.export(&principal, request).await?)
     };
@@ -152,7 +150,7 @@ impl OtlpHttp {
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return Err(Refusal::TooLarge(limit)),
             Err(error) => {
-                return Err(Refusal::Status(Status::invalid_argument(format!("cannot read the body: {error}"))));
+                return Err(Refusal::Malformed(format!("cannot read the body: {error}")));
             }
         };
         let coding = headers.get(CONTENT_ENCODING).map(|coding| coding.to_str().unwrap_or("").trim());
@@ -160,9 +158,10 @@ impl OtlpHttp {
             None | Some("") | Some("identity") => Ok(body),
             Some(coding) if coding.eq_ignore_ascii_case("gzip") => {
                 let mut decompressed = Vec::new();
-                MultiGzDecoder::new(&body[..]).take(limit as u64 + 1).read_to_end(&mut decompressed).map_err(
-                    |error| Refusal::Status(Status::invalid_argument(format!("the gzip body is corrupt: {error}"))),
-                )?;
+                MultiGzDecoder::new(&body[..])
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut decompressed)
+                    .map_err(|error| Refusal::Malformed(format!("the gzip body is corrupt: {error}")))?;
                 if decompressed.len() > limit {
                     return Err(Refusal::TooLarge(limit));
                 }
@@ -184,6 +183,7 @@ impl OtlpHttp {
 
     fn refuse(&self, encoding: Encoding, refusal: Refusal) -> Response {
         let (http_status, status) = match refusal {
+            Refusal::Malformed(reason) => (StatusCode::BAD_REQUEST, Status::invalid_argument(reason)),
             Refusal::Unsupported(reason) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, Status::invalid_argument(reason)),
             Refusal::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -177,10 +177,7 @@ class RunPage {
     this.flushScheduled = false;
     this.renderSummary();
     if (this.paused) return;
-    const from = this.shownCount;
-    for (let index = from; index < this.lines.length; index++) {
-      if (this.matches(this.lines[index])) this.visible.push(index);
-    }
+    this.takeMatching(this.shownCount, this.lines.length);
     this.shownCount = this.lines.length;
     this.shownThrough = this.lastSeq;
     this.list.setCount(this.visible.length);
@@ -192,6 +189,13 @@ class RunPage {
     if (this.visible.length > 0 && !this.firstLineMarked) {
       this.firstLineMarked = true;
       requestAnimationFrame(() => performance.mark("logwell:first-line"));
+    }
+  }
+
+  /** Adds the lines from `from` to `to` (not included) that match to the view. */
+  takeMatching(from, to) {
+    for (let index = from; index < to; index++) {
+      if (this.matches(this.lines[index])) this.visible.push(index);
     }
   }
 
@@ -218,9 +222,7 @@ class RunPage {
     this.lastTop = 0;
     this.current = null;
     this.visible = [];
-    for (let index = 0; index < this.shownCount; index++) {
-      if (this.matches(this.lines[index])) this.visible.push(index);
-    }
+    this.takeMatching(0, this.shownCount);
     this.list.setCount(this.visible.length);
     this.list.refresh();
     this.renderShown();
