@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+mod connections;
 mod health;
 pub mod ingest;
 pub mod live;

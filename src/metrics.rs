@@ -24,6 +24,8 @@ pub struct Sources {
     pub retention: Arc<RetentionStats>,
     pub rpc: Arc<crate::api::RpcMetrics>,
     pub store: Arc<dyn LogStore>,
+    /// The server's runtimes by name: its own, and the followers'.
+    pub runtimes: [(&'static str, tokio::runtime::Handle); 2],
 }
 
 /// The text exposition of every metric.
@@ -103,6 +105,24 @@ pub async fn render(sources: &Sources) -> String {
         load(&stats.commit_micros) as f64 / 1e6,
         load(&stats.commits)
     );
+    let runtimes = &sources.runtimes;
+    labelled(
+        &mut text,
+        ("gauge", "logwell_runtime_alive_tasks", "Tasks alive on each of the server's runtimes."),
+        "runtime",
+        runtimes.iter().map(|(name, runtime)| (name, runtime.metrics().num_alive_tasks().to_string())),
+    );
+    labelled(
+        &mut text,
+        (
+            "gauge",
+            "logwell_runtime_global_queue_depth",
+            "Tasks waiting in each runtime's shared queue: a queue that stays long means late answers (server) or \
+             lagging followers (follows).",
+        ),
+        "runtime",
+        runtimes.iter().map(|(name, runtime)| (name, runtime.metrics().global_queue_depth().to_string())),
+    );
     text.push_str(&sources.rpc.render());
     match sources.store.database_bytes().await {
         Ok(bytes) => {
@@ -119,12 +139,22 @@ pub async fn render(sources: &Sources) -> String {
 
 /// A metric (its kind, name and help) with a value per log type, or none
 /// where `value` gives none.
-fn per_type(text: &mut String, (kind, name, help): (&str, &str, &str), value: impl Fn(LogType) -> Option<String>) {
+fn per_type(text: &mut String, metric: (&str, &str, &str), value: impl Fn(LogType) -> Option<String>) {
+    let values = LogType::ALL.iter().filter_map(|log_type| Some((log_type, value(*log_type)?)));
+    labelled(text, metric, "type", values);
+}
+
+/// A metric (its kind, name and help) with a value for each value of one
+/// label.
+fn labelled<L: std::fmt::Display>(
+    text: &mut String,
+    (kind, name, help): (&str, &str, &str),
+    label: &str,
+    values: impl IntoIterator<Item = (L, String)>,
+) {
     let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for log_type in LogType::ALL {
-        if let Some(value) = value(*log_type) {
-            let _ = writeln!(text, "{name}{{type=\"{log_type}\"}} {value}");
-        }
+    for (label_value, value) in values {
+        let _ = writeln!(text, "{name}{{{label}=\"{label_value}\"}} {value}");
     }
 }
 

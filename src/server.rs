@@ -20,6 +20,7 @@ use crate::api::{
     Tokens, rename_oversize,
 };
 use crate::auth::{JobRunTokens, TokensFile};
+use crate::connections::{self, FollowsRuntime};
 use crate::ingest::{Admission, Ingest};
 use crate::live::{Followers, FollowersConfig, Hub, mark_commit_order};
 use crate::model::Limits;
@@ -107,12 +108,10 @@ pub struct Listeners {
 pub enum ServeError {
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("the gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
     #[error("cannot register the RPC metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("cannot start the committer's thread: {0}")]
-    Committer(#[from] std::io::Error),
+    #[error("cannot start the committer's thread or the followers' runtime: {0}")]
+    Threads(#[from] std::io::Error),
     #[error(transparent)]
     Descriptors(#[from] DescriptorsError),
 }
@@ -152,6 +151,7 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
     };
     let stopping = CancellationToken::new();
+    let follows = FollowsRuntime::start()?;
     let (ingest, committer) = Ingest::start(store.clone(), hub.clone(), settings.write_queue_logs)?;
     let ingest = Arc::new(ingest);
     let admission = Admission::new(ingest.clone(), settings.limits, settings.rate_limit.clone());
@@ -180,25 +180,7 @@ pub async fn serve(
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ])?);
-    let router = Server::builder()
-        .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
-        .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout))
-        .max_concurrent_streams(Some(settings.max_concurrent_streams))
-        // Browsers speak gRPC-Web over HTTP/1.1 as well as HTTP/2.
-        .accept_http1(true)
-        // Outermost: a page not allowed gets nothing, not even a span.
-        .layer(OriginLayer::new(settings.browser_origins.clone()))
-        .layer(settings.browser_origins.cors())
-        // The viewer's files, before gRPC-Web, which answers nothing else.
-        .layer(ViewerLayer::new())
-        // gRPC-Web is translated before the rest sees the call, so that it
-        // is observed, authorised and limited as any gRPC call.
-        .layer(GrpcWebLayer::new())
-        // The span and the clock start before anything else.
-        .layer(ObserveLayer::new(rpc_metrics.clone()))
-        .layer(AccessLayer::new(settings.access.clone()))
-        .layer(tower::util::MapResponseLayer::new(rename_oversize))
-        .add_service(health_service.clone())
+    let routes = Routes::new(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(limited!(SystemLogServiceServer::new(writer.clone())))
@@ -213,6 +195,20 @@ pub async fn serve(
             store.clone(),
             settings.access.job_run_tokens.clone()
         ))));
+    let service = tower::ServiceBuilder::new()
+        // Outermost: a page not allowed gets nothing, not even a span.
+        .layer(OriginLayer::new(settings.browser_origins.clone()))
+        .layer(settings.browser_origins.cors())
+        // The viewer's files, before gRPC-Web, which answers nothing else.
+        .layer(ViewerLayer::new())
+        // gRPC-Web is translated before the rest sees the call, so that it
+        // is observed, authorised and limited as any gRPC call.
+        .layer(GrpcWebLayer::new())
+        // The span and the clock start before anything else.
+        .layer(ObserveLayer::new(rpc_metrics.clone()))
+        .layer(AccessLayer::new(settings.access.clone()))
+        .layer(tower::util::MapResponseLayer::new(rename_oversize))
+        .service(routes);
 
     let health_task = tokio::spawn(health::follow_database(
         store.clone(),
@@ -282,6 +278,7 @@ pub async fn serve(
             retention: retention_stats,
             rpc: rpc_metrics,
             store: store.clone(),
+            runtimes: [("server", tokio::runtime::Handle::current()), ("follows", follows.handle())],
         };
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(listener, sources, stopped).await {
@@ -289,7 +286,12 @@ pub async fn serve(
             }
         });
     }
-    let serving: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match &settings.tls {
+    let http2 = connections::Http2Settings {
+        keepalive_interval: settings.http2_keepalive_interval,
+        keepalive_timeout: settings.http2_keepalive_timeout,
+        max_concurrent_streams: settings.max_concurrent_streams,
+    };
+    let serving: Pin<Box<dyn Future<Output = ()> + Send>> = match &settings.tls {
         Some(reloadable) => {
             tokio::spawn(reload::reload_when_asked(
                 reloadable.clone(),
@@ -297,25 +299,24 @@ pub async fn serve(
                 stopping.clone().cancelled_owned(),
             ));
             let incoming = tls::incoming(listeners.grpc, reloadable.clone());
-            Box::pin(router.serve_with_incoming_shutdown(incoming, stopping.clone().cancelled_owned()))
+            Box::pin(connections::serve(incoming, service, http2, follows.handle(), stopping.clone().cancelled_owned()))
         }
         None => {
             let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
-            Box::pin(router.serve_with_incoming_shutdown(incoming, stopping.clone().cancelled_owned()))
+            Box::pin(connections::serve(incoming, service, http2, follows.handle(), stopping.clone().cancelled_owned()))
         }
     };
     let grace_over = async {
         stopping.cancelled().await;
         tokio::time::sleep(settings.shutdown_grace).await;
     };
-    let result = tokio::select! {
-        result = serving => result.map_err(ServeError::from),
+    tokio::select! {
+        () = serving => {}
         () = grace_over => {
             tracing::warn!(grace = ?settings.shutdown_grace, "requests still running after the grace period; closing");
-            Ok(())
         }
-    };
-    // A transport failure ends serving without a signal: stop the rest too.
+    }
+    // Serving ends at the signal or when the listener closes: stop the rest too.
     stopping.cancel();
     let closing = async {
         // Its exports in flight are answered before the queue closes.
@@ -334,7 +335,7 @@ pub async fn serve(
         Ok(()) => tracing::info!("stopped"),
         Err(_) => tracing::warn!(bound = ?CLOSING_BOUND, "the database did not close in time; stopping anyway"),
     }
-    result
+    Ok(())
 }
 
 /// Serves OTLP/HTTP on `listener`, over TLS if the gRPC port has it, until

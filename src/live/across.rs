@@ -22,7 +22,6 @@ use super::SharedLog;
 use super::commit_tail::{CommitTail, Matches};
 use super::events::{EventSender, EventStream, channel};
 use super::follower::{FollowError, deliver, until_stopped};
-use super::pacing::Pacer;
 use crate::model::{LogFilter, LogType, Position, RetentionPolicy};
 use crate::store::{Horizon, LogStore};
 
@@ -107,7 +106,6 @@ impl Drop for Counted {
 pub(super) struct AcrossStarter<'a> {
     pub store: &'a Arc<dyn LogStore>,
     pub reads: &'a Arc<Semaphore>,
-    pub pacer: &'a Pacer,
     pub count: &'a Arc<AcrossCount>,
     pub limit: usize,
     pub heartbeat_interval: Duration,
@@ -146,7 +144,6 @@ impl AcrossStarter<'_> {
         let follower = AcrossFollower {
             store: self.store.clone(),
             reads: self.reads.clone(),
-            pacer: self.pacer.clone(),
             heartbeat_interval: self.heartbeat_interval,
             filter: follow.filter,
             position,
@@ -191,7 +188,6 @@ fn expired(
 struct AcrossFollower {
     store: Arc<dyn LogStore>,
     reads: Arc<Semaphore>,
-    pacer: Pacer,
     heartbeat_interval: Duration,
     filter: LogFilter,
     /// Every matching log before this position has been delivered.
@@ -255,7 +251,6 @@ impl AcrossFollower {
                     matching.push(AcrossEvent::Log { log, position });
                 }
             }
-            self.pacer.take(matching.len()).await;
             if slot.send(matching) {
                 quiet_since = Instant::now();
             }

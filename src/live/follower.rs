@@ -22,7 +22,6 @@ use super::across::{AcrossCount, AcrossEvent, AcrossFollow, AcrossStarter};
 use super::commit_tail::CommitTail;
 use super::events::{EventSender, EventStream, channel};
 use super::hub::{Hub, Subscription, Tail};
-use super::pacing::Pacer;
 use crate::auth::{AuthError, Denied, JobRunTokens, Principal};
 use crate::model::{Follow, Followed, JobRun, Log, LogQuery, RetentionPolicy, SortOrder, Start};
 use crate::store::{LogStore, StoreError};
@@ -103,8 +102,6 @@ pub struct Followers {
     /// Followers' reads queue here rather than time out waiting for a
     /// database connection when thousands of them wake at once.
     reads: Arc<Semaphore>,
-    /// Hands out deliveries so that followers never starve writers.
-    pacer: Pacer,
     job_run_tokens: Option<Arc<JobRunTokens>>,
     max_followers: usize,
     across: Arc<AcrossCount>,
@@ -124,14 +121,11 @@ impl Followers {
         let counted = across.clone();
         let reader = tail.clone().read_until(store.clone(), hub.commits(), move || counted.now(), stopping.clone());
         tokio::spawn(reader);
-        let pacer = Pacer::new();
-        tokio::spawn(pacer.clone().run(stopping.clone()));
         Followers {
             store,
             hub,
             heartbeat_interval: config.heartbeat_interval,
             reads: Arc::new(Semaphore::new(config.concurrent_reads.max(1))),
-            pacer,
             job_run_tokens: config.job_run_tokens,
             max_followers: config.max_followers,
             across,
@@ -154,7 +148,6 @@ impl Followers {
         let starter = AcrossStarter {
             store: &self.store,
             reads: &self.reads,
-            pacer: &self.pacer,
             count: &self.across,
             limit: self.max_across,
             heartbeat_interval: self.heartbeat_interval,
@@ -190,7 +183,6 @@ impl Followers {
         let follower = Follower {
             store: self.store.clone(),
             reads: self.reads.clone(),
-            pacer: self.pacer.clone(),
             heartbeat_interval: self.heartbeat_interval,
             follow,
             cursor,
@@ -229,7 +221,6 @@ impl Followers {
 struct Follower {
     store: Arc<dyn LogStore>,
     reads: Arc<Semaphore>,
-    pacer: Pacer,
     heartbeat_interval: Duration,
     follow: Follow,
     /// Every matching log up to this seq has been delivered.
@@ -274,7 +265,6 @@ impl Follower {
                                 matching.push(FollowEvent::Log(log));
                             }
                         }
-                        self.pacer.take(matching.len()).await;
                         if slot.send(matching) {
                             quiet_since = Instant::now();
                         }
@@ -299,7 +289,6 @@ impl Follower {
                 self.cursor = logs.last().map_or(self.cursor, |last| last.seq);
                 let logs: Vec<_> =
                     logs.into_iter().map(|log| FollowEvent::Log(Arc::new(SharedLog::new(log)))).collect();
-                self.pacer.take(logs.len()).await;
                 if !deliver(sender, logs, &mut quiet_since).await {
                     return Ok(());
                 }

@@ -8,7 +8,6 @@ mod commit_tail;
 mod events;
 mod follower;
 mod hub;
-mod pacing;
 mod shared_log;
 
 pub use across::{AcrossEvent, AcrossFollow, AcrossStart};

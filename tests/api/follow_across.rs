@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::conformance;
 use crate::helpers::{Backend, TestServer, assert_invalid, entry, job_entry, task_entry};
-use crate::streams::wait_for_metric;
+use crate::streams::{FOLLOWS_RUNTIME_TASKS, wait_for_metric};
 
 conformance!(
     a_filtered_follow_across_runs_resumes_exactly_at_its_cursor,
@@ -440,8 +440,12 @@ async fn followers_across_runs_are_bounded_and_leave_nothing_behind(backend: Bac
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("--max-cross-run-followers"), "{}", status.message());
     wait_for_metric(&server, "logwell_cross_run_followers", 3.0).await;
+    // Each follow's stream and its follow loop run on the followers' runtime.
+    let follow_tasks = server.metric(FOLLOWS_RUNTIME_TASKS).await;
+    assert!(follow_tasks >= 6.0, "{follow_tasks} tasks on the followers' runtime for 3 follows");
     drop(held);
     wait_for_metric(&server, "logwell_cross_run_followers", 0.0).await;
+    wait_for_metric(&server, FOLLOWS_RUNTIME_TASKS, 0.0).await;
 
     let _ = client_stream(&server, follow(pb::LogFilter::default(), Start::FromNow(true))).await;
 }
@@ -479,6 +483,7 @@ async fn thousands_of_follows_across_runs_opened_and_cancelled_leave_nothing_beh
         worker.await.expect("worker");
     }
     wait_for_metric(&server, "logwell_cross_run_followers", 0.0).await;
+    wait_for_metric(&server, FOLLOWS_RUNTIME_TASKS, 0.0).await;
 }
 
 /// A follower that stops reading while 20,000 logs are written falls

@@ -315,8 +315,12 @@ async fn cancelled_streams_leave_nothing_behind(backend: Backend) {
     }
     wait_for_metric(&server, "logwell_stream_followers", 50.0).await;
     assert_eq!(server.metric("logwell_followed_sequences").await, 1.0);
+    // Each follow's stream and its follow loop run on the followers' runtime.
+    let follow_tasks = server.metric(FOLLOWS_RUNTIME_TASKS).await;
+    assert!(follow_tasks >= 100.0, "{follow_tasks} tasks on the followers' runtime for 50 follows");
     drop(held);
     wait_for_metric(&server, "logwell_stream_followers", 0.0).await;
+    wait_for_metric(&server, FOLLOWS_RUNTIME_TASKS, 0.0).await;
 
     let cycles = 2_000;
     let mut workers = Vec::new();
@@ -336,7 +340,11 @@ async fn cancelled_streams_leave_nothing_behind(backend: Backend) {
     }
     wait_for_metric(&server, "logwell_stream_followers", 0.0).await;
     assert_eq!(server.metric("logwell_followed_sequences").await, 0.0);
+    wait_for_metric(&server, FOLLOWS_RUNTIME_TASKS, 0.0).await;
 }
+
+/// Tasks alive on the server's runtime for follows.
+pub const FOLLOWS_RUNTIME_TASKS: &str = "logwell_runtime_alive_tasks{runtime=\"follows\"}";
 
 /// Polls a metric until it has `wanted`, for at most ten seconds.
 pub async fn wait_for_metric(server: &TestServer, name: &str, wanted: f64) {
