@@ -110,7 +110,7 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot register the RPC metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("cannot start the committer's thread or the followers' runtime: {0}")]
+    #[error("cannot start the committer's thread or the follows runtime: {0}")]
     Threads(#[from] std::io::Error),
     #[error(transparent)]
     Descriptors(#[from] DescriptorsError),

@@ -440,9 +440,9 @@ async fn followers_across_runs_are_bounded_and_leave_nothing_behind(backend: Bac
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("--max-cross-run-followers"), "{}", status.message());
     wait_for_metric(&server, "logwell_cross_run_followers", 3.0).await;
-    // Each follow's stream and its follow loop run on the followers' runtime.
+    // Each follow's stream and its follow loop run on the follows runtime.
     let follow_tasks = server.metric(FOLLOWS_RUNTIME_TASKS).await;
-    assert!(follow_tasks >= 6.0, "{follow_tasks} tasks on the followers' runtime for 3 follows");
+    assert!(follow_tasks >= 6.0, "{follow_tasks} tasks on the follows runtime for 3 follows");
     drop(held);
     wait_for_metric(&server, "logwell_cross_run_followers", 0.0).await;
     wait_for_metric(&server, FOLLOWS_RUNTIME_TASKS, 0.0).await;

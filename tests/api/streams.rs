@@ -315,9 +315,9 @@ async fn cancelled_streams_leave_nothing_behind(backend: Backend) {
     }
     wait_for_metric(&server, "logwell_stream_followers", 50.0).await;
     assert_eq!(server.metric("logwell_followed_sequences").await, 1.0);
-    // Each follow's stream and its follow loop run on the followers' runtime.
+    // Each follow's stream and its follow loop run on the follows runtime.
     let follow_tasks = server.metric(FOLLOWS_RUNTIME_TASKS).await;
-    assert!(follow_tasks >= 100.0, "{follow_tasks} tasks on the followers' runtime for 50 follows");
+    assert!(follow_tasks >= 100.0, "{follow_tasks} tasks on the follows runtime for 50 follows");
     drop(held);
     wait_for_metric(&server, "logwell_stream_followers", 0.0).await;
     wait_for_metric(&server, FOLLOWS_RUNTIME_TASKS, 0.0).await;
