@@ -158,6 +158,7 @@ pub async fn serve<I, IO, S, B>(
 /// How much less the kernel favours the follows runtime's threads than the
 /// server's (a nice value, 0 to 19): in the fan-out benchmark, 10 took the
 /// writer's ack p50 from 3 to 2 ms and its p99 from 21 to 15–18 ms.
+#[cfg(target_os = "linux")]
 const FOLLOWS_NICENESS: i32 = 10;
 
 /// The runtime the streams of follows run on, as many threads as the
@@ -195,6 +196,7 @@ impl Drop for FollowsRuntime {
 
 /// Lowers the calling thread's scheduling priority: a follower's delivery
 /// can wait; a writer's acknowledgement should not.
+#[cfg(target_os = "linux")]
 fn lower_priority() {
     // SAFETY: setpriority reads no memory of ours. On Linux, PRIO_PROCESS
     // with a thread's id sets that thread's nice value alone.
@@ -203,3 +205,8 @@ fn lower_priority() {
         tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a follows thread's priority");
     }
 }
+
+/// Elsewhere a nice value is the whole process's: the follows runtime keeps
+/// the server's priority, and only the split of the queues remains.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
