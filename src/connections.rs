@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use http::{Request, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -72,7 +72,7 @@ where
         if FOLLOW_NEXT.take() {
             self.follows.spawn(stream);
         } else {
-            TokioExecutor::new().execute(stream);
+            tokio::spawn(stream);
         }
     }
 }

@@ -39,6 +39,11 @@ pub struct RpcMetrics {
     known: HashSet<String>,
 }
 
+/// A histogram of request times in seconds, over `BUCKETS`.
+fn time_histogram(name: &str, help: &str, labels: &[&str]) -> Result<HistogramVec, prometheus::Error> {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels)
+}
+
 impl RpcMetrics {
     /// Metrics for the RPCs that `descriptor_sets` describe.
     pub fn new(descriptor_sets: &[&[u8]]) -> Result<RpcMetrics, prometheus::Error> {
@@ -46,12 +51,9 @@ impl RpcMetrics {
             Opts::new("logwell_grpc_requests_total", "RPCs answered, by service, method and gRPC status code."),
             &["service", "method", "code"],
         )?;
-        let durations = HistogramVec::new(
-            HistogramOpts::new(
-                "logwell_grpc_request_duration_seconds",
-                "Time from an RPC's arrival to its status (a stream's end), by service and method.",
-            )
-            .buckets(BUCKETS.to_vec()),
+        let durations = time_histogram(
+            "logwell_grpc_request_duration_seconds",
+            "Time from an RPC's arrival to its status (a stream's end), by service and method.",
             &["service", "method"],
         )?;
         let otlp_http_requests = IntCounterVec::new(
@@ -61,12 +63,9 @@ impl RpcMetrics {
             ),
             &["code"],
         )?;
-        let otlp_http_durations = HistogramVec::new(
-            HistogramOpts::new(
-                "logwell_otlp_http_request_duration_seconds",
-                "Time from an OTLP/HTTP export's arrival to its answer.",
-            )
-            .buckets(BUCKETS.to_vec()),
+        let otlp_http_durations = time_histogram(
+            "logwell_otlp_http_request_duration_seconds",
+            "Time from an OTLP/HTTP export's arrival to its answer.",
             &[],
         )?;
         let registry = Registry::new();
