@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::live::Hub;
 use crate::model::{NewLog, Receipt};
-use crate::store::{LogStore, StoreError};
+use crate::store::{Appended, CommitSpan, LogStore, StoreError};
 
 /// Logs committed in one transaction, at most.
 const MAX_GROUP_LOGS: usize = 10_000;
@@ -191,7 +191,7 @@ impl GroupCommitter {
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
         match outcome {
-            Ok(results) => {
+            Ok(Appended { batches: results, span }) => {
                 let seqs = self.stored(&results);
                 // Writers first: telling the hub wakes every follower of the
                 // group's runs, thousands perhaps, and a writer woken after
@@ -199,7 +199,7 @@ impl GroupCommitter {
                 for (reply, result) in replies.zip(results) {
                     let _ = reply.send(result);
                 }
-                self.publish(logs, seqs);
+                self.publish(logs, seqs, span);
             }
             Err(error) if batches.len() == 1 => {
                 if let Some(reply) = replies.into_iter().next() {
@@ -221,9 +221,9 @@ impl GroupCommitter {
     }
 
     async fn append_alone(&self, logs: Vec<NewLog>) -> Result<Vec<Receipt>, StoreError> {
-        let mut results = self.store.append_batches(&[&logs]).await?;
+        let Appended { batches: mut results, span } = self.store.append_batches(&[&logs]).await?;
         let seqs = self.stored(&results);
-        self.publish(vec![logs], seqs);
+        self.publish(vec![logs], seqs, span);
         results.pop().unwrap_or(Err(StoreError::Internal("the store answered no batch")))
     }
 
@@ -243,13 +243,13 @@ impl GroupCommitter {
 
     /// Tells the hub of `batches`' logs that `seqs` names, in the order
     /// they took their seqs: each sequence's ascending, as the hub's tails
-    /// are.
-    fn publish(&self, batches: Vec<Vec<NewLog>>, seqs: Vec<Vec<Option<i64>>>) {
+    /// are; and where they lie in the commit order, if the store knows.
+    fn publish(&self, batches: Vec<Vec<NewLog>>, seqs: Vec<Vec<Option<i64>>>, span: Option<CommitSpan>) {
         let stored = batches
             .into_iter()
             .zip(seqs)
             .flat_map(|(logs, seqs)| logs.into_iter().zip(seqs).filter_map(|(log, seq)| Some((log, seq?))));
-        self.hub.committed(stored);
+        self.hub.committed(stored, span);
     }
 }
 

@@ -1,9 +1,12 @@
 //! The commit tail: the most recent logs committed anywhere, in commit
 //! order, read once per process for every follower across runs.
 //!
-//! One task reads storage after the tail's end at every commit it hears of
-//! (and shortly again while running transactions hold the horizon back),
-//! unfiltered; followers match the logs in memory. So ten followers of
+//! The committer gives it this process's commits when the store can tell
+//! where they lie in the commit order (SQLite's one writer). One task reads
+//! storage after the tail's end at every other commit it hears of (another
+//! replica's; every commit on PostgreSQL, and shortly again while running
+//! transactions hold the horizon back), unfiltered; followers match the
+//! logs in memory. So ten followers of
 //! `level >= warn` cost one read per commit, not ten, and a narrow follow
 //! costs the matching, not a database scan. The tail holds a window bounded
 //! in logs and in memory; a follower behind it reads storage itself. While
@@ -19,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use super::SharedLog;
 use super::shared_log::held_bytes;
 use crate::model::{LogFilter, Position};
-use crate::store::LogStore;
+use crate::store::{CommitSpan, LogStore};
 
 /// Logs the tail keeps, at most: enough for followers that lag a little.
 const TAIL_LOGS: usize = 16_384;
@@ -72,8 +75,8 @@ pub(super) struct CommitTail {
     wanted: Notify,
 }
 
-impl CommitTail {
-    pub(super) fn new() -> Arc<CommitTail> {
+impl Default for CommitTail {
+    fn default() -> CommitTail {
         let window = Window {
             logs: VecDeque::new(),
             bytes: 0,
@@ -82,7 +85,52 @@ impl CommitTail {
             failed: false,
             stale: true,
         };
-        Arc::new(CommitTail { window: RwLock::new(window), changed: watch::channel(0).0, wanted: Notify::new() })
+        CommitTail { window: RwLock::new(window), changed: watch::channel(0).0, wanted: Notify::new() }
+    }
+}
+
+impl Window {
+    /// Adds the next log, and lets the oldest go past the bounds.
+    fn push(&mut self, position: Position, log: Arc<SharedLog>) {
+        self.bytes += held_bytes(&log);
+        self.logs.push_back((position, log));
+        // The newest log stays, whatever its size.
+        while (self.logs.len() > TAIL_LOGS || self.bytes > TAIL_BYTES) && self.logs.len() > 1 {
+            if let Some((dropped, log)) = self.logs.pop_front() {
+                self.bytes -= held_bytes(&log);
+                self.start = dropped;
+            }
+        }
+    }
+}
+
+impl CommitTail {
+    /// Whether the window is being kept: someone follows across runs.
+    pub(super) fn is_live(&self) -> bool {
+        let window = self.window.read().unwrap_or_else(PoisonError::into_inner);
+        !window.stale && !window.failed
+    }
+
+    /// Takes a commit's logs from the committer, without reading storage,
+    /// if they continue the window: if it ends at `span.after`. Otherwise
+    /// (another process or replica committed in between, or the reader is
+    /// behind) answers false, and the reader reads storage.
+    pub(super) fn take(&self, span: CommitSpan, logs: Vec<Arc<SharedLog>>) -> bool {
+        if span.positions.len() != logs.len() {
+            return false;
+        }
+        {
+            let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
+            if window.stale || window.failed || window.read_through != span.after {
+                return false;
+            }
+            for (position, log) in span.positions.into_iter().zip(logs) {
+                window.push(position, log);
+            }
+            window.read_through = span.through;
+        }
+        self.changed.send_modify(|changes| *changes = changes.wrapping_add(1));
+        true
     }
 
     /// Wake-ups at every change of the window from now on.
@@ -117,17 +165,18 @@ impl CommitTail {
         Matches::Found { logs, through: position.max(window.read_through) }
     }
 
-    /// Reads storage into the window while `followers` says anyone
-    /// follows; waits when no one does. Runs until `stopping`.
+    /// Reads storage into the window at every commit `unread` tells of,
+    /// while `followers` says anyone follows; waits when no one does. Runs
+    /// until `stopping`.
     pub(super) async fn read_until(
         self: Arc<Self>,
         store: Arc<dyn LogStore>,
-        commits: watch::Receiver<u64>,
+        unread: watch::Receiver<u64>,
         followers: impl Fn() -> usize,
         stopping: tokio_util::sync::CancellationToken,
     ) {
         tokio::select! {
-            () = self.read_forever(store, commits, followers) => {}
+            () = self.read_forever(store, unread, followers) => {}
             () = stopping.cancelled() => {}
         }
     }
@@ -135,7 +184,7 @@ impl CommitTail {
     async fn read_forever(
         &self,
         store: Arc<dyn LogStore>,
-        mut commits: watch::Receiver<u64>,
+        mut unread: watch::Receiver<u64>,
         followers: impl Fn() -> usize,
     ) {
         let everything = LogFilter::default();
@@ -148,14 +197,14 @@ impl CommitTail {
                 }
                 continue;
             }
-            commits.borrow_and_update();
+            unread.borrow_and_update();
             let retry = match self.read_once(store.as_ref(), &everything).await {
                 Ok(ReadOutcome::More) => continue,
                 Ok(ReadOutcome::CaughtUp { held_back }) => held_back.then_some(HELD_BACK_RETRY),
                 Err(()) => Some(FAILED_RETRY),
             };
             tokio::select! {
-                _ = commits.changed() => {}
+                _ = unread.changed() => {}
                 () = tokio::time::sleep(retry.unwrap_or(BACKSTOP)) => {}
             }
         }
@@ -189,14 +238,9 @@ impl CommitTail {
             store.read_committed(everything, after, READ_LOGS).await.map(|page| {
                 let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
                 for (position, log) in page.logs {
-                    window.bytes += held_bytes(&log);
-                    window.logs.push_back((position, Arc::new(SharedLog::new(log))));
-                }
-                // The newest log stays, whatever its size.
-                while (window.logs.len() > TAIL_LOGS || window.bytes > TAIL_BYTES) && window.logs.len() > 1 {
-                    if let Some((dropped, log)) = window.logs.pop_front() {
-                        window.bytes -= held_bytes(&log);
-                        window.start = dropped;
+                    // The committer may have given it meanwhile.
+                    if position > window.read_through {
+                        window.push(position, Arc::new(SharedLog::new(log)));
                     }
                 }
                 window.read_through = window.read_through.max(page.read_through);
@@ -218,4 +262,62 @@ enum ReadOutcome {
     More,
     /// The window reaches the horizon; `held_back` as the read said.
     CaughtUp { held_back: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::live::Hub;
+    use crate::model::{Limits, LogDraft, LogType, NewLog};
+
+    fn new_log(message: &str) -> NewLog {
+        LogDraft { job_run_id: Uuid::now_v7().to_string(), message: message.into(), ..LogDraft::default() }
+            .validate(LogType::Job, Utc::now(), &Limits::default())
+            .unwrap()
+    }
+
+    /// What SQLite's writer answers for `count` logs from position `first`.
+    fn span(first: i64, count: i64) -> CommitSpan {
+        CommitSpan {
+            after: Position::before(first),
+            positions: (first..first + count).map(|commit| Position { commit, index: 0 }).collect(),
+            through: Position::before(first + count),
+        }
+    }
+
+    fn messages(tail: &CommitTail, after: Position) -> Vec<String> {
+        match tail.matches_after(after, &LogFilter::default(), 100) {
+            Matches::Found { logs, .. } => logs.iter().map(|(_, log)| log.message.clone()).collect(),
+            Matches::Unknown => panic!("the window does not reach {after:?}"),
+        }
+    }
+
+    #[test]
+    fn the_committer_gives_the_tail_what_continues_it_and_the_reader_reads_the_rest() {
+        let hub = Hub::new();
+        let (tail, mut unread) = hub.commit_tail();
+        unread.borrow_and_update();
+        hub.committed(vec![(new_log("before anyone follows"), 1)], Some(span(1, 1)));
+        assert!(unread.has_changed().unwrap(), "no one follows: the reader starts afresh when someone does");
+        unread.borrow_and_update();
+        {
+            // What the reader's first read leaves: a live window, ending at
+            // the horizon.
+            let mut window = tail.window.write().unwrap();
+            (window.start, window.read_through, window.stale) = (Position::before(2), Position::before(2), false);
+        }
+        hub.committed(vec![(new_log("a"), 2), (new_log("b"), 3)], Some(span(2, 2)));
+        assert!(!unread.has_changed().unwrap(), "the tail took them: nothing to read");
+        assert_eq!(messages(&tail, Position::before(2)), ["a", "b"]);
+
+        hub.committed(vec![(new_log("after a gap"), 4)], Some(span(6, 1)));
+        assert!(unread.has_changed().unwrap(), "another process committed 4 and 5: the reader reads storage");
+        assert_eq!(messages(&tail, Position::before(2)), ["a", "b"], "nothing past the gap is taken");
+        unread.borrow_and_update();
+        hub.committed(vec![(new_log("c"), 5)], None);
+        assert!(unread.has_changed().unwrap(), "a store that cannot tell where its logs lie: the reader reads");
+    }
 }

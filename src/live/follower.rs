@@ -117,9 +117,10 @@ pub struct Followers {
 impl Followers {
     /// Starts the shared commit tail's reader too, until `stopping`.
     pub fn new(store: Arc<dyn LogStore>, hub: Arc<Hub>, config: FollowersConfig, stopping: CancellationToken) -> Self {
-        let (across, tail) = (Arc::<AcrossCount>::default(), CommitTail::new());
+        let across = Arc::<AcrossCount>::default();
+        let (tail, unread) = hub.commit_tail();
         let counted = across.clone();
-        let reader = tail.clone().read_until(store.clone(), hub.commits(), move || counted.now(), stopping.clone());
+        let reader = tail.clone().read_until(store.clone(), unread, move || counted.now(), stopping.clone());
         tokio::spawn(reader);
         Followers {
             store,

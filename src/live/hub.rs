@@ -18,9 +18,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::SharedLog;
+use super::commit_tail::CommitTail;
 use super::shared_log::held_bytes;
 use crate::model::{Log, NewLog, SYSTEM_SEQUENCE};
-use crate::store::ChangesElsewhere;
+use crate::store::{ChangesElsewhere, CommitSpan};
 
 /// What the shared tails of this process hold, at most, shared evenly by
 /// the followed sequences, each up to `SEQUENCE_TAIL_BYTES`: followers that
@@ -62,6 +63,11 @@ pub struct Hub {
     /// Moves at every commit this process makes or hears of, in any
     /// sequence: the wake-up of follows across runs.
     commits: watch::Sender<u64>,
+    /// The logs committed anywhere lately, for follows across runs.
+    tail: Arc<CommitTail>,
+    /// Moves at every commit the commit tail was not given: its reader then
+    /// reads storage.
+    tail_unread: watch::Sender<u64>,
 }
 
 /// A follower's registration. Dropping it unregisters the follower, and the
@@ -76,8 +82,8 @@ pub struct Subscription {
     seen: Signal,
 }
 
-/// Logs this process committed, each with its seq.
-type Committed = Vec<(NewLog, i64)>;
+/// Logs this process committed to one sequence.
+type Committed = Vec<Log>;
 
 /// What the shared tail says about the logs after a cursor.
 #[derive(Debug, PartialEq)]
@@ -117,40 +123,51 @@ impl Hub {
     }
 
     /// Publishes logs this process committed, each with its seq, to the
-    /// followers of their sequences. Call in commit order. While no one
-    /// follows, the logs are not even looked at.
-    pub fn committed(&self, logs: impl IntoIterator<Item = (NewLog, i64)>) {
+    /// followers of their sequences, and to the commit tail with where they
+    /// lie in the commit order (`span`), if the store could tell. Call in
+    /// commit order. While no one follows, the logs are not even looked at.
+    pub fn committed(&self, logs: impl IntoIterator<Item = (NewLog, i64)>, span: Option<CommitSpan>) {
         self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
+        // The commit tail's copies, when it can take them: each kind of
+        // follow has its own wire form (`SharedLog`).
+        let mut across = span.filter(|_| self.tail.is_live()).map(|span| (span, Vec::new()));
         // Each followed sequence of the group with its logs; the rest are
         // dropped.
         let mut followed: Vec<(Uuid, Arc<Sequence>, Committed)> = Vec::new();
         let share;
         {
             let sequences = self.sequences();
-            if sequences.is_empty() {
-                return;
-            }
-            share = (TAILS_BYTES / sequences.len()).min(SEQUENCE_TAIL_BYTES);
+            share = TAILS_BYTES.checked_div(sequences.len()).unwrap_or(0).min(SEQUENCE_TAIL_BYTES);
             for (log, seq) in logs {
                 let id = log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE);
-                match followed.iter_mut().find(|(known, _, _)| *known == id) {
-                    Some((_, _, logs)) => logs.push((log, seq)),
-                    None => {
-                        if let Some(sequence) = sequences.get(&id) {
-                            followed.push((id, sequence.clone(), vec![(log, seq)]));
-                        }
+                let known = followed.iter().position(|(known, _, _)| *known == id);
+                let index = known.or_else(|| {
+                    let sequence = sequences.get(&id)?;
+                    followed.push((id, sequence.clone(), Vec::new()));
+                    Some(followed.len() - 1)
+                });
+                if index.is_none() && across.is_none() {
+                    continue;
+                }
+                let log = Log::committed(log, seq);
+                match (index, &mut across) {
+                    (Some(index), Some((_, tail))) => {
+                        tail.push(Arc::new(SharedLog::new(log.clone())));
+                        followed[index].2.push(log);
                     }
+                    (Some(index), None) => followed[index].2.push(log),
+                    (None, Some((_, tail))) => tail.push(Arc::new(SharedLog::new(log))),
+                    (None, None) => {}
                 }
             }
         }
         for (_, sequence, committed) in followed {
             let mut tail = sequence.tail.write().unwrap_or_else(PoisonError::into_inner);
-            for (log, seq) in committed {
-                if tail.logs.back().is_some_and(|last| last.seq + 1 != seq) {
+            for log in committed {
+                if tail.logs.back().is_some_and(|last| last.seq + 1 != log.seq) {
                     // A gap (another replica committed in between): start afresh.
                     *tail = TailLogs::default();
                 }
-                let log = Log::committed(log, seq);
                 tail.bytes += held_bytes(&log);
                 tail.logs.push_back(Arc::new(SharedLog::new(log)));
                 // The newest log stays, whatever its size.
@@ -163,12 +180,17 @@ impl Hub {
             drop(tail);
             sequence.signal.send_modify(|signal| signal.local = signal.local.wrapping_add(1));
         }
+        let fed = across.is_some_and(|(span, logs)| self.tail.take(span, logs));
+        if !fed {
+            self.tail_unread.send_modify(|unread| *unread = unread.wrapping_add(1));
+        }
     }
 
     /// Tells the followers of each sequence to read storage: it changed in a
     /// way the tail does not show.
     pub fn storage_changed(&self, sequences: impl IntoIterator<Item = Uuid>) {
         self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
+        self.tail_unread.send_modify(|unread| *unread = unread.wrapping_add(1));
         let registered = self.sequences();
         for id in sequences {
             if let Some(sequence) = registered.get(&id) {
@@ -181,6 +203,7 @@ impl Hub {
     /// (a replica's listening connection dropped).
     pub fn storage_changed_everywhere(&self) {
         self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
+        self.tail_unread.send_modify(|unread| *unread = unread.wrapping_add(1));
         for sequence in self.sequences().values() {
             sequence.signal.send_modify(|signal| signal.storage = signal.storage.wrapping_add(1));
         }
@@ -189,6 +212,12 @@ impl Hub {
     /// Wake-ups at every commit, in any sequence, from now on.
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    /// The commit tail, and wake-ups at every commit it must read from
+    /// storage.
+    pub(super) fn commit_tail(&self) -> (Arc<CommitTail>, watch::Receiver<u64>) {
+        (self.tail.clone(), self.tail_unread.subscribe())
     }
 
     /// Followers registered now.
@@ -288,7 +317,7 @@ mod tests {
         let run = Uuid::now_v7();
         let mut subscription = hub.subscribe(run);
         assert_eq!(subscription.tail_after(0, 10), Tail::Unknown);
-        hub.committed(vec![(new_log(run), 1), (new_log(run), 2), (new_log(run), 3)]);
+        hub.committed(vec![(new_log(run), 1), (new_log(run), 2), (new_log(run), 3)], None);
         let storage = tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken");
         assert!(!storage, "the tail shows local commits");
         assert_eq!(seqs(subscription.tail_after(0, 10)), [1, 2, 3]);
@@ -296,7 +325,7 @@ mod tests {
         assert_eq!(subscription.tail_after(3, 10), Tail::AtEnd);
         assert_eq!(subscription.tail_after(7, 10), Tail::Unknown);
 
-        hub.committed(vec![(new_log(run), 9)]);
+        hub.committed(vec![(new_log(run), 9)], None);
         assert_eq!(subscription.tail_after(3, 10), Tail::Unknown, "a gap sends followers to storage");
         assert_eq!(seqs(subscription.tail_after(8, 10)), [9]);
 
@@ -317,7 +346,7 @@ mod tests {
             log.message = "x".repeat(1024 * 1024);
             (log, seq)
         };
-        hub.committed((1..=20).map(big));
+        hub.committed((1..=20).map(big), None);
         let kept = seqs(subscription.tail_after(13, 20));
         assert_eq!(kept, (14..=20).collect::<Vec<_>>(), "the newest logs within 16 MiB (2 MiB and more each)");
         assert_eq!(subscription.tail_after(12, 20), Tail::Unknown, "older ones went: storage serves them");
@@ -331,7 +360,7 @@ mod tests {
         let (run, other) = (Uuid::now_v7(), Uuid::now_v7());
         let first = hub.subscribe(run);
         let second = hub.subscribe(run);
-        hub.committed(vec![(new_log(other), 1)]);
+        hub.committed(vec![(new_log(other), 1)], None);
         assert_eq!(first.tail_after(0, 10), Tail::Unknown, "another run's commit is not in this tail");
         assert_eq!((hub.followers(), hub.followed_sequences()), (2, 1));
         drop(first);

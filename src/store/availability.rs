@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{BatchResult, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, LogStore, StoreError};
+use super::{Appended, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, LogStore, StoreError};
 use crate::model::{
     CaseFolding, Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity,
     RunQuery,
@@ -75,7 +75,7 @@ impl Observed {
 
 #[async_trait::async_trait]
 impl LogStore for Observed {
-    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
+    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Appended, StoreError> {
         self.availability.observe(self.inner.append_batches(batches).instrument(operation("append_batches")).await)
     }
 

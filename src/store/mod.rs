@@ -144,6 +144,27 @@ impl Horizon {
 /// One batch's answer within a group commit.
 pub type BatchResult = Result<Vec<Receipt>, StoreError>;
 
+/// What a group commit stored.
+#[derive(Debug)]
+pub struct Appended {
+    /// Each batch's answer, in order.
+    pub batches: Vec<BatchResult>,
+    /// Where the group's new logs lie in the commit order, when the store
+    /// knows at once: on SQLite, whose one writer numbers logs as it commits
+    /// them. None on PostgreSQL, where a position is known to be readable
+    /// only once every older transaction has ended.
+    pub span: Option<CommitSpan>,
+}
+
+/// The positions a group's new logs took: in the order of their batches,
+/// they are every log with a position in (`after`, `through`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSpan {
+    pub after: Position,
+    pub positions: Vec<Position>,
+    pub through: Position,
+}
+
 /// Where logs live. Every implementation passes the same conformance suite
 /// (`tests/api`).
 #[async_trait::async_trait]
@@ -156,7 +177,7 @@ pub trait LogStore: Send + Sync + 'static {
     /// alone. Each log gets the next seq of its job run (or of the system
     /// sequence), allocated inside the transaction so that seq order is
     /// commit order. Any other failure fails the whole group.
-    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError>;
+    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Appended, StoreError>;
 
     /// Runs one page of a listing.
     async fn list(&self, query: &LogQuery) -> Result<Vec<Log>, StoreError>;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use logwell::model::{LogDraft, LogType, NewLog};
+use logwell::model::{LogDraft, LogFilter, LogType, NewLog};
 use logwell::proto::v1::{self as pb};
 use logwell::server::ServerSettings;
 use prost_types::Timestamp;
@@ -190,8 +190,8 @@ async fn a_failing_transaction_stores_nothing_and_leaves_no_gap(backend: Backend
 
     let run_logs = pb::ListLogsRequest { job_run_id: run.to_string(), ..Default::default() };
     assert!(server.list_all(run_logs.clone()).await.is_empty(), "no part of the batch was stored");
-    let results = server.store.append_batches(&[&[valid("after")]]).await.expect("next write");
-    let receipts = results.into_iter().next().expect("one batch").expect("stored");
+    let appended = server.store.append_batches(&[&[valid("after")]]).await.expect("next write");
+    let receipts = appended.batches.into_iter().next().expect("one batch").expect("stored");
     assert_eq!(receipts[0].seq, 1, "the failed batch's seqs were rolled back with it");
 }
 
@@ -267,7 +267,8 @@ async fn one_group_commit_stores_each_batch_whole_or_not_at_all(backend: Backend
     let first = [log(open, "a"), log(open, "b")];
     let second = [log(open, "c"), log(done, "late")];
     let third = [log(open, "d")];
-    let results = server.store.append_batches(&[&first, &second, &third]).await.expect("the group commits");
+    let appended = server.store.append_batches(&[&first, &second, &third]).await.expect("the group commits");
+    let results = &appended.batches;
     let seqs: Vec<Option<Vec<i64>>> = results
         .iter()
         .map(|result| result.as_ref().ok().map(|receipts| receipts.iter().map(|r| r.seq).collect()))
@@ -276,6 +277,21 @@ async fn one_group_commit_stores_each_batch_whole_or_not_at_all(backend: Backend
     assert!(matches!(results[1], Err(logwell::store::StoreError::JobRunComplete(run)) if run == done));
     let stored = server.list_all(pb::ListLogsRequest { job_run_id: open.to_string(), ..Default::default() }).await;
     assert_eq!(stored.iter().map(|log| log.message.as_str()).collect::<Vec<_>>(), ["a", "b", "d"]);
+
+    // SQLite's one writer knows at once where the new logs lie in the
+    // commit order (the commit tail takes them without reading storage);
+    // PostgreSQL knows only once older transactions end.
+    match (backend, appended.span) {
+        (Backend::Sqlite, Some(span)) => {
+            let page = server.store.read_committed(&LogFilter::default(), span.after, 10).await.expect("read");
+            let read: Vec<_> = page.logs.iter().map(|(position, log)| (*position, log.message.as_str())).collect();
+            let told: Vec<_> = span.positions.iter().copied().zip(["a", "b", "d"]).collect();
+            assert_eq!(read, told, "the span names every log after it, in order");
+            assert_eq!(page.read_through, span.through, "and nothing lies past it");
+        }
+        (Backend::Postgres, None) => {}
+        (backend, span) => panic!("{backend:?} answered the span {span:?}"),
+    }
 }
 
 /// A run completed behind this server's back (by another replica; here by

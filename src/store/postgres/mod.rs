@@ -22,9 +22,9 @@ use dialect::PostgresDialect;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, COMMITTED_WINDOW, ChangesElsewhere, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate,
-    Horizon, JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns,
-    run_sql, sequence,
+    Appended, COMMITTED_WINDOW, ChangesElsewhere, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon,
+    JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql,
+    sequence,
 };
 use crate::model::{
     CaseFolding, Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity,
@@ -617,17 +617,20 @@ async fn forward_notifications(
 
 #[async_trait::async_trait]
 impl LogStore for PostgresStore {
-    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
+    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Appended, StoreError> {
         let completed = self.completed_runs.among(&sequence::sequences(batches));
         let mut attempt = 1;
         loop {
             let stored = self.stored_ids(batches).await?;
             let (logs, plans) = sequence::plan(batches, &completed, &stored);
             if logs.is_empty() {
-                return Ok(sequence::answers(plans, &[]));
+                return Ok(Appended { batches: sequence::answers(plans, &[]), span: None });
             }
             match self.append(&logs).await {
-                Ok(seqs) => return Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs))),
+                Ok(seqs) => {
+                    let batches = sequence::answers(plans, &sequence::receipts(&logs, seqs));
+                    return Ok(Appended { batches, span: None });
+                }
                 // Another replica stored one of these ids after the lookup,
                 // and has committed: looking again finds it. Or it overtook
                 // this transaction in one of the runs: a new one comes after.

@@ -17,8 +17,9 @@ use uuid::Uuid;
 
 use super::list_sql::{self, LOG_COLUMNS, Param};
 use super::{
-    BatchResult, COMMITTED_WINDOW, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon, JobRunRow,
-    LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql, sequence,
+    Appended, COMMITTED_WINDOW, CommitSpan, CommittedPage, CountRow, EmptiedPartitions, ExpiryEstimate, Horizon,
+    JobRunRow, LogStore, NO_LOGS, SELECT_STORED_IDS, StoreError, StoredIdRow, StoredRow, job_run_columns, run_sql,
+    sequence,
 };
 use crate::model::{
     CaseFolding, Completion, Grouping, JobRun, Log, LogFilter, LogQuery, LogType, NewLog, Position, RunIdentity,
@@ -145,8 +146,15 @@ impl SqliteStore {
         metadata_index::reconcile(&mut *writer.acquire().await?, &options.metadata_index_keys).await?;
         optional_index::reconcile_text(&mut *writer.acquire().await?, options.text_index).await?;
         optional_index::reconcile_expiry(&mut *writer.acquire().await?, options.expiry_index).await?;
+        // Every reader is opened now and kept. A SQLite connection is a
+        // thread, which takes the scheduling of the thread that opens it:
+        // one opened for a follow would serve every later read, the commit
+        // tail's and queries', at the follows' lower priority.
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
+            .min_connections(options.max_connections)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
@@ -532,8 +540,8 @@ impl TryFrom<SqliteJobRunRow> for JobRun {
 
 #[async_trait::async_trait]
 impl LogStore for SqliteStore {
-    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Vec<BatchResult>, StoreError> {
-        let (logs, seqs, plans) = self
+    async fn append_batches(&self, batches: &[&[NewLog]]) -> Result<Appended, StoreError> {
+        let (logs, seqs, plans, first_position) = self
             .writer
             .transaction(async |transaction| {
                 let sequences = sequence::sequences(batches);
@@ -608,10 +616,16 @@ impl LogStore for SqliteStore {
                     });
                     insert.build().execute(&mut *transaction).await?;
                 }
-                Ok((logs, seqs, plans))
+                Ok((logs, seqs, plans, first_position))
             })
             .await?;
-        Ok(sequence::answers(plans, &sequence::receipts(&logs, seqs)))
+        let next_position = first_position + i64::try_from(logs.len()).unwrap_or(i64::MAX);
+        let span = CommitSpan {
+            after: Position::before(first_position),
+            positions: (first_position..next_position).map(|commit| Position { commit, index: 0 }).collect(),
+            through: Position::before(next_position),
+        };
+        Ok(Appended { batches: sequence::answers(plans, &sequence::receipts(&logs, seqs)), span: Some(span) })
     }
 
     async fn read_committed(
