@@ -1,17 +1,17 @@
 //! The commit tail: the most recent logs committed anywhere, in commit
-//! order, read once per process for every follower across runs.
+//! order, kept once per process for every follower across runs.
 //!
-//! The committer gives it this process's commits when the store can tell
+//! The committer hands it this process's commits when the store can tell
 //! where they lie in the commit order (SQLite's one writer). One task reads
 //! storage after the tail's end at every other commit it hears of (another
-//! replica's; every commit on PostgreSQL, and shortly again while running
-//! transactions hold the horizon back), unfiltered; followers match the
-//! logs in memory. So ten followers of
-//! `level >= warn` cost one read per commit, not ten, and a narrow follow
-//! costs the matching, not a database scan. The tail holds a window bounded
-//! in logs and in memory; a follower behind it reads storage itself. While
-//! no one follows across runs, the task waits and reads nothing; when
-//! followers return, it starts afresh from now.
+//! process's; every commit on PostgreSQL, and shortly again while running
+//! transactions hold the horizon back), unfiltered. Followers match the
+//! logs in memory: ten followers of `level >= warn` cost at most one read
+//! per commit, not ten, and a narrow follow costs the matching, not a
+//! database scan. The tail holds a window bounded in logs and in memory; a
+//! follower behind it reads storage itself. While no one follows across
+//! runs, the task waits and reads nothing, and the committer hands nothing;
+//! when followers return, it starts afresh from now.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError, RwLock};
