@@ -150,15 +150,16 @@ impl Hub {
                     continue;
                 }
                 let log = Log::committed(log, seq);
-                match (index, &mut across) {
-                    (Some(index), Some((_, tail))) => {
-                        tail.push(Arc::new(SharedLog::new(log.clone())));
-                        followed[index].2.push(log);
+                let Some(index) = index else {
+                    if let Some((_, tail)) = &mut across {
+                        tail.push(Arc::new(SharedLog::new(log)));
                     }
-                    (Some(index), None) => followed[index].2.push(log),
-                    (None, Some((_, tail))) => tail.push(Arc::new(SharedLog::new(log))),
-                    (None, None) => {}
+                    continue;
+                };
+                if let Some((_, tail)) = &mut across {
+                    tail.push(Arc::new(SharedLog::new(log.clone())));
                 }
+                followed[index].2.push(log);
             }
         }
         for (_, sequence, committed) in followed {
@@ -182,15 +183,19 @@ impl Hub {
         }
         let fed = across.is_some_and(|(span, logs)| self.tail.take(span, logs));
         if !fed {
-            self.tail_unread.send_modify(|unread| *unread = unread.wrapping_add(1));
+            self.commit_tail_must_read();
         }
+    }
+
+    fn commit_tail_must_read(&self) {
+        self.tail_unread.send_modify(|unread| *unread = unread.wrapping_add(1));
     }
 
     /// Tells the followers of each sequence to read storage: it changed in a
     /// way the tail does not show.
     pub fn storage_changed(&self, sequences: impl IntoIterator<Item = Uuid>) {
         self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
-        self.tail_unread.send_modify(|unread| *unread = unread.wrapping_add(1));
+        self.commit_tail_must_read();
         let registered = self.sequences();
         for id in sequences {
             if let Some(sequence) = registered.get(&id) {
@@ -203,7 +208,7 @@ impl Hub {
     /// (a replica's listening connection dropped).
     pub fn storage_changed_everywhere(&self) {
         self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
-        self.tail_unread.send_modify(|unread| *unread = unread.wrapping_add(1));
+        self.commit_tail_must_read();
         for sequence in self.sequences().values() {
             sequence.signal.send_modify(|signal| signal.storage = signal.storage.wrapping_add(1));
         }
