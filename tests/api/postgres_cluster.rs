@@ -110,9 +110,24 @@ pub fn with_database(url: &str, database: &str) -> String {
     result
 }
 
+/// A port found free may be taken by another test's server before
+/// PostgreSQL binds it ("Address already in use"): each attempt takes
+/// another.
+const CLUSTER_ATTEMPTS: usize = 3;
+
 fn start_throwaway_cluster() -> Result<Cluster, String> {
+    let mut failure = String::new();
+    for _ in 0..CLUSTER_ATTEMPTS {
+        match start_cluster_on(free_port()?) {
+            Ok(cluster) => return Ok(cluster),
+            Err(error) => failure = error,
+        }
+    }
+    Err(failure)
+}
+
+fn start_cluster_on(port: u16) -> Result<Cluster, String> {
     let bin = postgres_bin_dir()?;
-    let port = free_port()?;
     let mut command = if running_as_root() {
         // PostgreSQL refuses to run as root.
         let mut command = Command::new("runuser");
