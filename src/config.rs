@@ -309,7 +309,7 @@ pub struct DatabaseArgs {
     /// Retention's limits decide whether its index exists, so every command that opens the database takes them.
     #[command(flatten)]
     pub retention: RetentionArgs,
-    /// Connections per database pool, at most.
+    /// Connections per database pool, at most; SQLite's readers are all opened at start and kept.
     #[arg(long, env = "LOGWELL_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
     /// How long a request waits for a free database connection before failing with UNAVAILABLE.
