@@ -159,12 +159,15 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(url.parse::<PgConnectOptions>()?.options([("statement_timeout", timeout.as_str())]))
             .await?;
+        // Planned once for any values unless a read says otherwise: in
+        // one round trip, where a transaction setting it costs four.
+        let commit_read_options = [("statement_timeout", timeout.as_str()), ("plan_cache_mode", "force_generic_plan")];
         let commit_reads = PgPoolOptions::new()
             .max_connections(COMMIT_READ_CONNECTIONS)
             // Kept, with the plans they made.
             .idle_timeout(None)
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(url.parse::<PgConnectOptions>()?.options([("statement_timeout", timeout.as_str())]));
+            .connect_lazy_with(url.parse::<PgConnectOptions>()?.options(commit_read_options));
         optional_index::reconcile(
             &pool,
             &[(&optional_index::TEXT, options.text_index), (&optional_index::EXPIRY, options.expiry_index)],
@@ -450,6 +453,26 @@ impl PostgresStore {
         self.read_planned_on(&self.reads, planning, select).await
     }
 
+    /// A read in commit order, on the connections kept for them. Planned
+    /// once per connection unless values decide the plan (`per_values`):
+    /// no day is named, and planning every partition each time costs more
+    /// than the read. On connections of their own, few, so that a plan
+    /// over every partition (52 ms idle, 250-350 ms on a busy machine) is
+    /// made once on each rather than on every reader's.
+    async fn read_in_commit_order(
+        &self,
+        per_values: bool,
+        select: sqlx::query::Query<'_, Postgres, PgArguments>,
+    ) -> Result<Vec<PgRow>, StoreError> {
+        match per_values {
+            true => self.read_planned_on(&self.commit_reads, PLAN_PER_VALUES, select).await,
+            false => select
+                .fetch_all(&self.commit_reads)
+                .await
+                .map_err(|error| StoreError::of_read(error, self.read_timeout)),
+        }
+    }
+
     /// `read_planned` on the connections of `pool`.
     async fn read_planned_on(
         &self,
@@ -656,26 +679,23 @@ impl LogStore for PostgresStore {
         let through = if super::needs_window(filter) {
             let end = list_sql::window_end_statement::<PostgresDialect>(after, horizon.position, COMMITTED_WINDOW);
             let end = bind(sqlx::query(&end.sql), end.params);
-            let rows = self.read_planned_on(&self.commit_reads, PLAN_ONCE, end).await?;
+            let rows = self.read_in_commit_order(false, end).await?;
             positions(&rows)?.first().copied().unwrap_or(horizon.position)
         } else {
             horizon.position
         };
         let statement = list_sql::committed_statement::<PostgresDialect>(filter, after, through, limit, scope(&days));
         let select = bind(sqlx::query(&statement.sql), statement.params);
-        // Planned once per connection unless values decide the plan: no
-        // day is named, and planning every partition each time costs more
-        // than the read. On connections of their own, few, so that a plan
-        // over every partition (52 ms idle, 250-350 ms on a busy machine)
-        // is made once on each rather than on every reader's.
-        let planning = if plans_per_values(filter) { PLAN_PER_VALUES } else { PLAN_ONCE };
-        let rows = self.read_planned_on(&self.commit_reads, planning, select).await?;
+        let rows = self.read_in_commit_order(plans_per_values(filter), select).await?;
         Ok(super::committed_page(logs(&rows)?, positions(&rows)?, after, limit, through, horizon))
     }
 
     async fn commit_horizon(&self) -> Result<Horizon, StoreError> {
+        // On the connections of reads in commit order, which read it before
+        // each page: the readers' pool may have thousands of run followers'
+        // reads queued for it.
         let (oldest_running, next, running): (i64, i64, Vec<i64>) =
-            sqlx::query_as(COMMIT_HORIZON).fetch_one(&self.reads).await?;
+            sqlx::query_as(COMMIT_HORIZON).fetch_one(&self.commit_reads).await?;
         Ok(Horizon { position: Position::before(oldest_running), next, running })
     }
 
