@@ -375,8 +375,13 @@ async fn write_runs(channel: Channel, runs: &[Uuid], seconds: u64) -> (Vec<(Stri
 }
 
 /// Reads a follower across runs until it has `wanted` logs; when each id
-/// arrived.
-async fn drain_across(channel: Channel, wanted: tokio::sync::watch::Receiver<Option<usize>>) -> Vec<(String, Instant)> {
+/// arrived. Tells `started` once the server has answered the follow: it
+/// follows from the commits after its answer.
+async fn drain_across(
+    channel: Channel,
+    started: tokio::sync::mpsc::Sender<()>,
+    wanted: tokio::sync::watch::Receiver<Option<usize>>,
+) -> Vec<(String, Instant)> {
     use logwell::proto::v1::follow_logs_response::Event as AcrossEvent;
     let filter = pb::LogFilter { min_level: pb::LogLevel::Warn.into(), ..Default::default() };
     let request = pb::FollowLogsRequest {
@@ -384,6 +389,7 @@ async fn drain_across(channel: Channel, wanted: tokio::sync::watch::Receiver<Opt
         start: Some(logwell::proto::v1::follow_logs_request::Start::FromNow(true)),
     };
     let mut stream = LogStreamServiceClient::new(channel).follow_logs(request).await.expect("follow").into_inner();
+    started.send(()).await.expect("the benchmark waits for every follower");
     let mut arrivals = Vec::new();
     while wanted.borrow().is_none_or(|wanted| arrivals.len() < wanted) {
         let message = tokio::time::timeout(Duration::from_secs(60), stream.message()).await.expect("stalled");
@@ -407,13 +413,16 @@ async fn across(title: &str, writer: &Server, reader: &Server, args: &Args) {
         }
     }
     let (tell_wanted, wanted) = tokio::sync::watch::channel(None);
+    let (tell_started, mut started) = tokio::sync::mpsc::channel(args.across_followers.max(1));
     let mut followers = Vec::new();
     for _ in 0..args.across_followers {
-        followers.push(tokio::spawn(drain_across(read_channel.clone(), wanted.clone())));
+        followers.push(tokio::spawn(drain_across(read_channel.clone(), tell_started.clone(), wanted.clone())));
     }
-    // Every follower across runs is registered before the first write.
-    while reader.metric("logwell_cross_run_followers").await < args.across_followers as f64 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Every follower across runs has started before the first write: one
+    // the server counts may still be reading where "now" is, and would
+    // rightly miss what is written meanwhile.
+    for _ in 0..args.across_followers {
+        started.recv().await.expect("a follower across runs started");
     }
     let cpu_before = (writer.cpu_seconds(), reader.cpu_seconds());
     let writing = Instant::now();
