@@ -74,8 +74,8 @@ const ALLOCATE: &str = "SELECT firsts, days FROM logwell_allocate($1, $2, $3, $4
 /// them more than it saves.
 const COPY_FROM_LOGS: usize = 1_000;
 
-/// Connections of the reads in commit order: the commit tail's one reader,
-/// and followers across runs whose filters it cannot decide.
+/// Connections of the reads in commit order and of the horizon: the commit
+/// tail's one reader, and followers across runs behind it or starting.
 const COMMIT_READ_CONNECTIONS: u32 = 2;
 
 /// The SQLSTATE `logwell_append` and `logwell_allocate` raise when a run of
