@@ -49,6 +49,12 @@ pub async fn render(sources: &Sources) -> String {
         "FollowLogs followers (across runs) connected now.",
         count(sources.followers.following_across()),
     );
+    metric(
+        "counter",
+        "logwell_follower_storage_reads_total",
+        "Reads of the database by StreamLogs followers; their other reads come from shared tails in memory.",
+        sources.followers.storage_reads(),
+    );
     let ingest = &sources.ingest;
     let stats = ingest.stats();
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);

@@ -19,6 +19,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+use uuid::Uuid;
 
 use super::SharedLog;
 use super::shared_log::held_bytes;
@@ -53,6 +54,26 @@ struct Window {
     /// The window is from an earlier time with followers; the next reader
     /// starts it afresh from now.
     stale: bool,
+    /// Where the window last started afresh: commits before it were never
+    /// read into it.
+    began: Position,
+    /// Reads begun so far.
+    reads: u64,
+    /// Other processes' appends that the next reads are to show, for the
+    /// followers of their sequences.
+    expected: Vec<Expected>,
+}
+
+/// Another process's append, told of by a notification.
+#[derive(Debug)]
+struct Expected {
+    /// Its transaction (`Position::commit`).
+    commit: i64,
+    /// The sequences it appended to (`None`: too many to name).
+    sequences: Option<Vec<Uuid>>,
+    /// `Window::reads` when it was expected: a read begun later should
+    /// show it.
+    reads: u64,
 }
 
 /// What the tail holds for a follower at some position.
@@ -85,6 +106,9 @@ impl Default for CommitTail {
             read_through: Position::START,
             failed: false,
             stale: true,
+            began: Position::START,
+            reads: 0,
+            expected: Vec::new(),
         };
         CommitTail { window: RwLock::new(window), changed: watch::channel(0).0, wanted: Notify::new() }
     }
@@ -102,6 +126,44 @@ impl Window {
                 self.start = dropped;
             }
         }
+    }
+}
+
+impl Window {
+    /// Starts afresh from `horizon`, reading nothing before it.
+    fn restart(&mut self, horizon: Position) -> Vec<Option<Vec<Uuid>>> {
+        self.logs.clear();
+        self.bytes = 0;
+        (self.start, self.read_through, self.began) = (horizon, horizon, horizon);
+        (self.stale, self.failed) = (false, false);
+        self.forget_expected()
+    }
+
+    /// The sequences of every expected append: their followers read
+    /// storage instead.
+    fn forget_expected(&mut self) -> Vec<Option<Vec<Uuid>>> {
+        self.expected.drain(..).map(|expected| expected.sequences).collect()
+    }
+
+    /// After the read numbered `read`: forgets the expected appends it
+    /// showed and, if it `caught_up` (read all it could), answers the
+    /// sequences of those it should have shown and did not (a running
+    /// transaction holds the horizon back before them): their followers
+    /// read storage rather than wait.
+    fn settle_expected(&mut self, read: u64, caught_up: bool) -> Vec<Option<Vec<Uuid>>> {
+        let read_through = self.read_through.commit;
+        let mut overdue = Vec::new();
+        self.expected.retain_mut(|expected| {
+            if expected.commit < read_through {
+                return false;
+            }
+            if caught_up && expected.reads < read {
+                overdue.push(expected.sequences.take());
+                return false;
+            }
+            true
+        });
+        overdue
     }
 }
 
@@ -132,6 +194,23 @@ impl CommitTail {
         }
         self.changed.send_modify(|changes| *changes = changes.wrapping_add(1));
         true
+    }
+
+    /// Another process appended logs to `sequences` in the transaction
+    /// `commit`. Answers `Ok` if the tail's reads show them (already, or in
+    /// a read to come, which hands them on), or `Err` with the sequences
+    /// whose followers must read storage: the window is not kept, or began
+    /// after that commit.
+    pub(super) fn expect(&self, commit: i64, sequences: Option<Vec<Uuid>>) -> Result<(), Option<Vec<Uuid>>> {
+        let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
+        if window.stale || window.failed || commit < window.began.commit {
+            return Err(sequences);
+        }
+        if commit >= window.read_through.commit {
+            let reads = window.reads;
+            window.expected.push(Expected { commit, sequences, reads });
+        }
+        Ok(())
     }
 
     /// Wake-ups at every change of the window from now on.
@@ -167,17 +246,19 @@ impl CommitTail {
     }
 
     /// Reads storage into the window at every commit `unread` tells of,
-    /// while `followers` says anyone follows; waits when no one does. Runs
-    /// until `stopping`.
+    /// while `followers` says anyone follows; waits when no one does. Hands
+    /// what each read shows to `hand_on`, for the followers of single
+    /// sequences. Runs until `stopping`.
     pub(super) async fn read_until(
         self: Arc<Self>,
         store: Arc<dyn LogStore>,
         unread: watch::Receiver<u64>,
         followers: impl Fn() -> usize,
+        hand_on: impl Fn(Shown),
         stopping: tokio_util::sync::CancellationToken,
     ) {
         tokio::select! {
-            () = self.read_forever(store, unread, followers) => {}
+            () = self.read_forever(store, unread, followers, hand_on) => {}
             () = stopping.cancelled() => {}
         }
     }
@@ -187,6 +268,7 @@ impl CommitTail {
         store: Arc<dyn LogStore>,
         mut unread: watch::Receiver<u64>,
         followers: impl Fn() -> usize,
+        hand_on: impl Fn(Shown),
     ) {
         let everything = LogFilter::default();
         // Two reads at once, finding nothing, before anyone follows: each
@@ -199,7 +281,12 @@ impl CommitTail {
         }
         loop {
             if followers() == 0 {
-                self.window.write().unwrap_or_else(PoisonError::into_inner).stale = true;
+                let unshown = {
+                    let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
+                    window.stale = true;
+                    window.forget_expected()
+                };
+                hand_on(Shown { logs: Vec::new(), unshown });
                 tokio::select! {
                     () = self.wanted.notified() => {}
                     () = tokio::time::sleep(BACKSTOP) => {}
@@ -207,7 +294,9 @@ impl CommitTail {
                 continue;
             }
             unread.borrow_and_update();
-            let retry = match self.read_once(store.as_ref(), &everything).await {
+            let (outcome, shown) = self.read_once(store.as_ref(), &everything).await;
+            hand_on(shown);
+            let retry = match outcome {
                 Ok(ReadOutcome::More) => continue,
                 Ok(ReadOutcome::CaughtUp { held_back }) => held_back.then_some(HELD_BACK_RETRY),
                 Err(()) => Some(FAILED_RETRY),
@@ -220,19 +309,18 @@ impl CommitTail {
     }
 
     /// One read after the window's end; starts the window afresh from now
-    /// if it is stale.
-    async fn read_once(&self, store: &dyn LogStore, everything: &LogFilter) -> Result<ReadOutcome, ()> {
-        let (stale, after) = {
-            let window = self.window.read().unwrap_or_else(PoisonError::into_inner);
-            (window.stale, window.read_through)
+    /// if it is stale. Answers what it showed, as well.
+    async fn read_once(&self, store: &dyn LogStore, everything: &LogFilter) -> (Result<ReadOutcome, ()>, Shown) {
+        let (stale, after, read) = {
+            let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
+            window.reads += 1;
+            (window.stale, window.read_through, window.reads)
         };
+        let mut shown = Shown::default();
         let outcome = if stale {
             store.commit_horizon().await.map(|horizon| {
                 let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
-                window.logs.clear();
-                window.bytes = 0;
-                (window.start, window.read_through) = (horizon.position, horizon.position);
-                (window.stale, window.failed) = (false, false);
+                shown.unshown = window.restart(horizon.position);
                 ReadOutcome::CaughtUp { held_back: horizon.held_back() }
             })
         } else {
@@ -241,21 +329,37 @@ impl CommitTail {
                 for (position, log) in page.logs {
                     // The committer may have given it meanwhile.
                     if position > window.read_through {
-                        window.push(position, Arc::new(SharedLog::new(log)));
+                        let log = Arc::new(SharedLog::new(log));
+                        shown.logs.push(log.clone());
+                        window.push(position, log);
                     }
                 }
                 window.read_through = window.read_through.max(page.read_through);
                 window.failed = false;
+                shown.unshown = window.settle_expected(read, !page.more);
                 if page.more { ReadOutcome::More } else { ReadOutcome::CaughtUp { held_back: page.held_back } }
             })
         };
         let outcome = outcome.map_err(|error| {
-            tracing::warn!(%error, "the commit tail could not read; followers across runs read storage themselves");
-            self.window.write().unwrap_or_else(PoisonError::into_inner).failed = true;
+            tracing::warn!(%error, "the commit tail could not read; followers read storage themselves");
+            let mut window = self.window.write().unwrap_or_else(PoisonError::into_inner);
+            window.failed = true;
+            shown.unshown = window.forget_expected();
         });
         self.changed.send_modify(|changes| *changes = changes.wrapping_add(1));
-        outcome
+        (outcome, shown)
     }
+}
+
+/// What a read of the commit tail passes on to the followers of single
+/// sequences.
+#[derive(Debug, Default)]
+pub(super) struct Shown {
+    /// The logs it added to the window, in commit order.
+    pub(super) logs: Vec<Arc<SharedLog>>,
+    /// The sequences of expected appends it did not show (`None`: some,
+    /// too many to name): their followers read storage instead.
+    pub(super) unshown: Vec<Option<Vec<Uuid>>>,
 }
 
 enum ReadOutcome {
@@ -320,5 +424,36 @@ mod tests {
         unread.borrow_and_update();
         hub.committed(vec![(new_log("c"), 5)], None);
         assert!(unread.has_changed().unwrap(), "a store that cannot tell where its logs lie: the reader reads");
+    }
+
+    #[test]
+    fn expected_appends_are_shown_by_a_later_read_or_sent_to_storage() {
+        let tail = CommitTail::default();
+        let run = Uuid::now_v7();
+        assert_eq!(tail.expect(5, Some(vec![run])), Err(Some(vec![run])), "no window is kept");
+        let unshown = tail.window.write().unwrap().restart(Position::before(10));
+        assert!(unshown.is_empty());
+        assert_eq!(tail.expect(9, Some(vec![run])), Err(Some(vec![run])), "committed before the window began");
+        // Told of while the first read is under way.
+        tail.window.write().unwrap().reads = 1;
+        assert_eq!(tail.expect(10, Some(vec![run])), Ok(()));
+        assert_eq!(tail.expect(12, None), Ok(()));
+
+        let mut window = tail.window.write().unwrap();
+        window.read_through = Position::before(11);
+        assert!(window.settle_expected(1, true).is_empty(), "10 is shown; 12 came after that read began");
+        window.reads += 1;
+        assert!(window.settle_expected(2, false).is_empty(), "a full page: more reads follow at once");
+        window.reads += 1;
+        assert_eq!(window.settle_expected(3, true), [None], "12 is held back: its followers read storage");
+        assert!(window.expected.is_empty());
+        drop(window);
+
+        assert_eq!(tail.expect(10, Some(vec![run])), Ok(()), "shown already: nothing to wait for");
+        assert!(tail.window.read().unwrap().expected.is_empty());
+        assert_eq!(tail.expect(11, Some(vec![run])), Ok(()));
+        let mut window = tail.window.write().unwrap();
+        window.stale = true;
+        assert_eq!(window.forget_expected(), [Some(vec![run])], "no one follows any more");
     }
 }

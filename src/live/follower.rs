@@ -10,6 +10,7 @@
 //! only converts the events it receives.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -102,6 +103,9 @@ pub struct Followers {
     /// Followers' reads queue here rather than time out waiting for a
     /// database connection when thousands of them wake at once.
     reads: Arc<Semaphore>,
+    /// Storage reads of followers of single sequences so far: the reads
+    /// the shared tails did not spare.
+    storage_reads: Arc<AtomicU64>,
     job_run_tokens: Option<Arc<JobRunTokens>>,
     max_followers: usize,
     across: Arc<AcrossCount>,
@@ -120,13 +124,16 @@ impl Followers {
         let across = Arc::<AcrossCount>::default();
         let (tail, unread) = hub.commit_tail();
         let counted = across.clone();
-        let reader = tail.clone().read_until(store.clone(), unread, move || counted.now(), stopping.clone());
+        let handed = hub.clone();
+        let hand_on = move |shown| handed.shown_by_commit_tail(shown);
+        let reader = tail.clone().read_until(store.clone(), unread, move || counted.now(), hand_on, stopping.clone());
         tokio::spawn(reader);
         Followers {
             store,
             hub,
             heartbeat_interval: config.heartbeat_interval,
             reads: Arc::new(Semaphore::new(config.concurrent_reads.max(1))),
+            storage_reads: Arc::default(),
             job_run_tokens: config.job_run_tokens,
             max_followers: config.max_followers,
             across,
@@ -165,6 +172,11 @@ impl Followers {
         self.across.now()
     }
 
+    /// Storage reads of followers of single sequences so far.
+    pub fn storage_reads(&self) -> u64 {
+        self.storage_reads.load(Ordering::Relaxed)
+    }
+
     /// Starts following for `principal`, or refuses at once; the follow
     /// runs until the run completes, the receiver is dropped, something
     /// fails, or the server shuts down.
@@ -184,6 +196,7 @@ impl Followers {
         let follower = Follower {
             store: self.store.clone(),
             reads: self.reads.clone(),
+            storage_reads: self.storage_reads.clone(),
             heartbeat_interval: self.heartbeat_interval,
             follow,
             cursor,
@@ -222,6 +235,7 @@ impl Followers {
 struct Follower {
     store: Arc<dyn LogStore>,
     reads: Arc<Semaphore>,
+    storage_reads: Arc<AtomicU64>,
     heartbeat_interval: Duration,
     follow: Follow,
     /// Every matching log up to this seq has been delivered.
@@ -335,6 +349,7 @@ impl Follower {
     async fn read(&self) -> Result<(Option<JobRun>, Vec<Log>), FollowError> {
         // The semaphore is never closed: a permit always comes.
         let _permit = self.reads.acquire().await.ok();
+        self.storage_reads.fetch_add(1, Ordering::Relaxed);
         let run = self.store.job_run(self.follow.followed.sequence()).await?;
         let query = LogQuery {
             filter: self.follow.filter_after(self.cursor),

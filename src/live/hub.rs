@@ -3,12 +3,14 @@
 //!
 //! A wake-up carries no logs, only "look again". Followers read "after my
 //! cursor": from the shared tail when it holds the next seq, else from
-//! storage, which stays the only authority. The tail only ever holds logs
-//! this process committed, contiguous in seq order; a commit it did not see
-//! (another replica's) leaves a gap, and a follower facing a gap reads
-//! storage. So thousands of followers of one run share one copy of its tail
-//! instead of each querying the database, and a slow follower simply reads
-//! more on its next pass, from the tail or from storage.
+//! storage, which stays the only authority. The tail holds logs this
+//! process committed, and other processes' commits that the commit tail
+//! read for the follows across runs (it reads every commit while anyone
+//! follows across runs), contiguous in seq order; a commit it did not see
+//! leaves a gap, and a follower facing a gap reads storage. So thousands
+//! of followers of one run share one copy of its tail instead of each
+//! querying the database, and a slow follower simply reads more on its
+//! next pass, from the tail or from storage.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::SharedLog;
-use super::commit_tail::CommitTail;
+use super::commit_tail::{CommitTail, Shown};
 use super::shared_log::held_bytes;
 use crate::model::{Log, NewLog, SYSTEM_SEQUENCE};
 use crate::store::{ChangesElsewhere, CommitSpan};
@@ -34,11 +36,12 @@ const SEQUENCE_TAIL_BYTES: usize = 16 * 1024 * 1024;
 /// saw last.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Signal {
-    /// Commits of this process, already in the shared tail.
+    /// Commits already in the shared tail: this process's, or another's
+    /// that the commit tail read.
     pub local: u64,
-    /// Anything the tail cannot show: another replica's commits, a lost
-    /// connection's missed notifications, a completion. Followers read
-    /// storage when it moves.
+    /// Anything the tail cannot show: another replica's commits that the
+    /// commit tail does not read, a lost connection's missed notifications,
+    /// a completion. Followers read storage when it moves.
     pub storage: u64,
 }
 
@@ -82,8 +85,66 @@ pub struct Subscription {
     seen: Signal,
 }
 
-/// Logs this process committed to one sequence.
-type Committed = Vec<Log>;
+/// The followed sequences among a commit's logs, each with its logs in seq
+/// order; the rest are dropped.
+#[derive(Default)]
+struct Followed {
+    groups: Vec<(Uuid, Arc<Sequence>, Vec<Log>)>,
+}
+
+impl Followed {
+    /// The group of sequence `id`, if it is followed.
+    fn group(&mut self, registered: &HashMap<Uuid, Arc<Sequence>>, id: Uuid) -> Option<usize> {
+        if let Some(known) = self.groups.iter().position(|(known, _, _)| *known == id) {
+            return Some(known);
+        }
+        let sequence = registered.get(&id)?;
+        self.groups.push((id, sequence.clone(), Vec::new()));
+        Some(self.groups.len() - 1)
+    }
+
+    fn push(&mut self, group: usize, log: Log) {
+        self.groups[group].2.push(log);
+    }
+
+    /// Appends each group's logs to its sequence's tail, each tail keeping
+    /// `share` bytes at most, and wakes the sequence's followers if that
+    /// added any.
+    fn extend_tails(self, share: usize) {
+        for (_, sequence, logs) in self.groups {
+            let mut tail = sequence.tail.write().unwrap_or_else(PoisonError::into_inner);
+            let mut added = false;
+            for log in logs {
+                match tail.logs.back() {
+                    // Given already: the committer and the commit tail's
+                    // reads may both give this process's commits.
+                    Some(last) if last.seq >= log.seq => continue,
+                    // A gap (a commit this process has not seen): start afresh.
+                    Some(last) if last.seq + 1 != log.seq => *tail = TailLogs::default(),
+                    _ => {}
+                }
+                added = true;
+                tail.bytes += held_bytes(&log);
+                tail.logs.push_back(Arc::new(SharedLog::new(log)));
+                // The newest log stays, whatever its size.
+                while tail.bytes > share && tail.logs.len() > 1 {
+                    if let Some(oldest) = tail.logs.pop_front() {
+                        tail.bytes -= held_bytes(&oldest);
+                    }
+                }
+            }
+            drop(tail);
+            if added {
+                sequence.signal.send_modify(|signal| signal.local = signal.local.wrapping_add(1));
+            }
+        }
+    }
+}
+
+/// What each followed sequence's tail may hold.
+fn tail_share(registered: &HashMap<Uuid, Arc<Sequence>>) -> usize {
+    TAILS_BYTES.checked_div(registered.len()).unwrap_or(0).min(SEQUENCE_TAIL_BYTES)
+}
 
 /// What the shared tail says about the logs after a cursor.
 #[derive(Debug, PartialEq)]
@@ -131,59 +192,55 @@ impl Hub {
         // The commit tail's copies, when it can take them: each kind of
         // follow has its own wire form (`SharedLog`).
         let mut across = span.filter(|_| self.tail.is_live()).map(|span| (span, Vec::new()));
-        // Each followed sequence of the group with its logs; the rest are
-        // dropped.
-        let mut followed: Vec<(Uuid, Arc<Sequence>, Committed)> = Vec::new();
+        let mut followed = Followed::default();
         let share;
         {
             let sequences = self.sequences();
-            share = TAILS_BYTES.checked_div(sequences.len()).unwrap_or(0).min(SEQUENCE_TAIL_BYTES);
+            share = tail_share(&sequences);
             for (log, seq) in logs {
-                let id = log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE);
-                let known = followed.iter().position(|(known, _, _)| *known == id);
-                let index = known.or_else(|| {
-                    let sequence = sequences.get(&id)?;
-                    followed.push((id, sequence.clone(), Vec::new()));
-                    Some(followed.len() - 1)
-                });
-                if index.is_none() && across.is_none() {
-                    continue;
-                }
-                let log = Log::committed(log, seq);
-                let Some(index) = index else {
-                    if let Some((_, tail)) = &mut across {
-                        tail.push(Arc::new(SharedLog::new(log)));
-                    }
-                    continue;
-                };
-                if let Some((_, tail)) = &mut across {
-                    tail.push(Arc::new(SharedLog::new(log.clone())));
-                }
-                followed[index].2.push(log);
-            }
-        }
-        for (_, sequence, committed) in followed {
-            let mut tail = sequence.tail.write().unwrap_or_else(PoisonError::into_inner);
-            for log in committed {
-                if tail.logs.back().is_some_and(|last| last.seq + 1 != log.seq) {
-                    // A gap (another replica committed in between): start afresh.
-                    *tail = TailLogs::default();
-                }
-                tail.bytes += held_bytes(&log);
-                tail.logs.push_back(Arc::new(SharedLog::new(log)));
-                // The newest log stays, whatever its size.
-                while tail.bytes > share && tail.logs.len() > 1 {
-                    if let Some(oldest) = tail.logs.pop_front() {
-                        tail.bytes -= held_bytes(&oldest);
+                let sequence = followed.group(&sequences, log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE));
+                match (sequence, &mut across) {
+                    (None, None) => {}
+                    (None, Some((_, tail))) => tail.push(Arc::new(SharedLog::new(Log::committed(log, seq)))),
+                    (Some(group), None) => followed.push(group, Log::committed(log, seq)),
+                    (Some(group), Some((_, tail))) => {
+                        let log = Log::committed(log, seq);
+                        tail.push(Arc::new(SharedLog::new(log.clone())));
+                        followed.push(group, log);
                     }
                 }
             }
-            drop(tail);
-            sequence.signal.send_modify(|signal| signal.local = signal.local.wrapping_add(1));
         }
+        followed.extend_tails(share);
         let fed = across.is_some_and(|(span, logs)| self.tail.take(span, logs));
         if !fed {
             self.commit_tail_must_read();
+        }
+    }
+
+    /// Passes what the commit tail's read showed to the followers of single
+    /// sequences: its logs (other processes' commits, on PostgreSQL) go to
+    /// their sequences' tails, so that their followers read memory, not
+    /// storage; the followers of what it should have shown and did not read
+    /// storage.
+    pub(super) fn shown_by_commit_tail(&self, shown: Shown) {
+        let mut followed = Followed::default();
+        let share;
+        {
+            let sequences = self.sequences();
+            share = tail_share(&sequences);
+            for log in &shown.logs {
+                if let Some(group) = followed.group(&sequences, log.owner.job_run_id().unwrap_or(SYSTEM_SEQUENCE)) {
+                    followed.push(group, Log::clone(log));
+                }
+            }
+        }
+        followed.extend_tails(share);
+        for sequences in shown.unshown {
+            match sequences {
+                Some(sequences) => self.signal_storage(sequences),
+                None => self.signal_storage_everywhere(),
+            }
         }
     }
 
@@ -196,6 +253,18 @@ impl Hub {
     pub fn storage_changed(&self, sequences: impl IntoIterator<Item = Uuid>) {
         self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
         self.commit_tail_must_read();
+        self.signal_storage(sequences);
+    }
+
+    /// Tells every follower to read storage: wake-ups may have been lost
+    /// (a replica's listening connection dropped).
+    pub fn storage_changed_everywhere(&self) {
+        self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
+        self.commit_tail_must_read();
+        self.signal_storage_everywhere();
+    }
+
+    fn signal_storage(&self, sequences: impl IntoIterator<Item = Uuid>) {
         let registered = self.sequences();
         for id in sequences {
             if let Some(sequence) = registered.get(&id) {
@@ -204,11 +273,7 @@ impl Hub {
         }
     }
 
-    /// Tells every follower to read storage: wake-ups may have been lost
-    /// (a replica's listening connection dropped).
-    pub fn storage_changed_everywhere(&self) {
-        self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
-        self.commit_tail_must_read();
+    fn signal_storage_everywhere(&self) {
         for sequence in self.sequences().values() {
             sequence.signal.send_modify(|signal| signal.storage = signal.storage.wrapping_add(1));
         }
@@ -239,6 +304,19 @@ impl Hub {
 impl ChangesElsewhere for Hub {
     fn changed(&self, sequences: Vec<Uuid>) {
         self.storage_changed(sequences);
+    }
+
+    /// While the commit tail reads every commit anyway (someone follows
+    /// across runs), its read hands the logs on to the followers of their
+    /// sequences: one read for all of them, where each would read storage.
+    fn appended(&self, sequences: Option<Vec<Uuid>>, commit: i64) {
+        self.commits.send_modify(|commits| *commits = commits.wrapping_add(1));
+        self.commit_tail_must_read();
+        match self.tail.expect(commit, sequences) {
+            Ok(()) => {}
+            Err(Some(sequences)) => self.signal_storage(sequences),
+            Err(None) => self.signal_storage_everywhere(),
+        }
     }
 
     fn maybe_missed(&self) {
@@ -372,5 +450,28 @@ mod tests {
         assert_eq!((hub.followers(), hub.followed_sequences()), (1, 1));
         drop(second);
         assert_eq!((hub.followers(), hub.followed_sequences()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_commit_tails_reads_extend_the_tails_the_committer_began() {
+        let hub = Hub::new();
+        let (run, unfollowed) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut subscription = hub.subscribe(run);
+        hub.committed(vec![(new_log(run), 1), (new_log(run), 2)], None);
+        assert!(!subscription.woken().await);
+        let read = |seqs: &[(Uuid, i64)]| Shown {
+            logs: seqs.iter().map(|(id, seq)| Arc::new(SharedLog::new(Log::committed(new_log(*id), *seq)))).collect(),
+            unshown: Vec::new(),
+        };
+        // The commit tail read this process's commits too, and another's.
+        hub.shown_by_commit_tail(read(&[(run, 1), (unfollowed, 1), (run, 2), (run, 3)]));
+        let storage = tokio::time::timeout(Duration::from_secs(1), subscription.woken()).await.expect("woken");
+        assert!(!storage, "the tail shows them");
+        assert_eq!(seqs(subscription.tail_after(0, 10)), [1, 2, 3], "each seq once");
+
+        hub.shown_by_commit_tail(read(&[(run, 2), (run, 3)]));
+        assert!(!subscription.receiver.as_mut().unwrap().has_changed().unwrap(), "nothing new: no wake-up");
+        hub.shown_by_commit_tail(Shown { logs: Vec::new(), unshown: vec![Some(vec![run])] });
+        assert!(subscription.woken().await, "what the read did not show, storage does");
     }
 }

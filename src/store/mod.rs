@@ -392,8 +392,13 @@ pub use url::{check_url, redacted};
 /// reads storage again. The store knows nothing of who listens; this
 /// process's own changes are published by whoever made them.
 pub trait ChangesElsewhere: Send + Sync {
-    /// Another process changed these sequences.
+    /// Another process changed these sequences in a way other than by
+    /// appending logs (a completion, a deletion).
     fn changed(&self, sequences: Vec<Uuid>);
+    /// Another process appended logs to these sequences (`None`: to some,
+    /// too many to name) in the transaction `commit`: a read in commit
+    /// order past that commit (`Position::commit`) shows them.
+    fn appended(&self, sequences: Option<Vec<Uuid>>, commit: i64);
     /// Changes may have been missed (the listening connection dropped):
     /// every sequence may have changed.
     fn maybe_missed(&self);

@@ -241,30 +241,41 @@ pub(super) fn receipts(logs: &[&NewLog], seqs: Vec<i64>) -> Vec<Receipt> {
 /// What a notification on the commits channel says.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Notification {
-    /// This replica committed to these sequences (`None`: too many to name).
-    From { replica: Uuid, sequences: Option<Vec<Uuid>> },
+    /// This replica changed these sequences (`None`: too many to name).
+    /// `appended_by`: the change was logs appended by the transaction with
+    /// this id, which reads in commit order show; `None` for any other
+    /// change (a completion, a deletion).
+    From { replica: Uuid, sequences: Option<Vec<Uuid>>, appended_by: Option<i64> },
     /// Not a notification logwell sent; treat it as "anything may have changed".
     Unreadable,
 }
 
-/// The payload of the PostgreSQL notification for committed sequences:
-/// `replica:id,id,…`, or `replica:*` (all of them) when the ids would not fit.
-pub(super) fn notification_payload(replica: Uuid, sequences: impl Iterator<Item = Uuid>) -> String {
-    // PostgreSQL refuses payloads of 8,000 bytes or more.
+/// What the notification of a change to `sequences` is made from:
+/// `replica:id,id,…`, or `replica:*` (all of them) when the ids would not
+/// fit. An append's is `replica@%s:…`, where the database writes its
+/// transaction's id for `%s` (`format`), so that no round trip asks for it.
+pub(super) fn notification_template(replica: Uuid, sequences: impl Iterator<Item = Uuid>, append: bool) -> String {
+    // PostgreSQL refuses payloads of 8,000 bytes or more; a transaction id
+    // takes 20 at most.
     const MAX_PAYLOAD: usize = 7_900;
     let ids: Vec<String> = sequences.map(|id| id.to_string()).collect();
-    let payload = format!("{replica}:{}", ids.join(","));
-    if payload.len() > MAX_PAYLOAD { format!("{replica}:*") } else { payload }
+    let sender = if append { format!("{replica}@%s") } else { replica.to_string() };
+    let payload = format!("{sender}:{}", ids.join(","));
+    if payload.len() > MAX_PAYLOAD { format!("{sender}:*") } else { payload }
 }
 
 pub(super) fn parse_notification(payload: &str) -> Notification {
-    let parsed = payload.split_once(':').and_then(|(replica, ids)| {
+    let parsed = payload.split_once(':').and_then(|(sender, ids)| {
+        let (replica, appended_by) = match sender.split_once('@') {
+            Some((replica, transaction)) => (replica, Some(transaction.parse().ok()?)),
+            None => (sender, None),
+        };
         let replica = Uuid::try_parse(replica).ok()?;
         if ids == "*" {
-            return Some(Notification::From { replica, sequences: None });
+            return Some(Notification::From { replica, sequences: None, appended_by });
         }
         let ids: Option<Vec<Uuid>> = ids.split(',').map(|id| Uuid::try_parse(id).ok()).collect();
-        Some(Notification::From { replica, sequences: Some(ids?) })
+        Some(Notification::From { replica, sequences: Some(ids?), appended_by })
     });
     parsed.unwrap_or(Notification::Unreadable)
 }
@@ -359,14 +370,22 @@ mod tests {
     }
 
     #[test]
-    fn notifications_name_their_replica_and_sequences() {
+    fn notifications_name_their_replica_sequences_and_appending_transaction() {
         let replica = Uuid::new_v4();
         let ids = [Uuid::now_v7(), Uuid::now_v7()];
-        let payload = notification_payload(replica, ids.into_iter());
-        assert_eq!(parse_notification(&payload), Notification::From { replica, sequences: Some(ids.to_vec()) });
-        let many = notification_payload(replica, (0..300).map(|_| Uuid::now_v7()));
-        assert_eq!(many, format!("{replica}:*"));
-        assert_eq!(parse_notification(&many), Notification::From { replica, sequences: None });
+        let payload = notification_template(replica, ids.into_iter(), false);
+        let completion = Notification::From { replica, sequences: Some(ids.to_vec()), appended_by: None };
+        assert_eq!(parse_notification(&payload), completion);
+        // What `format` makes of an append's template in transaction 4711.
+        let payload = notification_template(replica, ids.into_iter(), true).replace("%s", "4711");
+        let append = Notification::From { replica, sequences: Some(ids.to_vec()), appended_by: Some(4711) };
+        assert_eq!(parse_notification(&payload), append);
+        let many = notification_template(replica, (0..300).map(|_| Uuid::now_v7()), true);
+        assert_eq!(many, format!("{replica}@%s:*"));
+        let many = many.replace("%s", &i64::MAX.to_string());
+        let some = Notification::From { replica, sequences: None, appended_by: Some(i64::MAX) };
+        assert_eq!(parse_notification(&many), some);
         assert_eq!(parse_notification("garbage"), Notification::Unreadable);
+        assert_eq!(parse_notification(&format!("{replica}@x:*")), Notification::Unreadable);
     }
 }

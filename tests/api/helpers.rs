@@ -78,6 +78,8 @@ enum Location {
     },
     /// A private cluster's own database: the cluster goes with its test.
     PrivateCluster,
+    /// Another handle's database: that handle removes it.
+    Shared,
 }
 
 impl TestDatabase {
@@ -110,6 +112,12 @@ impl TestDatabase {
         }
     }
 
+    /// Another handle on this database, for a second server (a replica);
+    /// this one still removes it.
+    pub fn shared(&self) -> TestDatabase {
+        TestDatabase { backend: self.backend, url: self.url.clone(), location: Location::Shared }
+    }
+
     /// Makes the database disappear under a running server: the SQLite data
     /// file is deleted, the PostgreSQL database dropped (its sessions killed).
     pub async fn destroy(&self) {
@@ -121,6 +129,7 @@ impl TestDatabase {
             }
             Location::PostgresDatabase { admin_url, name } => drop_postgres_database(admin_url, name).await,
             Location::PrivateCluster => panic!("stop a private cluster's server instead"),
+            Location::Shared => panic!("destroy the database through the handle that made it"),
         }
     }
 

@@ -374,6 +374,57 @@ async fn two_replicas_on_postgres_deliver_exactly_the_committed_sequence() {
     second.kill().await.expect("kill");
 }
 
+/// While a replica has a follower across runs, its commit tail reads every
+/// commit anyway, and hands another replica's logs to the followers of
+/// their runs: they get each log exactly once, in order, without reading
+/// the database at each notification. Without one, each notification sends
+/// them to the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_tail_hands_another_replicas_logs_to_run_followers() {
+    const STORAGE_READS: &str = "logwell_follower_storage_reads_total";
+    const WRITES: usize = 40;
+    let writer = TestServer::start(Backend::Postgres).await;
+    // Heartbeats read storage as a backstop: none within the test.
+    let settings = logwell::server::ServerSettings {
+        stream_heartbeat_interval: Duration::from_secs(600),
+        ..crate::helpers::test_settings()
+    };
+    let reader = TestServer::start_with(writer.database.shared(), settings).await;
+    let across = pb::FollowLogsRequest {
+        filter: Some(pb::LogFilter::default()),
+        start: Some(pb::follow_logs_request::Start::FromNow(true)),
+    };
+    let across = reader.stream().follow_logs(across).await.expect("follow across runs").into_inner();
+    let run = Uuid::now_v7();
+    let mut stream = open(&reader, follow(run, None)).await;
+    wait_for_metric(&reader, "logwell_stream_followers", 1.0).await;
+    let mut delivered = Delivered::default();
+    // Each log is written once the last has arrived: one notification each.
+    let mut write_and_receive = async |messages: std::ops::Range<usize>| {
+        for message in messages {
+            write_job_logs(&writer, run, message..message + 1).await;
+            read_stream(&mut stream, &mut delivered, |delivered| delivered.logs.len() > message).await;
+        }
+    };
+    let reads_before = reader.metric(STORAGE_READS).await;
+    write_and_receive(0..WRITES).await;
+    let reads_with_tail = reader.metric(STORAGE_READS).await - reads_before;
+    assert!(reads_with_tail < (WRITES / 4) as f64, "{reads_with_tail} storage reads for {WRITES} notifications");
+
+    drop(across);
+    wait_for_metric(&reader, "logwell_cross_run_followers", 0.0).await;
+    let reads_before = reader.metric(STORAGE_READS).await;
+    write_and_receive(WRITES..2 * WRITES).await;
+    let reads_without_tail = reader.metric(STORAGE_READS).await - reads_before;
+    assert!(reads_without_tail >= WRITES as f64, "{reads_without_tail} storage reads for {WRITES} notifications");
+
+    complete(&writer, run, pb::JobRunOutcome::Succeeded).await;
+    read_stream(&mut stream, &mut delivered, |delivered| delivered.completion.is_some()).await;
+    let total = i64::try_from(2 * WRITES).expect("a count");
+    assert_eq!(delivered.seqs(), (1..=total).collect::<Vec<_>>(), "each log once, in order");
+    assert_eq!(delivered.completion.map(|run| run.last_seq), Some(total));
+}
+
 /// Notifications sent while a replica's listening connection is down are
 /// lost; so once it has reconnected, every follower of that replica is told
 /// to re-read storage from its cursor.

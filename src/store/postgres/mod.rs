@@ -57,6 +57,15 @@ const START_JOB_RUN: &str = "INSERT INTO job_runs (id, next_seq, name, labels, s
 /// migration 0006, names it too.)
 const COMMITS_CHANNEL: &str = "logwell_commits";
 
+/// What a transaction changed, for the other replicas' followers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// It appended logs, which reads in commit order show.
+    Appended,
+    /// Anything else (a completion, a deletion): followers read storage.
+    Other,
+}
+
 /// Stores a group in one statement, so that it costs one round trip; see
 /// migration 0006.
 const APPEND: &str = "SELECT logwell_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
@@ -204,19 +213,22 @@ impl PostgresStore {
     }
 
     /// Commits `transaction`, telling the other replicas which sequences it
-    /// wrote to: one notification per transaction, since PostgreSQL
-    /// serializes the commits of transactions that notified. (This
-    /// replica's followers learn of it from whoever committed, without the round trip.)
+    /// changed, and whether by appending logs (`Change::Appended`): one
+    /// notification per transaction, since PostgreSQL serializes the
+    /// commits of transactions that notified. (This replica's followers
+    /// learn of it from whoever committed, without the round trip.)
     async fn commit_and_notify(
         &self,
         mut transaction: sqlx::Transaction<'_, sqlx::Postgres>,
         sequences: Vec<Uuid>,
+        change: Change,
     ) -> Result<(), StoreError> {
         if !sequences.is_empty() {
-            let payload = sequence::notification_payload(self.replica, sequences.into_iter());
-            sqlx::query("SELECT pg_notify($1, $2)")
+            let appended = change == Change::Appended;
+            let template = sequence::notification_template(self.replica, sequences.into_iter(), appended);
+            sqlx::query("SELECT pg_notify($1, format($2, pg_current_xact_id()))")
                 .bind(COMMITS_CHANNEL)
-                .bind(payload)
+                .bind(template)
                 .execute(&mut *transaction)
                 .await?;
         }
@@ -306,7 +318,7 @@ impl PostgresStore {
         let mut copying = transaction.copy_in_raw(copy::COPY_LOGS).await?;
         copying.send(rows).await.map_err(|error| self.refusal(error))?;
         copying.finish().await.map_err(|error| self.refusal(error))?;
-        self.commit_and_notify(transaction, demand.keys().copied().collect()).await?;
+        self.commit_and_notify(transaction, demand.keys().copied().collect(), Change::Appended).await?;
         Ok(seqs)
     }
 
@@ -318,7 +330,7 @@ impl PostgresStore {
         slots: sequence::Slots,
     ) -> Result<Vec<i64>, StoreError> {
         let metadata = logs.iter().map(|log| serde_json::to_string(&log.metadata)).collect::<Result<Vec<_>, _>>()?;
-        let notification = sequence::notification_payload(self.replica, demand.keys().copied());
+        let notification = sequence::notification_template(self.replica, demand.keys().copied(), true);
         let (firsts,): (Vec<i64>,) = reserving(APPEND, demand)
             .bind(logs.iter().map(|log| log.id).collect::<Vec<Uuid>>())
             .bind(logs.iter().map(|log| log.owner.log_type().as_str()).collect::<Vec<&str>>())
@@ -614,6 +626,9 @@ async fn forward_notifications(
         match listener.try_recv().await {
             Ok(Some(notification)) => match sequence::parse_notification(notification.payload()) {
                 sequence::Notification::From { replica: sender, .. } if sender == replica => {}
+                sequence::Notification::From { sequences, appended_by: Some(transaction), .. } => {
+                    elsewhere.appended(sequences, transaction);
+                }
                 sequence::Notification::From { sequences: Some(sequences), .. } => elsewhere.changed(sequences),
                 sequence::Notification::From { sequences: None, .. } | sequence::Notification::Unreadable => {
                     elsewhere.maybe_missed();
@@ -876,7 +891,7 @@ impl LogStore for PostgresStore {
             .await?
             .is_some();
         let run = select_job_run(&mut transaction, id).await?;
-        self.commit_and_notify(transaction, vec![id]).await?;
+        self.commit_and_notify(transaction, vec![id], Change::Other).await?;
         self.completed_runs.add(id);
         super::settle_completion(changed, run, completion)
     }
@@ -926,7 +941,7 @@ impl LogStore for PostgresStore {
             .execute(&mut *transaction)
             .await?;
         let run = select_job_run(&mut transaction, id).await?;
-        self.commit_and_notify(transaction, vec![id]).await?;
+        self.commit_and_notify(transaction, vec![id], Change::Other).await?;
         Ok(Some((run, deleted)))
     }
 
