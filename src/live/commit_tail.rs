@@ -127,9 +127,7 @@ impl Window {
             }
         }
     }
-}
 
-impl Window {
     /// Starts afresh from `horizon`, reading nothing before it.
     fn restart(&mut self, horizon: Position) -> Vec<Option<Vec<Uuid>>> {
         self.logs.clear();
@@ -146,10 +144,11 @@ impl Window {
     }
 
     /// After the read numbered `read`: forgets the expected appends it
-    /// showed and, if it `caught_up` (read all it could), answers the
-    /// sequences of those it should have shown and did not (a running
-    /// transaction holds the horizon back before them): their followers
-    /// read storage rather than wait.
+    /// showed, and answers the sequences of those that a read begun after
+    /// them should have shown and did not, if this read `caught_up` (a
+    /// running transaction holds the horizon back before them) or is the
+    /// second such (the tail is far behind): their followers read storage
+    /// rather than wait longer.
     fn settle_expected(&mut self, read: u64, caught_up: bool) -> Vec<Option<Vec<Uuid>>> {
         let read_through = self.read_through.commit;
         let mut overdue = Vec::new();
@@ -157,7 +156,8 @@ impl Window {
             if expected.commit < read_through {
                 return false;
             }
-            if caught_up && expected.reads < read {
+            let reads_since = read.saturating_sub(expected.reads);
+            if reads_since >= 2 || (caught_up && reads_since == 1) {
                 overdue.push(expected.sequences.take());
                 return false;
             }
@@ -447,6 +447,14 @@ mod tests {
         window.reads += 1;
         assert_eq!(window.settle_expected(3, true), [None], "12 is held back: its followers read storage");
         assert!(window.expected.is_empty());
+        drop(window);
+
+        assert_eq!(tail.expect(13, Some(vec![run])), Ok(()));
+        let mut window = tail.window.write().unwrap();
+        window.reads += 1;
+        assert!(window.settle_expected(4, false).is_empty(), "one full page since");
+        window.reads += 1;
+        assert_eq!(window.settle_expected(5, false), [Some(vec![run])], "two full pages: the tail is far behind");
         drop(window);
 
         assert_eq!(tail.expect(10, Some(vec![run])), Ok(()), "shown already: nothing to wait for");
