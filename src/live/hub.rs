@@ -89,29 +89,33 @@ pub struct Subscription {
 /// order; the rest are dropped.
 #[derive(Default)]
 struct Followed {
-    groups: Vec<(Uuid, Arc<Sequence>, Vec<Log>)>,
+    groups: Vec<(Arc<Sequence>, Vec<Log>)>,
+    /// Each followed sequence's place in `groups`: a read of the commit
+    /// tail may hold thousands of runs' logs.
+    places: HashMap<Uuid, usize>,
 }
 
 impl Followed {
     /// The group of sequence `id`, if it is followed.
     fn group(&mut self, registered: &HashMap<Uuid, Arc<Sequence>>, id: Uuid) -> Option<usize> {
-        if let Some(known) = self.groups.iter().position(|(known, _, _)| *known == id) {
-            return Some(known);
+        if let Some(known) = self.places.get(&id) {
+            return Some(*known);
         }
         let sequence = registered.get(&id)?;
-        self.groups.push((id, sequence.clone(), Vec::new()));
+        self.groups.push((sequence.clone(), Vec::new()));
+        self.places.insert(id, self.groups.len() - 1);
         Some(self.groups.len() - 1)
     }
 
     fn push(&mut self, group: usize, log: Log) {
-        self.groups[group].2.push(log);
+        self.groups[group].1.push(log);
     }
 
     /// Appends each group's logs to its sequence's tail, each tail keeping
     /// `share` bytes at most, and wakes the sequence's followers if that
     /// added any.
     fn extend_tails(self, share: usize) {
-        for (_, sequence, logs) in self.groups {
+        for (sequence, logs) in self.groups {
             let mut tail = sequence.tail.write().unwrap_or_else(PoisonError::into_inner);
             let mut added = false;
             for log in logs {
