@@ -155,12 +155,6 @@ pub async fn serve<I, IO, S, B>(
     graceful.shutdown().await;
 }
 
-/// How much less the kernel favours the follows runtime's threads than the
-/// server's (a nice value, 0 to 19): in the fan-out benchmark, 10 took the
-/// writer's ack p50 from 3 to 2 ms and its p99 from 21 to 15–18 ms.
-#[cfg(target_os = "linux")]
-const FOLLOWS_NICENESS: i32 = 10;
-
 /// The runtime the streams of follows run on, as many threads as the
 /// server's, each at a lower priority. Dropping it ends it without waiting
 /// for its tasks (the server ended its follows before).
@@ -173,7 +167,7 @@ impl FollowsRuntime {
     pub fn start() -> std::io::Result<FollowsRuntime> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("logwell-follows")
-            .on_thread_start(lower_priority)
+            .on_thread_start(crate::scheduling::yield_to_server)
             .enable_all()
             .build()?;
         Ok(FollowsRuntime { handle: runtime.handle().clone(), runtime: Some(runtime) })
@@ -193,20 +187,3 @@ impl Drop for FollowsRuntime {
         }
     }
 }
-
-/// Lowers the calling thread's scheduling priority: a follower's delivery
-/// can wait; a writer's acknowledgement should not.
-#[cfg(target_os = "linux")]
-fn lower_priority() {
-    // SAFETY: setpriority reads no memory of ours. On Linux, PRIO_PROCESS
-    // with a thread's id sets that thread's nice value alone.
-    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, FOLLOWS_NICENESS) } != 0;
-    if failed {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a follows thread's priority");
-    }
-}
-
-/// Elsewhere a nice value is the whole process's: the follows runtime keeps
-/// the server's priority, and only the split of the queues remains.
-#[cfg(not(target_os = "linux"))]
-fn lower_priority() {}

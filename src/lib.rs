@@ -17,6 +17,7 @@ pub mod query;
 pub mod rate_limit;
 mod reload;
 pub mod retention;
+pub mod scheduling;
 pub mod server;
 pub mod store;
 pub mod telemetry;

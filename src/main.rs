@@ -26,7 +26,15 @@ const RUNTIME_SHUTDOWN_BOUND: Duration = Duration::from_secs(1);
 const EXIT_INTERRUPTED: i32 = 130;
 
 fn main() -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // This thread opens the store: its SQLite connections' threads inherit
+    // the short slices; the runtime's threads take the default back. A
+    // kernel without custom slices leaves the default everywhere.
+    let _ = logwell::scheduling::favour_latency();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(logwell::scheduling::share_fairly)
+        .build()
+        .context("cannot start the async runtime")?;
     let result = runtime.block_on(run());
     // Whatever a stuck client still holds must not keep the process alive.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_BOUND);

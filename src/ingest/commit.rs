@@ -110,6 +110,8 @@ impl Ingest {
         let (done, finished) = oneshot::channel();
         let commit_until = closing.clone();
         std::thread::Builder::new().name("logwell-committer".into()).spawn(move || {
+            // Where the kernel refuses, the committer keeps the default slice.
+            let _ = crate::scheduling::favour_latency();
             runtime.block_on(committer.commit_forever(receiver, commit_until));
             let _ = done.send(());
         })?;
