@@ -16,8 +16,8 @@
 //! - The follows runtime's threads yield: a lower priority (nice 10), so
 //!   the kernel gives the server's threads the CPU first.
 //!
-//! A thread inherits all this from the thread that creates it. Where the
-//! kernel has no custom slices the slice request fails and only the
+//! A thread inherits all this from the thread that creates it. A kernel
+//! without custom slices ignores or refuses the request, and only the
 //! priorities remain; elsewhere than Linux nothing changes.
 
 /// The slice the write path's threads ask for: the shortest the kernel
@@ -32,8 +32,8 @@ const SERVER_SLICE_NANOS: u64 = 100_000;
 const FOLLOWS_NICENESS: i32 = 10;
 
 /// Asks short slices for the calling thread, and so for the threads it
-/// creates. An error says the kernel refused (it has no custom slices):
-/// the thread keeps the default.
+/// creates. A kernel without custom slices ignores the request or, with
+/// an error, refuses it: the thread keeps the default.
 pub fn favour_latency() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     linux::change(|attributes| attributes.runtime = SERVER_SLICE_NANOS)?;
