@@ -383,7 +383,11 @@ async fn two_replicas_on_postgres_deliver_exactly_the_committed_sequence() {
 async fn the_commit_tail_hands_another_replicas_logs_to_run_followers() {
     const STORAGE_READS: &str = "logwell_follower_storage_reads_total";
     const WRITES: usize = 40;
-    let writer = TestServer::start(Backend::Postgres).await;
+    // A cluster of its own: every transaction running in a cluster, other
+    // tests' included, holds back what reads in commit order can show.
+    let cluster = crate::postgres_cluster::PrivateCluster::start();
+    let database = crate::helpers::TestDatabase::on_private_cluster(&cluster);
+    let writer = TestServer::start_with(database, crate::helpers::test_settings()).await;
     // Heartbeats read storage as a backstop: none within the test.
     let settings = logwell::server::ServerSettings {
         stream_heartbeat_interval: Duration::from_secs(600),
@@ -406,21 +410,36 @@ async fn the_commit_tail_hands_another_replicas_logs_to_run_followers() {
             read_stream(&mut stream, &mut delivered, |delivered| delivered.logs.len() > message).await;
         }
     };
+    // The commit tail starts its window once the follow across runs has
+    // arrived; notifications before send the run's followers to storage.
+    let mut written = 0;
+    loop {
+        let reads_before = reader.metric(STORAGE_READS).await;
+        write_and_receive(written..written + 1).await;
+        written += 1;
+        if reader.metric(STORAGE_READS).await == reads_before {
+            break;
+        }
+        assert!(written < 100, "every notification sent the run follower to storage");
+    }
+
     let reads_before = reader.metric(STORAGE_READS).await;
-    write_and_receive(0..WRITES).await;
+    write_and_receive(written..written + WRITES).await;
     let reads_with_tail = reader.metric(STORAGE_READS).await - reads_before;
     assert!(reads_with_tail < (WRITES / 4) as f64, "{reads_with_tail} storage reads for {WRITES} notifications");
+    written += WRITES;
 
     drop(across);
     wait_for_metric(&reader, "logwell_cross_run_followers", 0.0).await;
     let reads_before = reader.metric(STORAGE_READS).await;
-    write_and_receive(WRITES..2 * WRITES).await;
+    write_and_receive(written..written + WRITES).await;
     let reads_without_tail = reader.metric(STORAGE_READS).await - reads_before;
     assert!(reads_without_tail >= WRITES as f64, "{reads_without_tail} storage reads for {WRITES} notifications");
+    written += WRITES;
 
     complete(&writer, run, pb::JobRunOutcome::Succeeded).await;
     read_stream(&mut stream, &mut delivered, |delivered| delivered.completion.is_some()).await;
-    let total = i64::try_from(2 * WRITES).expect("a count");
+    let total = i64::try_from(written).expect("a count");
     assert_eq!(delivered.seqs(), (1..=total).collect::<Vec<_>>(), "each log once, in order");
     assert_eq!(delivered.completion.map(|run| run.last_seq), Some(total));
 }
